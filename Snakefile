@@ -1,0 +1,29 @@
+# skysift: survey data to deep-learning science, reproducibly.
+#
+#   make demo                      # the embedded demo, end to end, with report
+#   snakemake -n                   # what would run (default profile: profiles/default)
+#   snakemake --report results/report.html
+#
+# The configuration is validated against workflow/schemas/config.schema.yaml
+# before any job is scheduled (see workflow/rules/common.smk).
+
+from snakemake.utils import min_version
+
+min_version("9")
+
+
+configfile: "config/config.yaml"
+
+
+report: "workflow/report/workflow.rst"
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/simulate.smk"
+include: "workflow/rules/provenance.smk"
+
+
+rule all:
+    input:
+        all_targets(),
+    default_target: True

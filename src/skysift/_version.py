@@ -1,0 +1,3 @@
+"""Single source of the skysift version (read by pyproject.toml)."""
+
+__version__ = "0.1.0"

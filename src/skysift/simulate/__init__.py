@@ -1,0 +1,1 @@
+"""Simulators that make the inputs of training sets and tests (star fields, ...)."""

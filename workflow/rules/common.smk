@@ -1,0 +1,90 @@
+# Helpers shared by all rule files (configuration validation, paths, seeds) and
+# the command that calls the skysift CLI. Rules stay thin and call `skysift`.
+
+import sys
+from pathlib import Path
+
+SRC_DIR = Path(workflow.basedir) / "src"
+sys.path.insert(0, str(SRC_DIR))
+
+from skysift.config import derive_seed, load_schema, read_pairs_table, validate_config  # noqa: E402
+from skysift.errors import ConfigError  # noqa: E402
+from skysift.provenance import config_hash  # noqa: E402
+
+SCHEMA_PATH = Path(workflow.basedir) / "workflow" / "schemas" / "config.schema.yaml"
+
+try:
+    _validated = validate_config(
+        config, load_schema(SCHEMA_PATH), base_dir=Path.cwd(), source="configuration (" + ", ".join(map(str, workflow.configfiles)) + " + --config)"
+    )
+except ConfigError as error:
+    sys.stderr.write(f"skysift: {error}\n")
+    raise SystemExit(1)
+config.clear()
+config.update(_validated)
+
+RESULTS = Path(config["results_dir"]).as_posix()
+LOGS = "logs"
+CONFIG_HASH = config_hash(config)
+# Rules run `python -m skysift` from this checkout's source tree, so a job uses
+# the code of the checkout that scheduled it, in a venv or in a conda env alike.
+SKYSIFT_CLI = f"PYTHONPATH={SRC_DIR}${{PYTHONPATH:+:$PYTHONPATH}} python -m skysift"
+
+
+def provenance_flags(rule_name):
+    """Command-line flags that stamp a product with its rule and config hash."""
+    return f"--rule {rule_name} --config-hash {CONFIG_HASH}"
+
+
+def cli_flags(options):
+    """Turn a mapping of parameters into `--key-name value` flags."""
+    return " ".join(f"--{key.replace('_', '-')} {value}" for key, value in options.items())
+
+
+def simulated_pair_ids():
+    """Identifiers of the pairs the demo simulates (sim00, sim01, ...)."""
+    n_pairs = config["simulate"]["pairs"]["n_pairs"]
+    return [f"sim{index:02d}" for index in range(n_pairs)]
+
+
+def table_pairs():
+    """Pairs listed in the configured pairs table (empty if none)."""
+    table = config["inputs"]["pairs_table"]
+    if not table:
+        return {}
+    try:
+        rows = read_pairs_table(table, base_dir=Path.cwd())
+    except ConfigError as error:
+        sys.stderr.write(f"skysift: {error}\n")
+        raise SystemExit(1)
+    return {row["pair_id"]: row for row in rows}
+
+
+def pair_seed(pair_id):
+    return derive_seed(config["seed"], "simulate_pair", pair_id)
+
+
+def simulation_options():
+    """Field parameters for `skysift simulate pair`, from config simulate.pairs."""
+    options = dict(config["simulate"]["pairs"])
+    options.pop("n_pairs")
+    return options
+
+
+def simulated_products():
+    return expand(
+        f"{RESULTS}/simulate/{{pair}}/{{product}}",
+        pair=simulated_pair_ids(),
+        product=["reference.fits", "science.fits", "truth.h5", "stars.ecsv"],
+    )
+
+
+def all_products():
+    """Every data product of the run, for the provenance summary."""
+    return simulated_products()
+
+
+def all_targets():
+    targets = expand(f"{RESULTS}/simulate/{{pair}}/preview.png", pair=simulated_pair_ids())
+    targets += [f"{RESULTS}/provenance/summary.json", f"{RESULTS}/provenance/summary.html"]
+    return targets

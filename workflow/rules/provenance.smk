@@ -1,0 +1,27 @@
+# Stage: provenance of the run, summarised for the report.
+
+
+rule provenance_summary:
+    input:
+        all_products(),
+    output:
+        json=f"{RESULTS}/provenance/summary.json",
+        html=report(
+            f"{RESULTS}/provenance/summary.html",
+            caption="../report/provenance_summary.rst",
+            category="9. Provenance",
+            labels={"table": "products and their provenance"},
+        ),
+    params:
+        skysift=SKYSIFT_CLI,
+        run_name=config["run_name"],
+    log:
+        f"{LOGS}/provenance_summary.log",
+    conda:
+        "../../envs/provenance.yaml"
+    resources:
+        mem_mb=1000,
+        runtime=10,
+    shell:
+        "{params.skysift} provenance summary {input} --json {output.json} --html {output.html} "
+        "--run-name {params.run_name} > {log} 2>&1"
