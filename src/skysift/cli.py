@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
 import sys
 import typing
 from collections.abc import Sequence
@@ -119,6 +120,77 @@ def _cmd_provenance_summary(arguments: argparse.Namespace) -> int:
     return 0
 
 
+def _train_config_from_arguments(arguments: argparse.Namespace) -> Any:
+    """TrainConfig from defaults, then the --config YAML, then explicit flags."""
+    from skysift.config import read_yaml
+    from skysift.errors import ConfigError
+    from skysift.train.config import TrainConfig
+
+    values: dict[str, Any] = {}
+    if arguments.config is not None:
+        loaded = read_yaml(arguments.config) or {}
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"{arguments.config}: a training configuration must be a mapping")
+        known = {f.name for f in dataclasses.fields(TrainConfig)}
+        unknown = sorted(set(loaded) - known)
+        if unknown:
+            raise ConfigError(f"{arguments.config}: unknown training key(s) {', '.join(unknown)}; allowed: {', '.join(sorted(known))}")
+        values.update(loaded)
+    for item in dataclasses.fields(TrainConfig):
+        given = getattr(arguments, item.name, None)
+        if given is not None:
+            values[item.name] = given
+    if arguments.model_json is not None:
+        try:
+            values["model"] = {**values.get("model", {}), **json.loads(arguments.model_json)}
+        except json.JSONDecodeError as exc:
+            raise ConfigError(f"--model-json: not valid JSON ({exc})") from exc
+    try:
+        return TrainConfig(**values)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"training configuration: {exc}") from exc
+
+
+def _import_plugins(modules: Sequence[str]) -> None:
+    import importlib
+
+    for module in modules:
+        importlib.import_module(module)
+
+
+def _cmd_train(arguments: argparse.Namespace) -> int:
+    from skysift.train.trainer import TrainingInterrupted, train
+
+    _import_plugins(arguments.plugin)
+    config = _train_config_from_arguments(arguments)
+    try:
+        train(arguments.task, arguments.product, arguments.outdir, config,
+              rule=arguments.rule or "train", config_digest=arguments.config_hash)
+    except TrainingInterrupted as interrupted:
+        log.warning("%s", interrupted)
+        return 128 + interrupted.signum
+    return 0
+
+
+def _cmd_score(arguments: argparse.Namespace) -> int:
+    from skysift.train.inference import score_product
+
+    _import_plugins(arguments.plugin)
+    score_product(arguments.model, arguments.product, arguments.out, catalogue_path=arguments.catalogue,
+                  split=arguments.split, batch_size=arguments.batch_size, device=arguments.device,
+                  rule=arguments.rule or "score", config_digest=arguments.config_hash)
+    return 0
+
+
+def _cmd_launch(arguments: argparse.Namespace) -> int:
+    from skysift.train.launch import launch_command
+
+    command = launch_command(arguments.nproc, arguments.command_args)
+    log.info("launching: %s", " ".join(command))
+    os.execvp(command[0], command)
+    return 0  # pragma: no cover - replaced by exec
+
+
 # ---------------------------------------------------------------------------
 # parser
 # ---------------------------------------------------------------------------
@@ -205,6 +277,70 @@ def build_parser() -> argparse.ArgumentParser:
     summary.add_argument("--html", required=True, type=Path, help="output HTML table")
     summary.add_argument("--run-name", default="", help="name of the run")
     summary.set_defaults(handler=_cmd_provenance_summary)
+
+    # train -------------------------------------------------------------------
+    from skysift.train.config import TrainConfig
+
+    train_parser = commands.add_parser(
+        "train",
+        help="train a task's model on a training-set product (python, torchrun or srun)",
+        description=(
+            "Train the model of a task on an HDF5 training-set product. Runs unchanged under python, "
+            "torchrun and srun (process group from the environment: gloo on CPU, NCCL on GPU), with "
+            "bf16 autocast on GPU. A checkpoint is written atomically every epoch, and on SIGTERM or "
+            "SIGUSR1 at the end of the current step (exit status 128+signal); rerunning the same command "
+            "resumes exactly. Writes model.pt, model_card.json, metrics.csv and training_curve.png. "
+            "Settings: defaults < --config YAML < explicit options."
+        ),
+    )
+    train_parser.add_argument("--task", required=True, help="task name (see skysift.train.tasks; unknown names are reported with the known ones)")
+    train_parser.add_argument("--product", required=True, type=Path, help="training-set HDF5 product")
+    train_parser.add_argument("--outdir", required=True, type=Path, help="output directory (also holds the checkpoint)")
+    train_parser.add_argument("--config", type=Path, default=None, help="YAML file of training settings (TrainConfig fields)")
+    train_parser.add_argument("--model-json", default=None, help='model keyword arguments as JSON, e.g. \'{"width": 16}\'')
+    train_parser.add_argument("--plugin", action="append", default=[], help="import this module first (it may register tasks)")
+    group = train_parser.add_argument_group("training settings (skysift.train.trainer.TrainConfig)")
+    hints = typing.get_type_hints(TrainConfig)
+    for item in dataclasses.fields(TrainConfig):
+        if item.name == "model":
+            continue
+        kind = hints[item.name]
+        group.add_argument("--" + item.name.replace("_", "-"), type=_parse_bool if kind is bool else kind, default=None,
+                           help=f"(default {item.default})")
+    _add_provenance_arguments(train_parser)
+    train_parser.set_defaults(handler=_cmd_train)
+
+    score_parser = commands.add_parser(
+        "score",
+        help="score a product with a trained model; ranked catalogue out",
+        description=(
+            "Run a trained model over an HDF5 product in batches (CPU or GPU) and write the scores as a "
+            "product (the input table plus index, score and rank) and optionally a catalogue sorted by score."
+        ),
+    )
+    score_parser.add_argument("--model", required=True, type=Path, help="directory of model.pt and model_card.json")
+    score_parser.add_argument("--product", required=True, type=Path, help="HDF5 product to score")
+    score_parser.add_argument("--out", required=True, type=Path, help="output scores product (.h5)")
+    score_parser.add_argument("--catalogue", type=Path, default=None, help="also write the ranked table as ECSV")
+    score_parser.add_argument("--split", default="all", choices=["all", "train", "val", "test"], help="score one split of the training product")
+    score_parser.add_argument("--batch-size", type=int, default=512)
+    score_parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    score_parser.add_argument("--plugin", action="append", default=[], help="import this module first (it may register tasks)")
+    _add_provenance_arguments(score_parser)
+    score_parser.set_defaults(handler=_cmd_score)
+
+    launch_parser = commands.add_parser(
+        "launch",
+        help="run a skysift command on N processes (torchrun locally, srun under SLURM)",
+        description=(
+            "Start NPROC copies of a skysift command for distributed training: inside a SLURM allocation "
+            "with several tasks it uses srun, otherwise torchrun --standalone; with NPROC=1 it runs the "
+            "command directly. Example: skysift launch --nproc 2 -- train --task lens --product p.h5 --outdir m"
+        ),
+    )
+    launch_parser.add_argument("--nproc", type=int, default=1, help="number of processes (GPUs)")
+    launch_parser.add_argument("command_args", nargs=argparse.REMAINDER, help="the skysift command and its arguments (after --)")
+    launch_parser.set_defaults(handler=_cmd_launch)
 
     return parser
 

@@ -1,0 +1,1 @@
+"""The shared trainer: one entry point for every task, on CPU, GPU and SLURM clusters."""

@@ -1,0 +1,110 @@
+"""The tasks the shared trainer knows: which arrays feed which model.
+
+A :class:`TaskSpec` names the product arrays a model takes (in order), the
+label column, the function that builds the model, and optional per-batch
+augmentation. Every model follows one contract: ``forward(*inputs)`` takes
+float32 tensors with the batch first and returns logits of shape ``(N,)``
+(binary classification: 1 = real transient, lens, planet or signal).
+Models are referenced as ``"module:function"`` and imported only when used.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from skysift.errors import ConfigError
+
+__all__ = ["TASKS", "TaskSpec", "get_task", "register_task", "rot90_flip"]
+
+
+def _resolve(reference: str | Callable[..., Any]) -> Callable[..., Any]:
+    if callable(reference):
+        return reference
+    module_name, _, attribute = reference.partition(":")
+    return getattr(importlib.import_module(module_name), attribute)
+
+
+def rot90_flip(inputs: tuple[torch.Tensor, ...], generator: torch.Generator) -> tuple[torch.Tensor, ...]:
+    """Random rotation by multiples of 90 degrees and flips of image batches (N, C, H, W).
+
+    The dihedral group of the square leaves a point source or a lens
+    statistically unchanged (Deep-HiTS, Cabrera-Vives et al. 2017); each sample
+    gets its own of the 8 transformations, drawn from ``generator``.
+    """
+    augmented = []
+    for batch in inputs:
+        choice = torch.randint(0, 8, (batch.shape[0],), generator=generator)
+        out = batch.clone()
+        for k in range(4):
+            for flip in (False, True):
+                selected = choice == (2 * k + int(flip))
+                if selected.any():
+                    part = torch.rot90(batch[selected], k, dims=(-2, -1))
+                    out[selected] = torch.flip(part, dims=(-1,)) if flip else part
+        augmented.append(out)
+    return tuple(augmented)
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    """What the trainer needs to know about one task.
+
+    Attributes
+    ----------
+    name : str
+        Task name used on the command line.
+    inputs : tuple of str
+        Product arrays (``/data/<name>``) passed to ``forward`` in order.
+    model : str or callable
+        ``"module:function"`` (or a callable) returning an ``nn.Module``; called
+        with the ``model`` keyword arguments of the training configuration.
+    label : str
+        Label column in ``/samples``.
+    augment : str or callable, optional
+        ``(inputs, generator) -> inputs`` applied to training batches only.
+    description : str
+        One line for ``--help``.
+    """
+
+    name: str
+    inputs: tuple[str, ...]
+    model: str | Callable[..., torch.nn.Module]
+    label: str = "label"
+    augment: str | Callable[..., tuple[torch.Tensor, ...]] | None = None
+    description: str = ""
+    model_defaults: dict[str, Any] = field(default_factory=dict)
+
+    def build_model(self, **kwargs: Any) -> torch.nn.Module:
+        """Build the task's model (defaults updated by ``kwargs``)."""
+        return _resolve(self.model)(**{**self.model_defaults, **kwargs})
+
+    def augmentation(self) -> Callable[..., tuple[torch.Tensor, ...]] | None:
+        return None if self.augment is None else _resolve(self.augment)
+
+
+TASKS: dict[str, TaskSpec] = {}
+
+
+def register_task(spec: TaskSpec) -> TaskSpec:
+    """Add (or replace) a task in the registry."""
+    TASKS[spec.name] = spec
+    return spec
+
+
+def get_task(name: str) -> TaskSpec:
+    """Look a task up by name.
+
+    Raises
+    ------
+    ConfigError
+        Naming the known tasks.
+    """
+    try:
+        return TASKS[name]
+    except KeyError:
+        raise ConfigError(f"unknown task {name!r}; known tasks: {', '.join(sorted(TASKS)) or 'none'}") from None
