@@ -1,0 +1,185 @@
+"""Pixel masks for image differencing: saturation, non-finite pixels, edges, bad pixels.
+
+Every mask is a boolean array, ``True`` where a pixel must not be trusted.
+Masked pixels are filled (with the local background) before any Fourier
+transform, because a NaN or a clipped stellar core would otherwise spread over
+the whole difference image, and they are excluded from detection afterwards.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+from scipy import ndimage
+
+__all__ = [
+    "combine_masks",
+    "edge_mask",
+    "fill_masked",
+    "grow_mask",
+    "nonfinite_mask",
+    "saturation_level",
+    "saturation_mask",
+]
+
+#: Header keywords that carry the saturation level, in order of preference.
+SATURATION_KEYWORDS = ("SATURATE", "SATURATA", "SATURATB", "SATLEVEL")
+
+
+def grow_mask(mask: np.ndarray, radius: int) -> np.ndarray:
+    """Dilate a boolean mask by a disc of ``radius`` pixels.
+
+    Parameters
+    ----------
+    mask : numpy.ndarray of bool
+        Mask to grow.
+    radius : int
+        Radius of the disc (pixels); 0 returns a copy.
+
+    Returns
+    -------
+    numpy.ndarray of bool
+    """
+    mask = np.asarray(mask, dtype=bool)
+    if radius <= 0 or not mask.any():
+        return mask.copy()
+    offsets = np.arange(-radius, radius + 1)
+    disc = offsets[:, None] ** 2 + offsets[None, :] ** 2 <= radius**2
+    return ndimage.binary_dilation(mask, structure=disc)
+
+
+def saturation_level(header: Mapping[str, Any] | None, default: float | None = None) -> float | None:
+    """Return the saturation level from a FITS header, or ``default``.
+
+    Several amplifiers may report levels (DECam ``SATURATA``/``SATURATB``); the
+    lowest is used so that no amplifier's clipped pixels escape the mask.
+
+    Parameters
+    ----------
+    header : mapping or None
+        FITS header.
+    default : float, optional
+        Returned when no keyword is present.
+
+    Returns
+    -------
+    float or None
+    """
+    if default is not None:
+        return float(default)
+    if header is None:
+        return None
+    if "SATURATE" in header:
+        return float(header["SATURATE"])
+    levels = [float(header[key]) for key in SATURATION_KEYWORDS if key in header]
+    return min(levels) if levels else None
+
+
+def saturation_mask(data: np.ndarray, level: float | None, *, grow: int = 3, grow_factor: float = 0.0) -> np.ndarray:
+    """Mask pixels at or above the saturation level, grown around each saturated region.
+
+    Parameters
+    ----------
+    data : numpy.ndarray
+        Image.
+    level : float or None
+        Saturation level in the image's units; None masks nothing.
+    grow : int
+        Fixed dilation (pixels): the pixels around a clipped core hold
+        charge-bleed and non-linear signal as well.
+    grow_factor : float
+        Extra dilation, in units of each saturated region's equivalent radius
+        ``sqrt(area / pi)``: a star saturated over a larger area is brighter,
+        and its wings stay too bright to subtract cleanly further out.
+
+    Returns
+    -------
+    numpy.ndarray of bool
+    """
+    if level is None:
+        return np.zeros(data.shape, dtype=bool)
+    with np.errstate(invalid="ignore"):
+        saturated = np.asarray(data) >= level
+    if not saturated.any():
+        return saturated
+    if grow_factor <= 0:
+        return grow_mask(saturated, grow)
+    labels, n_regions = ndimage.label(saturated)
+    areas = ndimage.sum_labels(saturated, labels, index=np.arange(1, n_regions + 1))
+    reach = np.concatenate([[0.0], grow + grow_factor * np.sqrt(areas / np.pi)])
+    # Distance of every pixel to its nearest saturated pixel, and which region that is.
+    distance, (rows, cols) = ndimage.distance_transform_edt(~saturated, return_indices=True)
+    return distance <= reach[labels[rows, cols]]
+
+
+def nonfinite_mask(data: np.ndarray) -> np.ndarray:
+    """Mask NaN and infinite pixels."""
+    return ~np.isfinite(data)
+
+
+def edge_mask(shape: tuple[int, int], width: int) -> np.ndarray:
+    """Mask a border ``width`` pixels wide around an image of ``shape``."""
+    mask = np.zeros(shape, dtype=bool)
+    if width > 0:
+        mask[:width, :] = True
+        mask[-width:, :] = True
+        mask[:, :width] = True
+        mask[:, -width:] = True
+    return mask
+
+
+def combine_masks(*masks: np.ndarray | None, shape: tuple[int, int]) -> np.ndarray:
+    """Return the union (logical or) of masks, ignoring ``None`` entries.
+
+    Parameters
+    ----------
+    *masks : numpy.ndarray or None
+        Boolean masks (non-zero means bad) of the same ``shape``.
+    shape : (int, int)
+        Image shape, used when every mask is None and to check the others.
+
+    Returns
+    -------
+    numpy.ndarray of bool
+
+    Raises
+    ------
+    ValueError
+        If a mask has another shape.
+    """
+    combined = np.zeros(shape, dtype=bool)
+    for mask in masks:
+        if mask is None:
+            continue
+        mask = np.asarray(mask)
+        if mask.shape != tuple(shape):
+            raise ValueError(f"mask shape {mask.shape} differs from image shape {tuple(shape)}")
+        combined |= mask != 0
+    return combined
+
+
+def fill_masked(data: np.ndarray, mask: np.ndarray, fill: np.ndarray | float = 0.0) -> np.ndarray:
+    """Return a copy of ``data`` with masked pixels replaced by ``fill``.
+
+    Parameters
+    ----------
+    data : numpy.ndarray
+        Image.
+    mask : numpy.ndarray of bool
+        Pixels to replace.
+    fill : float or numpy.ndarray
+        Replacement value, or an image of replacement values (the background
+        model, so that the filled pixels carry no signal into the FFTs).
+
+    Returns
+    -------
+    numpy.ndarray
+    """
+    filled = np.array(data, dtype=np.float64, copy=True)
+    if np.ndim(fill) == 0:
+        filled[mask] = float(fill)
+    else:
+        filled[mask] = np.asarray(fill)[mask]
+    return filled

@@ -1,0 +1,525 @@
+"""End-to-end image differencing: masks, backgrounds, registration, PSFs, ZOGY, detection.
+
+:func:`difference_images` is pure (FitsImage objects in, arrays and a table
+out); :func:`run_diffim` is the thin runner that reads the files, calls it and
+writes the products with :mod:`skysift.io`, all or nothing.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from astropy.table import Table
+
+from skysift.diffim.background import BackgroundEstimate, estimate_background
+from skysift.diffim.detect import detect_candidates
+from skysift.diffim.fluxscale import FluxScale, flux_scale
+from skysift.diffim.masks import combine_masks, edge_mask, nonfinite_mask, saturation_level, saturation_mask
+from skysift.diffim.psf import PsfGrid, estimate_psf_grid, psf_fwhm, select_psf_stars
+from skysift.diffim.registration import Registration, register, reproject_to_grid
+from skysift.diffim.stars import find_stars
+from skysift.diffim.zogy import ZogyResult, zogy, zogy_grid
+from skysift.errors import InputDataError
+from skysift.io import FitsImage, atomic_output, read_fits_image, write_fits_image
+from skysift.log import get_logger
+from skysift.provenance import Provenance
+
+__all__ = ["DiffimOptions", "DiffimResult", "difference_images", "run_diffim"]
+
+_log = get_logger(__name__)
+
+#: Names of the files :func:`run_diffim` writes, by product key.
+PRODUCT_FILES = {
+    "difference": "difference.fits",
+    "scorr": "scorr.fits",
+    "fpsf": "fpsf.fits",
+    "fpsf_err": "fpsf_err.fits",
+    "candidates": "candidates.ecsv",
+    "preview": "preview.png",
+}
+
+
+@dataclass(frozen=True)
+class DiffimOptions:
+    """Settings of :func:`difference_images`.
+
+    Attributes
+    ----------
+    threshold : float
+        Detection threshold on ``|S_corr|`` (sigma).
+    psf_grid : int
+        PSFs are solved on ``psf_grid`` x ``psf_grid`` cells and ZOGY is run per
+        cell (1: one PSF per image).
+    psf_size : int or None
+        Odd PSF stamp side; None picks about 8 FWHM.
+    fwhm_guess : float
+        Starting FWHM (pixels) for star finding; refined from the data.
+    refine_wcs : bool
+        Refine the WCS alignment with matched stars (affine fit).
+    match_radius : float
+        Star-matching radius (pixels) after the WCS prior.
+    saturation : float or None
+        Saturation level (image units) for both images; None reads ``SATURATE``
+        (or the lowest ``SATURATA``/``SATURATB``) from each header.
+    saturation_grow : int
+        Saturated pixels are grown by this many pixels...
+    saturation_grow_factor : float
+        ...plus this many times the equivalent radius of each saturated
+        region, because the wings of a brighter star stay unusable further out.
+    edge_width : int
+        Border (pixels) of the science image excluded from detection.
+    deblend : bool
+        Deblend connected detections.
+    npixels : int
+        Minimum connected pixels of a detection.
+    background_box : int
+        Box size (pixels) of the background mesh.
+    gain_science, gain_reference : float or None
+        Electrons per image unit, for the sources' Poisson variance; None reads
+        ``GAIN`` from the header, else 1 (images in electrons).
+    source_noise : bool
+        Include the sources' Poisson noise in ``S_corr`` (eq. 26 of ZOGY).
+    astrometric_noise : bool
+        Include the registration noise term (eqs. 30-33), with the standard
+        error of the fitted transform as sigma.
+    interpolation_order : int
+        Spline order when resampling the reference.
+    """
+
+    threshold: float = 5.0
+    psf_grid: int = 1
+    psf_size: int | None = None
+    fwhm_guess: float = 3.0
+    refine_wcs: bool = True
+    match_radius: float = 3.0
+    saturation: float | None = None
+    saturation_grow: int = 3
+    saturation_grow_factor: float = 2.0
+    edge_width: int = 10
+    deblend: bool = True
+    npixels: int = 5
+    background_box: int = 64
+    gain_science: float | None = None
+    gain_reference: float | None = None
+    source_noise: bool = True
+    astrometric_noise: bool = True
+    interpolation_order: int = 3
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the options as a JSON-serialisable dict (for config hashes)."""
+        return asdict(self)
+
+
+@dataclass
+class DiffimResult:
+    """Everything :func:`difference_images` computed (images on the science grid).
+
+    Attributes
+    ----------
+    science : numpy.ndarray
+        Background-subtracted science image, masked pixels set to 0.
+    reference_aligned : numpy.ndarray
+        Background-subtracted reference resampled onto the science grid.
+    difference : numpy.ndarray
+        ZOGY proper difference ``D`` (unit variance).
+    score : numpy.ndarray
+        ZOGY score ``S``.
+    score_corr : numpy.ndarray
+        ``S_corr`` (sigma units), NaN where masked.
+    flux_psf, flux_psf_err : numpy.ndarray
+        PSF flux of a point source at each pixel and its error (science units).
+    mask : numpy.ndarray of bool
+        Pixels excluded from detection.
+    saturated : numpy.ndarray of bool
+        Saturated pixels of either image (science grid).
+    psf_science, psf_reference : PsfGrid
+        Estimated PSFs (the reference's on the science grid).
+    psf_difference : numpy.ndarray
+        PSF of ``D`` (one stamp, or one per cell).
+    registration : Registration
+        Alignment details; ``registration.rms_residual`` is in pixels.
+    flux_scale : FluxScale
+        ``F_n / F_r`` from matched stars.
+    sigma_science, sigma_reference : float
+        Background noise per pixel of each image (own units).
+    candidates : astropy.table.Table
+        Detections (see :func:`~skysift.diffim.detect.detect_candidates`).
+    """
+
+    science: np.ndarray
+    reference_aligned: np.ndarray
+    difference: np.ndarray
+    score: np.ndarray
+    score_corr: np.ndarray
+    flux_psf: np.ndarray
+    flux_psf_err: np.ndarray
+    mask: np.ndarray
+    saturated: np.ndarray
+    psf_science: PsfGrid
+    psf_reference: PsfGrid
+    psf_difference: np.ndarray
+    registration: Registration
+    flux_scale: FluxScale
+    sigma_science: float
+    sigma_reference: float
+    candidates: Table
+
+    @property
+    def registration_rms(self) -> float:
+        """RMS registration residual (pixels)."""
+        return self.registration.rms_residual
+
+
+def _check_image(image: FitsImage, user_mask: np.ndarray | None) -> None:
+    if image.data.ndim != 2:
+        raise InputDataError(f"{image.path}: expected a 2-D image, got shape {image.data.shape}")
+    if image.wcs is None:
+        raise InputDataError(f"{image.path}: no celestial WCS in the header")
+    if not np.isfinite(image.data).any():
+        raise InputDataError(f"{image.path}: every pixel is NaN or infinite")
+    if user_mask is not None and np.shape(user_mask) != image.data.shape:
+        raise InputDataError(f"{image.path}: bad-pixel mask shape {np.shape(user_mask)} differs from image shape {image.data.shape}")
+
+
+def _gain(header: Mapping[str, Any], override: float | None) -> float:
+    if override is not None:
+        return float(override)
+    try:
+        gain = float(header.get("GAIN", 1.0))
+    except (TypeError, ValueError):
+        return 1.0
+    return gain if np.isfinite(gain) and gain > 0 else 1.0
+
+
+@dataclass
+class _Prepared:
+    data: np.ndarray  # background subtracted, bad pixels 0
+    bad: np.ndarray
+    saturated: np.ndarray
+    background: BackgroundEstimate
+
+
+def _prepare(image: FitsImage, user_mask: np.ndarray | None, options: DiffimOptions) -> _Prepared:
+    _check_image(image, user_mask)
+    level = saturation_level(image.header, options.saturation)
+    saturated = saturation_mask(image.data, level, grow=options.saturation_grow, grow_factor=options.saturation_grow_factor)
+    bad = combine_masks(nonfinite_mask(image.data), saturated, user_mask, shape=image.data.shape)
+    if bad.all():
+        raise InputDataError(f"{image.path}: every pixel is masked (saturated, NaN or flagged bad)")
+    background = estimate_background(image.data, bad, box_size=options.background_box)
+    # NaN and saturated pixels become background (0 after subtraction) so that
+    # the FFTs see no spikes; they stay in the mask for detection.
+    data = np.where(bad, 0.0, image.data - background.background)
+    return _Prepared(data=data, bad=bad, saturated=saturated, background=background)
+
+
+def difference_images(
+    science: FitsImage,
+    reference: FitsImage,
+    *,
+    science_mask: np.ndarray | None = None,
+    reference_mask: np.ndarray | None = None,
+    options: DiffimOptions = DiffimOptions(),
+) -> DiffimResult:
+    """Subtract ``reference`` from ``science`` with ZOGY and detect transients.
+
+    Parameters
+    ----------
+    science, reference : FitsImage
+        Images with celestial WCSs (from :func:`skysift.io.read_fits_image`).
+    science_mask, reference_mask : numpy.ndarray, optional
+        Bad-pixel masks (non-zero = bad), each in its image's frame.
+    options : DiffimOptions
+        Settings.
+
+    Returns
+    -------
+    DiffimResult
+
+    Raises
+    ------
+    InputDataError
+        Missing WCS, wrong dimensions, all-NaN data, a mask of the wrong shape,
+        footprints that do not overlap, or no stars for the PSF; the message
+        names the file(s).
+
+    Notes
+    -----
+    Steps: masks (saturation, NaN, user) and mesh backgrounds per image; the
+    reference is aligned to the science grid (WCS prior refined by an affine
+    fit to matched stars); PSFs are measured from both images on the science
+    grid; ``F_n / F_r`` comes from aperture photometry of the PSF stars;
+    variance images include the sources' Poisson noise; ZOGY (Zackay, Ofek &
+    Gal-Yam 2016) gives ``D``, ``S``, ``S_corr`` and PSF fluxes; candidates are
+    regions of ``|S_corr|`` above ``options.threshold``.
+    """
+    sci = _prepare(science, science_mask, options)
+    ref = _prepare(reference, reference_mask, options)
+    science_name, reference_name = str(science.path), str(reference.path)
+
+    fwhm = options.fwhm_guess
+    science_stars = find_stars(sci.data, sci.background.sigma, mask=sci.bad, fwhm=fwhm, threshold=10.0)
+    reference_stars = find_stars(ref.data, ref.background.sigma, mask=ref.bad, fwhm=fwhm, threshold=10.0)
+    registration = register(
+        sci.data,
+        ref.data,
+        science.wcs,
+        reference.wcs,
+        science_stars=science_stars,
+        reference_stars=reference_stars,
+        reference_mask=ref.bad,
+        refine=options.refine_wcs,
+        match_radius=options.match_radius,
+        order=options.interpolation_order,
+        science_name=science_name,
+        reference_name=reference_name,
+    )
+    map_x, map_y = registration.map_x, registration.map_y
+    reference_saturated, _ = reproject_to_grid(ref.saturated.astype(np.float64), map_x, map_y, order=1)
+    saturated = sci.saturated | (reference_saturated > 0.01)
+    # The reference noise is measured before resampling: interpolation lowers
+    # the per-pixel variance but not the low-frequency power that the ZOGY
+    # filters pass, so the native-frame value is the one S_corr needs.
+    reference_rms, outside = reproject_to_grid(ref.background.rms, map_x, map_y, order=1)
+    reference_rms[outside] = ref.background.sigma
+
+    mask = sci.bad | registration.footprint_mask | edge_mask(sci.data.shape, options.edge_width)
+    if mask.all():
+        raise InputDataError(f"{science_name} and {reference_name}: no unmasked pixel in the overlap")
+    new = np.where(mask, 0.0, sci.data)
+    aligned = np.where(mask, 0.0, registration.aligned)
+
+    psf_science = estimate_psf_grid(
+        new, sci.background.sigma, mask=mask | saturated, grid=options.psf_grid,
+        fwhm_guess=fwhm, size=options.psf_size, name=science_name,
+    )
+    size = psf_science.psfs.shape[-1]
+    psf_reference = estimate_psf_grid(
+        aligned, ref.background.sigma, mask=mask | saturated, grid=options.psf_grid,
+        fwhm_guess=fwhm, size=size, name=reference_name,
+    )
+    fwhm_science = psf_fwhm(psf_science.mean_psf)
+    fwhm_reference = psf_fwhm(psf_reference.mean_psf)
+
+    stars = find_stars(new, sci.background.sigma, mask=mask | saturated, fwhm=fwhm_science, threshold=10.0)
+    calibrators = select_psf_stars(stars, new.shape, size, min_snr=20.0)
+    if len(calibrators) < 3:
+        calibrators = stars[stars["snr"] >= 10.0][:200]
+    scale = flux_scale(
+        new, aligned, calibrators["x"], calibrators["y"], psf_science.mean_psf, psf_reference.mean_psf,
+        radius=3.0 * max(fwhm_science, fwhm_reference),
+        sigma_science=sci.background.sigma, sigma_reference=ref.background.sigma, name=science_name,
+    )
+    _log.info("flux scale F_n/F_r = %.4f +- %.4f from %d stars", scale.ratio, scale.error, scale.n_stars)
+
+    variance_new = sci.background.rms**2
+    variance_reference = reference_rms**2
+    if options.source_noise:
+        variance_new = variance_new + np.maximum(new, 0.0) / _gain(science.header, options.gain_science)
+        variance_reference = variance_reference + np.maximum(aligned, 0.0) / _gain(reference.header, options.gain_reference)
+    astrometric_sigma = (0.0, 0.0)
+    if options.astrometric_noise and registration.n_matched > 0 and np.isfinite(registration.rms_residual):
+        # Per-axis standard error of the fitted transform: rms distance / sqrt(2 n).
+        per_axis = registration.rms_residual / np.sqrt(2.0 * registration.n_matched)
+        astrometric_sigma = (per_axis, per_axis)
+    common = dict(
+        flux_new=scale.ratio,
+        flux_reference=1.0,
+        variance_new=variance_new,
+        variance_reference=variance_reference,
+        astrometric_sigma=astrometric_sigma,
+    )
+    result: ZogyResult
+    if options.psf_grid == 1:
+        result = zogy(
+            new, aligned, psf_science.psfs[0, 0], psf_reference.psfs[0, 0], sci.background.sigma, ref.background.sigma, **common
+        )
+    else:
+        result = zogy_grid(
+            new, aligned, psf_science.psfs, psf_reference.psfs, psf_science.y_edges, psf_science.x_edges,
+            sci.background.sigma, ref.background.sigma, **common,
+        )
+    candidates = detect_candidates(
+        result.score_corr,
+        threshold=options.threshold,
+        mask=mask,
+        saturated=saturated,
+        flux=result.flux_psf,
+        flux_err=result.flux_psf_err,
+        wcs=science.wcs,
+        npixels=options.npixels,
+        deblend=options.deblend,
+    )
+    _log.info("%s: %d candidates above %.1f sigma", science_name, len(candidates), options.threshold)
+    score_corr = np.where(mask, np.nan, result.score_corr)
+    return DiffimResult(
+        science=new,
+        reference_aligned=aligned,
+        difference=result.difference,
+        score=result.score,
+        score_corr=score_corr,
+        flux_psf=result.flux_psf,
+        flux_psf_err=result.flux_psf_err,
+        mask=mask,
+        saturated=saturated,
+        psf_science=psf_science,
+        psf_reference=psf_reference,
+        psf_difference=result.psf_difference,
+        registration=registration,
+        flux_scale=scale,
+        sigma_science=sci.background.sigma,
+        sigma_reference=ref.background.sigma,
+        candidates=candidates,
+    )
+
+
+def _read_mask(path: str | os.PathLike[str] | None, image: FitsImage) -> np.ndarray | None:
+    if path is None:
+        return None
+    mask_image = read_fits_image(path, allow_all_nan=True)
+    if mask_image.data.shape != image.data.shape:
+        raise InputDataError(
+            f"{mask_image.path}: mask shape {mask_image.data.shape} differs from {image.path} shape {image.data.shape}"
+        )
+    # Non-zero means bad; a NaN in a mask is bad too.
+    return ~np.isfinite(mask_image.data) | (np.nan_to_num(mask_image.data) != 0)
+
+
+def render_preview(result: DiffimResult) -> bytes:
+    """Render the 4-panel PNG preview (science, aligned reference, D, S_corr) with candidates circled.
+
+    Parameters
+    ----------
+    result : DiffimResult
+
+    Returns
+    -------
+    bytes
+        PNG file content.
+    """
+    from astropy.visualization import AsinhStretch, ImageNormalize, LinearStretch, ZScaleInterval
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+    from matplotlib.patches import Circle
+
+    panels = (
+        ("science", result.science, AsinhStretch()),
+        ("reference (aligned)", result.reference_aligned, AsinhStretch()),
+        ("difference D", result.difference, LinearStretch()),
+        ("S_corr", np.nan_to_num(result.score_corr), LinearStretch()),
+    )
+    figure = Figure(figsize=(12, 3.4), dpi=100)
+    FigureCanvasAgg(figure)
+    for index, (title, image, stretch) in enumerate(panels, start=1):
+        axes = figure.add_subplot(1, 4, index)
+        norm = ImageNormalize(image, interval=ZScaleInterval(), stretch=stretch)
+        axes.imshow(image, origin="lower", cmap="gray", norm=norm, interpolation="nearest")
+        for row in result.candidates:
+            axes.add_patch(Circle((row["x"], row["y"]), radius=8, fill=False, color="red" if row["scorr"] > 0 else "cyan", lw=0.8))
+        axes.set_title(title, fontsize=9)
+        axes.set_xticks([])
+        axes.set_yticks([])
+    figure.tight_layout()
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png")
+    return buffer.getvalue()
+
+
+def run_diffim(
+    science_path: str | os.PathLike[str],
+    reference_path: str | os.PathLike[str],
+    outdir: str | os.PathLike[str],
+    *,
+    science_mask_path: str | os.PathLike[str] | None = None,
+    reference_mask_path: str | os.PathLike[str] | None = None,
+    options: DiffimOptions = DiffimOptions(),
+    rule: str = "diffim",
+    config_digest: str = "",
+    seed: int | None = None,
+) -> dict[str, Path]:
+    """Read a science/reference pair, difference them and write the products.
+
+    Parameters
+    ----------
+    science_path, reference_path : str or path-like
+        FITS images with celestial WCSs.
+    outdir : str or path-like
+        Output directory (created if needed).
+    science_mask_path, reference_mask_path : str or path-like, optional
+        FITS bad-pixel masks (non-zero = bad), same shape as their images.
+    options : DiffimOptions
+        Settings.
+    rule : str
+        Rule name for the provenance block.
+    config_digest : str
+        Configuration hash for the provenance block.
+    seed : int, optional
+        Recorded in the provenance (the computation is deterministic).
+
+    Returns
+    -------
+    dict of str to pathlib.Path
+        ``difference``, ``scorr``, ``fpsf``, ``fpsf_err`` (FITS),
+        ``candidates`` (ECSV) and ``preview`` (PNG).
+
+    Raises
+    ------
+    FileNotFoundError
+        If an input does not exist.
+    InputDataError
+        For unusable input (see :func:`difference_images`).
+
+    Notes
+    -----
+    Everything is computed before the first write, every file is written
+    atomically, and if a write fails the files already written by this call
+    are removed, so a failed run leaves no partial product set.
+    """
+    science = read_fits_image(science_path, require_wcs=True)
+    reference = read_fits_image(reference_path, require_wcs=True)
+    science_mask = _read_mask(science_mask_path, science)
+    reference_mask = _read_mask(reference_mask_path, reference)
+    result = difference_images(
+        science, reference, science_mask=science_mask, reference_mask=reference_mask, options=options
+    )
+    preview = render_preview(result)
+    inputs = [Path(science_path), Path(reference_path)]
+    inputs += [Path(p) for p in (science_mask_path, reference_mask_path) if p is not None]
+    provenance = Provenance.collect(rule=rule, inputs=inputs, config_digest=config_digest, seed=seed)
+    header = {
+        "DIFFALGO": ("ZOGY", "Zackay, Ofek & Gal-Yam 2016, ApJ 830, 27"),
+        "FLUXSCL": (result.flux_scale.ratio, "F_n / F_r from matched stars"),
+        "REGRMS": (float(np.nan_to_num(result.registration_rms, nan=-1.0)), "registration rms residual (pix)"),
+        "SIGSCI": (result.sigma_science, "science background sigma"),
+        "SIGREF": (result.sigma_reference, "reference background sigma"),
+    }
+    outdir = Path(outdir)
+    paths = {key: outdir / name for key, name in PRODUCT_FILES.items()}
+    images = {
+        "difference": (result.difference.astype(np.float32), None),
+        "scorr": (result.score_corr.astype(np.float32), None),
+        "fpsf": (result.flux_psf.astype(np.float32), science.header.get("BUNIT")),
+        "fpsf_err": (result.flux_psf_err.astype(np.float32), science.header.get("BUNIT")),
+    }
+    written: list[Path] = []
+    try:
+        for key, (image, unit) in images.items():
+            write_fits_image(paths[key], image, provenance=provenance, wcs=science.wcs, header=header, unit=unit)
+            written.append(paths[key])
+        with atomic_output(paths["candidates"]) as temporary:
+            result.candidates.write(temporary, format="ascii.ecsv")
+        written.append(paths["candidates"])
+        with atomic_output(paths["preview"]) as temporary:
+            temporary.write_bytes(preview)
+        written.append(paths["preview"])
+    except BaseException:
+        for path in written:
+            path.unlink(missing_ok=True)
+        raise
+    return paths

@@ -1,0 +1,417 @@
+"""Registration: map the reference onto the science pixel grid.
+
+The prior comes from the two WCSs (pixel -> world -> pixel, evaluated on a
+coarse grid and interpolated, which is exact for smooth distortions and fast).
+It is refined by matching stars detected in both images and fitting an affine
+correction with iterative outlier rejection; the RMS of the matched residuals
+measures the registration quality.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from astropy.wcs import WCS
+from scipy import ndimage
+from scipy.spatial import cKDTree
+
+from skysift.errors import InputDataError
+from skysift.log import get_logger
+
+__all__ = [
+    "AffineTransform",
+    "Registration",
+    "fit_affine",
+    "match_positions",
+    "register",
+    "reproject_to_grid",
+    "science_to_reference_map",
+    "vote_offset",
+]
+
+_log = get_logger(__name__)
+
+
+@dataclass(frozen=True)
+class AffineTransform:
+    """``(x', y') = matrix @ (x, y) + offset`` in 0-based pixels."""
+
+    matrix: np.ndarray
+    offset: np.ndarray
+
+    @classmethod
+    def identity(cls) -> AffineTransform:
+        """The transform that changes nothing."""
+        return cls(np.eye(2), np.zeros(2))
+
+    def __call__(self, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Apply the transform to coordinate arrays."""
+        xp = self.matrix[0, 0] * x + self.matrix[0, 1] * y + self.offset[0]
+        yp = self.matrix[1, 0] * x + self.matrix[1, 1] * y + self.offset[1]
+        return xp, yp
+
+    @property
+    def rotation_deg(self) -> float:
+        """Rotation angle (degrees) of the similarity closest to ``matrix``."""
+        return float(np.degrees(np.arctan2(self.matrix[1, 0] - self.matrix[0, 1], self.matrix[0, 0] + self.matrix[1, 1])))
+
+    @property
+    def scale(self) -> float:
+        """Mean linear scale (square root of the determinant)."""
+        return float(np.sqrt(abs(np.linalg.det(self.matrix))))
+
+
+@dataclass
+class Registration:
+    """Result of :func:`register`.
+
+    Attributes
+    ----------
+    aligned : numpy.ndarray
+        Reference resampled onto the science grid (0 outside the footprint).
+    footprint_mask : numpy.ndarray of bool
+        True where the science pixel maps outside the reference (or onto
+        reference pixels that were masked).
+    map_x, map_y : numpy.ndarray
+        Reference pixel coordinates of every science pixel.
+    correction : AffineTransform
+        Star-fitted correction applied in the science frame before the WCS map.
+    rms_residual : float
+        RMS distance (pixels) between matched science stars and the mapped
+        reference stars after the fit (NaN when no refinement was done).
+    n_matched : int
+        Stars used in the final fit.
+    pixel_area_ratio : float
+        Reference pixel area over science pixel area: the resampled image is
+        multiplied by its inverse so that fluxes are conserved.
+    """
+
+    aligned: np.ndarray
+    footprint_mask: np.ndarray
+    map_x: np.ndarray
+    map_y: np.ndarray
+    correction: AffineTransform
+    rms_residual: float
+    n_matched: int
+    pixel_area_ratio: float
+
+
+def science_to_reference_map(
+    science_wcs: WCS,
+    reference_wcs: WCS,
+    shape: tuple[int, int],
+    *,
+    correction: AffineTransform | None = None,
+    step: int = 32,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Reference pixel coordinates of every science pixel, through the sky.
+
+    Parameters
+    ----------
+    science_wcs, reference_wcs : astropy.wcs.WCS
+        Celestial WCSs.
+    shape : (int, int)
+        Science image shape.
+    correction : AffineTransform, optional
+        Applied to science pixel coordinates first (the star-fitted refinement).
+    step : int
+        Spacing of the coarse grid on which the WCSs are evaluated; the map is
+        interpolated (bilinear) in between. Distortions vary on scales of
+        hundreds of pixels, so 32 is far finer than needed.
+
+    Returns
+    -------
+    map_x, map_y : numpy.ndarray
+        Arrays of ``shape``.
+    """
+    ny, nx = shape
+    correction = correction or AffineTransform.identity()
+    n_y = max(2, int(np.ceil((ny - 1) / step)) + 1)
+    n_x = max(2, int(np.ceil((nx - 1) / step)) + 1)
+    ys = np.linspace(0.0, ny - 1, n_y)
+    xs = np.linspace(0.0, nx - 1, n_x)
+    gx, gy = np.meshgrid(xs, ys)
+    cx, cy = correction(gx, gy)
+    world = science_wcs.pixel_to_world_values(cx, cy)
+    rx, ry = reference_wcs.world_to_pixel_values(*world)
+    # The coarse grid is uniform, so full-resolution pixels sit at fractional
+    # grid indices. Bilinear interpolation reproduces an affine map exactly
+    # everywhere, edges included (a cubic spline's boundary conditions do
+    # not), and field distortions are far too smooth to need more.
+    yy = np.arange(ny) * ((n_y - 1) / max(ny - 1, 1))
+    xx = np.arange(nx) * ((n_x - 1) / max(nx - 1, 1))
+    index = np.array(np.meshgrid(yy, xx, indexing="ij"))
+    map_x = ndimage.map_coordinates(np.asarray(rx, dtype=np.float64), index, order=1, mode="nearest")
+    map_y = ndimage.map_coordinates(np.asarray(ry, dtype=np.float64), index, order=1, mode="nearest")
+    return map_x, map_y
+
+
+def reproject_to_grid(
+    image: np.ndarray,
+    map_x: np.ndarray,
+    map_y: np.ndarray,
+    *,
+    mask: np.ndarray | None = None,
+    order: int = 3,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Resample ``image`` at the pixel coordinates ``(map_x, map_y)``.
+
+    Parameters
+    ----------
+    image : numpy.ndarray
+        Image to resample (masked pixels should already be filled).
+    map_x, map_y : numpy.ndarray
+        Where to sample, in ``image`` pixel coordinates.
+    mask : numpy.ndarray of bool, optional
+        Bad pixels of ``image``; an output pixel is flagged if its
+        interpolation touched one.
+    order : int
+        Spline order of :func:`scipy.ndimage.map_coordinates`.
+
+    Returns
+    -------
+    resampled : numpy.ndarray
+        0 where the output falls outside ``image``.
+    outside : numpy.ndarray of bool
+        True outside the footprint of ``image`` or on its masked pixels.
+    """
+    ny, nx = image.shape
+    coordinates = np.array([map_y, map_x])
+    resampled = ndimage.map_coordinates(image, coordinates, order=order, mode="constant", cval=0.0, prefilter=True)
+    outside = (map_x < 0) | (map_x > nx - 1) | (map_y < 0) | (map_y > ny - 1)
+    if mask is not None and np.any(mask):
+        touched = ndimage.map_coordinates(np.asarray(mask, dtype=np.float64), coordinates, order=1, mode="constant", cval=1.0)
+        outside |= touched > 0.01
+    resampled[outside] = 0.0
+    return resampled, outside
+
+
+def vote_offset(
+    x_a: np.ndarray, y_a: np.ndarray, x_b: np.ndarray, y_b: np.ndarray, *, max_offset: float = 50.0, bin_size: float = 1.0
+) -> tuple[float, float]:
+    """Most common offset ``b - a`` over all pairs of positions (a 2-D histogram vote).
+
+    Robust to a WCS prior that is off by more than the matching radius:
+    true pairs all agree on the offset, chance pairs spread over the histogram.
+
+    Returns
+    -------
+    dx, dy : float
+        Offset to add to ``a`` to land on ``b``.
+    """
+    dx = (x_b[None, :] - x_a[:, None]).ravel()
+    dy = (y_b[None, :] - y_a[:, None]).ravel()
+    near = (np.abs(dx) <= max_offset) & (np.abs(dy) <= max_offset)
+    if not near.any():
+        return 0.0, 0.0
+    edges = np.arange(-max_offset, max_offset + bin_size, bin_size)
+    histogram, _, _ = np.histogram2d(dx[near], dy[near], bins=[edges, edges])
+    histogram = ndimage.uniform_filter(histogram, 3, mode="constant")  # a true peak may straddle bins
+    i, j = np.unravel_index(np.argmax(histogram), histogram.shape)
+    centre_x, centre_y = edges[i] + bin_size / 2, edges[j] + bin_size / 2
+    close = near & (np.abs(dx - centre_x) <= 2 * bin_size) & (np.abs(dy - centre_y) <= 2 * bin_size)
+    return float(np.median(dx[close])), float(np.median(dy[close]))
+
+
+def match_positions(
+    x_a: np.ndarray, y_a: np.ndarray, x_b: np.ndarray, y_b: np.ndarray, *, radius: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """Mutual nearest-neighbour matches between two position lists within ``radius``.
+
+    Returns
+    -------
+    index_a, index_b : numpy.ndarray of int
+        Matched indices.
+    """
+    if len(x_a) == 0 or len(x_b) == 0:
+        return np.zeros(0, int), np.zeros(0, int)
+    tree_b = cKDTree(np.column_stack([x_b, y_b]))
+    distance_ab, nearest_b = tree_b.query(np.column_stack([x_a, y_a]), distance_upper_bound=radius)
+    tree_a = cKDTree(np.column_stack([x_a, y_a]))
+    _, nearest_a = tree_a.query(np.column_stack([x_b, y_b]), distance_upper_bound=radius)
+    index_a = np.nonzero(np.isfinite(distance_ab))[0]
+    index_b = nearest_b[index_a]
+    mutual = nearest_a[index_b] == index_a
+    return index_a[mutual], index_b[mutual]
+
+
+def fit_affine(
+    x_from: np.ndarray,
+    y_from: np.ndarray,
+    x_to: np.ndarray,
+    y_to: np.ndarray,
+    *,
+    clip_sigma: float = 3.0,
+    max_iterations: int = 10,
+) -> tuple[AffineTransform, np.ndarray, float]:
+    """Least-squares affine transform with iterative sigma clipping of the residuals.
+
+    Parameters
+    ----------
+    x_from, y_from, x_to, y_to : numpy.ndarray
+        Matched positions.
+    clip_sigma : float
+        Pairs whose residual exceeds ``clip_sigma`` times the robust RMS are rejected.
+    max_iterations : int
+        Maximum number of fit-and-clip rounds.
+
+    Returns
+    -------
+    transform : AffineTransform
+        Maps ``from`` onto ``to``.
+    used : numpy.ndarray of bool
+        Pairs kept in the final fit.
+    rms : float
+        RMS residual distance (pixels) of the kept pairs.
+
+    Raises
+    ------
+    ValueError
+        With fewer than 3 pairs.
+    """
+    n = len(x_from)
+    if n < 3:
+        raise ValueError(f"an affine fit needs at least 3 matched stars, got {n}")
+    used = np.ones(n, dtype=bool)
+    design = np.column_stack([x_from, y_from, np.ones(n)])
+    targets = np.column_stack([x_to, y_to])
+    for _ in range(max_iterations):
+        coefficients, *_ = np.linalg.lstsq(design[used], targets[used], rcond=None)
+        residual = np.hypot(*(design @ coefficients - targets).T)
+        # Clip on the residual distance relative to its RMS: a 2-D Gaussian
+        # error makes the distance Rayleigh-distributed, whose tail beyond
+        # 3 RMS holds about 1e-4 of the good pairs.
+        scale = np.sqrt(np.mean(residual[used] ** 2))
+        keep = residual <= max(clip_sigma * scale, 1e-6)
+        if keep.sum() < 3 or np.array_equal(keep, used):
+            break
+        used = keep
+    coefficients, *_ = np.linalg.lstsq(design[used], targets[used], rcond=None)
+    residual = np.hypot(*(design @ coefficients - targets).T)
+    transform = AffineTransform(matrix=coefficients[:2].T.copy(), offset=coefficients[2].copy())
+    return transform, used, float(np.sqrt(np.mean(residual[used] ** 2)))
+
+
+def _footprint_overlap(science_wcs: WCS, reference_wcs: WCS, science_shape, reference_shape) -> float:
+    map_x, map_y = science_to_reference_map(science_wcs, reference_wcs, science_shape, step=max(8, min(science_shape) // 16))
+    ny, nx = reference_shape
+    inside = (map_x >= 0) & (map_x <= nx - 1) & (map_y >= 0) & (map_y <= ny - 1)
+    return float(inside.mean())
+
+
+def register(
+    science: np.ndarray,
+    reference: np.ndarray,
+    science_wcs: WCS,
+    reference_wcs: WCS,
+    *,
+    science_stars=None,
+    reference_stars=None,
+    reference_mask: np.ndarray | None = None,
+    refine: bool = True,
+    match_radius: float = 3.0,
+    min_matches: int = 6,
+    min_fit_snr: float = 50.0,
+    order: int = 3,
+    science_name: str = "science",
+    reference_name: str = "reference",
+) -> Registration:
+    """Align the reference to the science grid: WCS prior, star-matched affine refinement, resampling.
+
+    Parameters
+    ----------
+    science, reference : numpy.ndarray
+        Background-subtracted images (masked pixels filled).
+    science_wcs, reference_wcs : astropy.wcs.WCS
+        Their celestial WCSs.
+    science_stars, reference_stars : astropy.table.Table, optional
+        Stars (``x``, ``y``, brightest first) in each image's own frame, from
+        :func:`~skysift.diffim.stars.find_stars`; needed when ``refine``.
+    reference_mask : numpy.ndarray of bool, optional
+        Bad reference pixels, propagated into ``footprint_mask``.
+    refine : bool
+        Fit the star-matched correction; otherwise trust the WCSs.
+    match_radius : float
+        Matching radius (pixels) after the WCS prior and the offset vote.
+    min_matches : int
+        Below this many matches the WCS prior is kept (and a warning logged).
+    min_fit_snr : float
+        Only pairs detected above this S/N in both images enter the fit, if
+        at least ``min_matches`` of them exist.
+    order : int
+        Spline order of the resampling.
+    science_name, reference_name : str
+        File names for error messages.
+
+    Returns
+    -------
+    Registration
+
+    Raises
+    ------
+    InputDataError
+        If the footprints do not overlap (message names both files).
+
+    Notes
+    -----
+    The correction is fitted in the science frame: reference stars are mapped
+    through the WCSs into science pixels, and the affine ``A`` that takes the
+    observed science positions onto those predictions is found; science pixel
+    ``p`` then samples the reference at ``WCS_ref^-1(WCS_sci(A p))``.
+    """
+    overlap = _footprint_overlap(science_wcs, reference_wcs, science.shape, reference.shape)
+    if overlap <= 0.0:
+        raise InputDataError(
+            f"{science_name} and {reference_name}: footprints do not overlap (no science pixel maps inside the reference)"
+        )
+    if overlap < 0.5:
+        _log.warning("%s and %s overlap over only %.0f%% of the science image", science_name, reference_name, 100 * overlap)
+    correction = AffineTransform.identity()
+    rms = float("nan")
+    n_matched = 0
+    if refine and science_stars is not None and reference_stars is not None and len(science_stars) and len(reference_stars):
+        # Reference star positions predicted in the science frame by the WCSs.
+        world = reference_wcs.pixel_to_world_values(np.asarray(reference_stars["x"]), np.asarray(reference_stars["y"]))
+        x_pred, y_pred = science_wcs.world_to_pixel_values(*world)
+        x_sci, y_sci = np.asarray(science_stars["x"]), np.asarray(science_stars["y"])
+        bright = slice(0, 200)
+        dx, dy = vote_offset(x_sci[bright], y_sci[bright], x_pred[bright], y_pred[bright])
+        index_sci, index_ref = match_positions(x_sci + dx, y_sci + dy, x_pred, y_pred, radius=match_radius)
+        # Centroid noise of faint stars would dominate both the fit and the
+        # reported residual; use the well-measured ones when there are enough.
+        snr = np.minimum(np.asarray(science_stars["snr"])[index_sci], np.asarray(reference_stars["snr"])[index_ref])
+        if np.count_nonzero(snr >= min_fit_snr) >= min_matches:
+            index_sci, index_ref = index_sci[snr >= min_fit_snr], index_ref[snr >= min_fit_snr]
+        if len(index_sci) >= min_matches:
+            correction, used, rms = fit_affine(x_sci[index_sci], y_sci[index_sci], x_pred[index_ref], y_pred[index_ref])
+            n_matched = int(used.sum())
+            _log.info(
+                "registration: %d stars matched, rms %.3f px, rotation %.4f deg, scale %.5f",
+                n_matched, rms, correction.rotation_deg, correction.scale,
+            )
+        else:
+            _log.warning(
+                "%s and %s: only %d stars matched; keeping the WCS alignment", science_name, reference_name, len(index_sci)
+            )
+    map_x, map_y = science_to_reference_map(science_wcs, reference_wcs, science.shape, correction=correction)
+    # Local Jacobian of the map at the centre: reference pixels per science pixel.
+    cy, cx = science.shape[0] // 2, science.shape[1] // 2
+    jacobian = np.array(
+        [[map_x[cy, cx + 1] - map_x[cy, cx], map_x[cy + 1, cx] - map_x[cy, cx]],
+         [map_y[cy, cx + 1] - map_y[cy, cx], map_y[cy + 1, cx] - map_y[cy, cx]]]
+    )
+    area_ratio = float(abs(np.linalg.det(jacobian)))  # reference pixels per science pixel
+    aligned, outside = reproject_to_grid(reference, map_x, map_y, mask=reference_mask, order=order)
+    # A science pixel covers area_ratio reference pixels, so it collects that much more flux.
+    aligned *= area_ratio
+    return Registration(
+        aligned=aligned,
+        footprint_mask=outside,
+        map_x=map_x,
+        map_y=map_y,
+        correction=correction,
+        rms_residual=rms,
+        n_matched=n_matched,
+        pixel_area_ratio=1.0 / area_ratio if area_ratio > 0 else float("nan"),
+    )
