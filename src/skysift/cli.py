@@ -55,10 +55,24 @@ def add_dataclass_arguments(parser: argparse.ArgumentParser, cls: type, title: s
     for item in dataclasses.fields(cls):
         kind = hints[item.name]
         flag = "--" + item.name.replace("_", "-")
-        if kind is bool:
-            group.add_argument(flag, type=_parse_bool, default=item.default, metavar="BOOL", help=f"(default {item.default})")
-        else:
-            group.add_argument(flag, type=kind, default=item.default, help=f"(default {item.default})")
+        optional = False
+        arguments = [a for a in typing.get_args(kind) if a is not type(None)]
+        if type(None) in typing.get_args(kind) and len(arguments) == 1:
+            kind, optional = arguments[0], True
+        parse = _parse_bool if kind is bool else kind
+        if optional:
+            parse = _optional(parse)
+        metavar = "BOOL" if kind is bool else None
+        group.add_argument(flag, type=parse, default=item.default, metavar=metavar,
+                           help=f"(default {item.default}{'; none for automatic' if optional else ''})")
+
+
+def _optional(parse: Any) -> Any:
+    def parse_or_none(text: str) -> Any:
+        return None if text.strip().lower() in ("none", "null", "") else parse(text)
+
+    parse_or_none.__name__ = getattr(parse, "__name__", "value")
+    return parse_or_none
 
 
 def _parse_bool(text: str) -> bool:
@@ -101,6 +115,18 @@ def _cmd_simulate_pair(arguments: argparse.Namespace) -> int:
         pair_id=arguments.pair_id,
         rule=arguments.rule or "simulate_pair",
         config_digest=arguments.config_hash,
+    )
+    return 0
+
+
+def _cmd_diffim(arguments: argparse.Namespace) -> int:
+    from skysift.diffim.pipeline import DiffimOptions, run_diffim
+
+    options = dataclass_from_arguments(DiffimOptions, arguments)
+    run_diffim(
+        arguments.science, arguments.reference, arguments.outdir,
+        science_mask_path=arguments.science_mask, reference_mask_path=arguments.reference_mask,
+        options=options, rule=arguments.rule or "diffim", config_digest=arguments.config_hash,
     )
     return 0
 
@@ -254,6 +280,29 @@ def build_parser() -> argparse.ArgumentParser:
     add_dataclass_arguments(pair, FieldSpec, "field parameters (skysift.simulate.starfield.FieldSpec)")
     _add_provenance_arguments(pair)
     pair.set_defaults(handler=_cmd_simulate_pair)
+
+    # diffim ----------------------------------------------------------------
+    from skysift.diffim.pipeline import DiffimOptions
+
+    diffim = commands.add_parser(
+        "diffim",
+        help="ZOGY image differencing of a science/reference pair; candidates out",
+        description=(
+            "Align the reference to the science image (WCS, refined by matching stars), estimate "
+            "backgrounds, noise and PSFs from the data, scale the fluxes, subtract with ZOGY proper image "
+            "subtraction (Zackay, Ofek & Gal-Yam 2016) and detect candidates on Scorr (in sigma). Writes "
+            "difference.fits, scorr.fits, fpsf.fits, fpsf_err.fits, candidates.ecsv and preview.png into "
+            "OUTDIR, all or nothing."
+        ),
+    )
+    diffim.add_argument("--science", required=True, type=Path, help="science (new) image, FITS with WCS")
+    diffim.add_argument("--reference", required=True, type=Path, help="reference image, FITS with WCS")
+    diffim.add_argument("--outdir", required=True, type=Path, help="output directory")
+    diffim.add_argument("--science-mask", type=Path, default=None, help="bad-pixel mask of the science image (FITS, nonzero = bad)")
+    diffim.add_argument("--reference-mask", type=Path, default=None, help="bad-pixel mask of the reference image")
+    add_dataclass_arguments(diffim, DiffimOptions, "differencing options (skysift.diffim.pipeline.DiffimOptions)")
+    _add_provenance_arguments(diffim)
+    diffim.set_defaults(handler=_cmd_diffim)
 
     # provenance ------------------------------------------------------------
     provenance = commands.add_parser(

@@ -9,7 +9,7 @@ sys.path.insert(0, str(SRC_DIR))
 
 from skysift.config import derive_seed, load_schema, read_pairs_table, validate_config  # noqa: E402
 from skysift.errors import ConfigError  # noqa: E402
-from skysift.provenance import config_hash  # noqa: E402
+from skysift.provenance import config_hash, source_digest  # noqa: E402
 
 SCHEMA_PATH = Path(workflow.basedir) / "workflow" / "schemas" / "config.schema.yaml"
 
@@ -31,14 +31,27 @@ CONFIG_HASH = config_hash(config)
 SKYSIFT_CLI = f"PYTHONPATH={SRC_DIR}${{PYTHONPATH:+:$PYTHONPATH}} python -m skysift"
 
 
+def code_version(*subpackages):
+    """Digest of the skysift source a rule runs (core modules + its subpackages).
+
+    Used as a rule parameter so that editing the library reruns exactly the
+    rules whose code changed (Snakemake does not track imported modules).
+    """
+    return source_digest(SRC_DIR / "skysift", subpackages)
+
+
 def provenance_flags(rule_name):
     """Command-line flags that stamp a product with its rule and config hash."""
     return f"--rule {rule_name} --config-hash {CONFIG_HASH}"
 
 
 def cli_flags(options):
-    """Turn a mapping of parameters into `--key-name value` flags."""
-    return " ".join(f"--{key.replace('_', '-')} {value}" for key, value in options.items())
+    """Turn a mapping of parameters into `--key-name value` flags (None: leave the default)."""
+    return " ".join(
+        f"--{key.replace('_', '-')} {str(value).lower() if isinstance(value, bool) else value}"
+        for key, value in options.items()
+        if value is not None
+    )
 
 
 def simulated_pair_ids():
@@ -60,6 +73,9 @@ def table_pairs():
     return {row["pair_id"]: row for row in rows}
 
 
+TABLE_PAIRS = table_pairs()
+
+
 def pair_seed(pair_id):
     return derive_seed(config["seed"], "simulate_pair", pair_id)
 
@@ -69,6 +85,43 @@ def simulation_options():
     options = dict(config["simulate"]["pairs"])
     options.pop("n_pairs")
     return options
+
+
+def pair_ids():
+    """Every pair that is differenced: simulated ones, then those of the pairs table."""
+    return simulated_pair_ids() + list(TABLE_PAIRS)
+
+
+def pair_inputs(wildcards):
+    """Science, reference and optional masks of one pair (simulated or from the table)."""
+    if wildcards.pair in TABLE_PAIRS:
+        row = TABLE_PAIRS[wildcards.pair]
+        inputs = {"science": str(row["science"]), "reference": str(row["reference"])}
+        for mask in ("science_mask", "reference_mask"):
+            if row[mask] is not None:
+                inputs[mask] = str(row[mask])
+        return inputs
+    return {
+        "science": f"{RESULTS}/simulate/{wildcards.pair}/science.fits",
+        "reference": f"{RESULTS}/simulate/{wildcards.pair}/reference.fits",
+    }
+
+
+def mask_flags(wildcards, input):
+    flags = []
+    if "science_mask" in input.keys():
+        flags.append(f"--science-mask {input.science_mask}")
+    if "reference_mask" in input.keys():
+        flags.append(f"--reference-mask {input.reference_mask}")
+    return " ".join(flags)
+
+
+def diffim_products():
+    return expand(
+        f"{RESULTS}/diffim/{{pair}}/{{product}}",
+        pair=pair_ids(),
+        product=["difference.fits", "scorr.fits", "fpsf.fits", "fpsf_err.fits", "candidates.ecsv"],
+    )
 
 
 def simulated_products():
@@ -81,10 +134,11 @@ def simulated_products():
 
 def all_products():
     """Every data product of the run, for the provenance summary."""
-    return simulated_products()
+    return simulated_products() + diffim_products()
 
 
 def all_targets():
     targets = expand(f"{RESULTS}/simulate/{{pair}}/preview.png", pair=simulated_pair_ids())
+    targets += expand(f"{RESULTS}/diffim/{{pair}}/preview.png", pair=pair_ids())
     targets += [f"{RESULTS}/provenance/summary.json", f"{RESULTS}/provenance/summary.html"]
     return targets

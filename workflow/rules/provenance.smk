@@ -14,6 +14,7 @@ rule provenance_summary:
         ),
     params:
         skysift=SKYSIFT_CLI,
+        code=code_version(),
         run_name=config["run_name"],
     log:
         f"{LOGS}/provenance_summary.log",

@@ -16,6 +16,7 @@ rule simulate_pair:
         ),
     params:
         skysift=SKYSIFT_CLI,
+        code=code_version("simulate"),
         outdir=lambda wildcards: f"{RESULTS}/simulate/{wildcards.pair}",
         seed=lambda wildcards: pair_seed(wildcards.pair),
         options=cli_flags(simulation_options()),

@@ -26,7 +26,7 @@ from skysift.diffim.registration import Registration, register, reproject_to_gri
 from skysift.diffim.stars import find_stars
 from skysift.diffim.zogy import ZogyResult, zogy, zogy_grid
 from skysift.errors import InputDataError
-from skysift.io import FitsImage, atomic_output, read_fits_image, write_fits_image
+from skysift.io import FitsImage, atomic_output, read_fits_image, write_fits_image, write_table
 from skysift.log import get_logger
 from skysift.provenance import Provenance
 
@@ -512,8 +512,7 @@ def run_diffim(
         for key, (image, unit) in images.items():
             write_fits_image(paths[key], image, provenance=provenance, wcs=science.wcs, header=header, unit=unit)
             written.append(paths[key])
-        with atomic_output(paths["candidates"]) as temporary:
-            result.candidates.write(temporary, format="ascii.ecsv")
+        write_table(result.candidates, paths["candidates"], provenance=provenance)
         written.append(paths["candidates"])
         with atomic_output(paths["preview"]) as temporary:
             temporary.write_bytes(preview)

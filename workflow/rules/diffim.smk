@@ -1,0 +1,38 @@
+# Stage: image differencing (ZOGY) and candidate detection, one job per pair.
+
+
+rule diffim:
+    input:
+        unpack(pair_inputs),
+    output:
+        difference=f"{RESULTS}/diffim/{{pair}}/difference.fits",
+        scorr=f"{RESULTS}/diffim/{{pair}}/scorr.fits",
+        fpsf=f"{RESULTS}/diffim/{{pair}}/fpsf.fits",
+        fpsf_err=f"{RESULTS}/diffim/{{pair}}/fpsf_err.fits",
+        candidates=f"{RESULTS}/diffim/{{pair}}/candidates.ecsv",
+        preview=report(
+            f"{RESULTS}/diffim/{{pair}}/preview.png",
+            caption="../report/diffim.rst",
+            category="2. Image differencing",
+            subcategory="Previews",
+            labels={"pair": "{pair}", "figure": "science, reference, difference, Scorr"},
+        ),
+    params:
+        skysift=SKYSIFT_CLI,
+        code=code_version("diffim"),
+        outdir=lambda wildcards: f"{RESULTS}/diffim/{wildcards.pair}",
+        masks=mask_flags,
+        options=cli_flags(config["diffim"]),
+        provenance=provenance_flags("diffim"),
+    log:
+        f"{LOGS}/diffim/{{pair}}.log",
+    conda:
+        "../../envs/diffim.yaml"
+    resources:
+        mem_mb=4000,
+        runtime=30,
+        cpus_per_task=2,
+    threads: 2
+    shell:
+        "{params.skysift} diffim --science {input.science} --reference {input.reference} "
+        "{params.masks} --outdir {params.outdir} {params.options} {params.provenance} > {log} 2>&1"
