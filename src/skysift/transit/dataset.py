@@ -1,0 +1,434 @@
+"""Transit training sets (AstroNet views of simulated stars) and TCE tables.
+
+Entry points for the CLI:
+
+* :func:`make_transit_training_set`: simulate stars, inject planets and
+  negatives, detrend, make global/local views and write a
+  ``transit-training-set`` HDF5 product; parallel over chunks with dask.
+* :func:`views_for_lightcurve`: the same views for a real light curve.
+* :func:`read_tce_table`: the Kepler DR24 TCE table with AstroNet labels.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from skysift.errors import InputDataError
+from skysift.io import ProductWriter
+from skysift.log import get_logger, progress
+from skysift.provenance import Provenance
+from skysift.simulate.priors import LogUniform, Prior, describe, sample_parameters
+from skysift.transit.injection import (
+    BLEND_PRIORS,
+    EB_PRIORS,
+    NOISE_PRIORS,
+    PLANET_PRIORS,
+    eb_parameters,
+    eclipsing_binary_flux,
+    inject_systematics,
+    noise_parameters,
+    planet_parameters,
+)
+from skysift.transit.lightcurves import MISSIONS, STELLAR_PRIORS, LightCurve, mission_time_grid, simulate_stars
+from skysift.transit.preprocess import (
+    GLOBAL_BINS,
+    LOCAL_BINS,
+    detrend_batch,
+    make_views,
+    robust_spline_trend,
+)
+from skysift.transit.transit_model import transit_light_curve
+
+__all__ = [
+    "KINDS",
+    "PRODUCT_TYPE",
+    "TABLE_COLUMNS",
+    "make_transit_training_set",
+    "read_tce_table",
+    "simulate_batch",
+    "views_for_lightcurve",
+]
+
+log = get_logger(__name__)
+
+PRODUCT_TYPE = "transit-training-set"
+KINDS = ("planet", "eb", "blend", "noise")
+#: Detection signal-to-noise drawn for every sample (all classes alike, so the
+#: noise level carries no label information).
+SNR_PRIOR: Prior = LogUniform(8.0, 80.0, "")
+#: Column name -> (unit, description), written for every sample (NaN where not applicable).
+TABLE_COLUMNS: dict[str, tuple[str, str]] = {
+    "period": ("d", "true orbital period"),
+    "t0": ("d", "mid-transit / primary-eclipse time"),
+    "duration": ("h", "true total transit/eclipse duration"),
+    "tce_period": ("d", "period the views are folded on"),
+    "tce_t0": ("d", "epoch the views are centred on"),
+    "tce_duration": ("h", "duration used for the local view"),
+    "rp": ("", "radius ratio (planet/star, or secondary/primary for binaries)"),
+    "b": ("", "impact parameter"),
+    "a_rs": ("", "semi-major axis / primary radius"),
+    "stellar_density": ("g / cm3", "density setting a_rs"),
+    "q1": ("", "Kipping limb-darkening q1"),
+    "q2": ("", "Kipping limb-darkening q2"),
+    "u1": ("", "quadratic limb darkening u1"),
+    "u2": ("", "quadratic limb darkening u2"),
+    "surface_brightness_ratio": ("", "binary surface brightness ratio"),
+    "half_period": ("", "1 if folded at half the binary period"),
+    "dilution": ("", "background binary light fraction"),
+    "systematic": ("", "systematic code (0 none, 1 step, 2 sinusoid, 3 single events)"),
+    "systematic_amplitude": ("", "systematic amplitude / noise"),
+    "sinusoid_period": ("d", "period of the sinusoidal systematic"),
+    "depth": ("ppm", "maximum depth of the injected signal"),
+    "snr": ("", "depth / noise * sqrt(in-transit cadences)"),
+    "noise": ("ppm", "white noise per cadence"),
+    "rotation_period": ("d", "stellar rotation period"),
+    "rotation_amplitude": ("", "rms of rotational modulation"),
+    "rotation_q": ("", "quality factor of rotational modulation"),
+    "granulation_ratio": ("", "granulation rms / white noise"),
+    "granulation_timescale": ("d", "granulation timescale"),
+    "gap_fraction": ("", "fraction of cadences lost"),
+}
+
+_PRIOR_SETS = {"planet": PLANET_PRIORS, "eb": EB_PRIORS, "blend": BLEND_PRIORS, "noise": NOISE_PRIORS}
+
+
+def _signal(kind: str, time: np.ndarray, n: int, rng: np.random.Generator, priors: Mapping[str, Prior]) -> tuple[dict, np.ndarray]:
+    draws = sample_parameters(priors, n, rng)
+    if kind == "planet":
+        p = planet_parameters(draws, float(time[0]))
+        model = transit_light_curve(time, p["period"], p["t0"], p["rp"], p["a_rs"], p["b"], p["u1"], p["u2"])
+        p["tce_period"], p["tce_t0"], p["tce_duration"] = p["period"], p["t0"], p["duration"]
+    elif kind in ("eb", "blend"):
+        p = eb_parameters(draws, float(time[0]))
+        p["rp"] = p.pop("radius_ratio")
+        model = eclipsing_binary_flux(time, {**p, "radius_ratio": p["rp"]})
+    else:
+        p = noise_parameters(draws, float(time[0]))
+        model = np.ones((n, time.size))
+    return p, model
+
+
+def simulate_batch(
+    n_per_kind: Mapping[str, int],
+    *,
+    mission: str = "kepler",
+    n_blocks: int = 1,
+    seed: int | np.random.SeedSequence = 0,
+    priors: Mapping[str, Mapping[str, Prior]] | None = None,
+    statistic: str = "median",
+) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
+    """Simulate, detrend and make views for one chunk of samples.
+
+    Parameters
+    ----------
+    n_per_kind : mapping of kind to int
+        How many ``planet``, ``eb``, ``blend`` and ``noise`` samples.
+    mission, n_blocks
+        Time grid (:func:`~skysift.transit.lightcurves.mission_time_grid`).
+    seed : int or numpy.random.SeedSequence
+        Everything in the chunk follows from it.
+    priors : mapping, optional
+        Per-kind prior overrides, e.g. ``{"planet": {"rp": LogUniform(0.02, 0.1)}}``;
+        ``"star"`` overrides :data:`STELLAR_PRIORS`; ``"snr"`` (a single
+        :class:`~skysift.simulate.priors.Prior`) replaces :data:`SNR_PRIOR`.
+
+    Returns
+    -------
+    global_view : numpy.ndarray, (N, 2001) float32
+    local_view : numpy.ndarray, (N, 201) float32
+    columns : dict of str to numpy.ndarray
+        ``label``, ``kind`` and every :data:`TABLE_COLUMNS` entry, in sample order.
+    """
+    rng = np.random.default_rng(seed)
+    priors = priors or {}
+    time = mission_time_grid(mission, n_blocks=n_blocks)
+    n_total = int(sum(n_per_kind.values()))
+    columns: dict[str, list[np.ndarray]] = {name: [] for name in ("label", "kind", *TABLE_COLUMNS)}
+    signals, noise_params = [], []
+    for kind in KINDS:
+        n = int(n_per_kind.get(kind, 0))
+        if n == 0:
+            continue
+        kind_priors = {**_PRIOR_SETS[kind], **priors.get(kind, {})}
+        p, model = _signal(kind, time, n, rng, kind_priors)
+        depth = 1.0 - model.min(axis=1)
+        n_in = np.maximum((model < 1.0).sum(axis=1), 1)
+        snr_prior = priors.get("snr", SNR_PRIOR)
+        snr_target = snr_prior.sample(rng, n) if isinstance(snr_prior, Prior) else SNR_PRIOR.sample(rng, n)
+        if kind == "noise":
+            # No signal: draw the noise level directly (same range the signals produce).
+            noise = LogUniform(3e-5, 3e-3).sample(rng, n)
+        else:
+            noise = np.clip(depth * np.sqrt(n_in) / snr_target, 2e-5, 5e-3)
+        p["noise"] = noise
+        p["depth"] = depth
+        p["snr"] = depth * np.sqrt(n_in) / noise
+        p["label"] = np.full(n, 1 if kind == "planet" else 0, dtype=np.int8)
+        p["kind"] = np.full(n, kind, dtype=object)
+        signals.append(model)
+        noise_params.append(p)
+    model = np.concatenate(signals)
+    params = {k: np.concatenate([p.get(k, np.full(len(p["label"]), np.nan)) for p in noise_params]) for k in columns}
+    star = sample_parameters({**STELLAR_PRIORS, **priors.get("star", {})}, n_total, rng)
+    flux, valid = simulate_stars(time, star, params["noise"], rng)
+    flux = flux * model
+    is_noise = params["kind"] == "noise"
+    if is_noise.any():
+        sub = {k: v[is_noise] for k, v in params.items()}
+        flux[is_noise] = inject_systematics(flux[is_noise], time, sub, params["noise"][is_noise], rng)
+    trend = detrend_batch(time, flux, valid=valid)
+    detrended = flux / trend
+    global_view, local_view = make_views(
+        time, detrended, params["tce_period"], params["tce_t0"], params["tce_duration"], valid=valid, statistic=statistic
+    )
+    params.update(star)
+    out = {}
+    for name in columns:
+        values = params[name]
+        if name in ("duration", "tce_duration"):
+            values = values * 24.0
+        elif name in ("depth", "noise"):
+            values = values * 1e6
+        out[name] = values
+    out["label"] = out["label"].astype(np.int8)
+    out["kind"] = out["kind"].astype(str)
+    # Kinds were simulated in blocks; interleave them.
+    order = rng.permutation(n_total)
+    return global_view[order], local_view[order], {k: v[order] for k, v in out.items()}
+
+
+def _split_counts(n_samples: int, positive_fraction: float, negative_mix: Mapping[str, float], rng: np.random.Generator) -> np.ndarray:
+    """Kind index (into KINDS) of every sample, shuffled."""
+    n_planet = int(round(positive_fraction * n_samples))
+    weights = np.array([negative_mix.get(k, 0.0) for k in KINDS[1:]], dtype=float)
+    if n_samples - n_planet and weights.sum() <= 0:
+        raise ValueError(f"negative_mix {dict(negative_mix)} gives no negative kind a weight")
+    negatives = rng.choice(np.arange(1, len(KINDS)), size=n_samples - n_planet, p=weights / max(weights.sum(), 1e-300))
+    kinds = np.concatenate([np.zeros(n_planet, dtype=int), negatives])
+    rng.shuffle(kinds)
+    return kinds
+
+
+def make_transit_training_set(
+    out_path: str | os.PathLike[str],
+    n_samples: int,
+    *,
+    seed: int,
+    mission: str = "kepler",
+    n_blocks: int = 1,
+    positive_fraction: float = 0.5,
+    negative_mix: Mapping[str, float] | None = None,
+    priors: Mapping[str, Mapping[str, Prior]] | None = None,
+    chunk_size: int = 256,
+    statistic: str = "median",
+    rule: str = "transit_training_set",
+    config_digest: str | None = None,
+    inputs: list[str | os.PathLike[str]] | None = None,
+    client: Any | None = None,
+    scheduler: str | None = None,
+) -> Path:
+    """Write a ``transit-training-set`` HDF5 product of AstroNet views.
+
+    Parameters
+    ----------
+    out_path : str or path-like
+        Destination ``.h5`` (written atomically).
+    n_samples : int
+        Number of light curves.
+    seed : int
+        Master seed; chunk ``i`` uses the ``i``-th child of
+        ``numpy.random.SeedSequence(seed)``, so the product does not depend on
+        the scheduler or the number of workers.
+    mission : str
+        Key of :data:`~skysift.transit.lightcurves.MISSIONS`.
+    n_blocks : int
+        Quarters/sectors per light curve.
+    positive_fraction : float
+        Fraction of planets (``label`` 1).
+    negative_mix : mapping, optional
+        Relative weights of ``eb``, ``blend`` and ``noise`` among negatives
+        (default 0.4, 0.2, 0.4).
+    priors : mapping, optional
+        Prior overrides per kind (see :func:`simulate_batch`).
+    chunk_size : int
+        Light curves per task.
+    statistic : {"median", "mean"}
+        Bin statistic of the views.
+    rule, config_digest, inputs
+        Provenance.
+    client : dask.distributed.Client, optional
+        Cluster to run the chunks on; without it dask's ``scheduler`` is used
+        (default: the threaded scheduler).
+    scheduler : str, optional
+        dask scheduler name when no client is given (``"threads"``,
+        ``"processes"``, ``"synchronous"``).
+
+    Returns
+    -------
+    pathlib.Path
+        ``out_path``.
+
+    Notes
+    -----
+    Arrays: ``global_view`` (N, 2001) and ``local_view`` (N, 201), float32.
+    Table: ``label`` (int8), ``kind`` and :data:`TABLE_COLUMNS` with units.
+    Each light curve is a simulated star (rotation, granulation, white noise,
+    gaps; :func:`~skysift.transit.lightcurves.simulate_stars`) times the signal,
+    detrended with the batched robust spline and binned with medians, as
+    AstroNet does for Kepler light curves.
+    """
+    import dask
+
+    if mission not in MISSIONS:
+        raise ValueError(f"unknown mission {mission!r}; choose one of {sorted(MISSIONS)}")
+    if n_samples < 1:
+        raise ValueError(f"n_samples must be positive, got {n_samples}")
+    negative_mix = dict(negative_mix or {"eb": 0.4, "blend": 0.2, "noise": 0.4})
+    sequence = np.random.SeedSequence(seed)
+    kinds = _split_counts(n_samples, positive_fraction, negative_mix, np.random.default_rng(sequence.spawn(1)[0]))
+    chunks = [kinds[i : i + chunk_size] for i in range(0, n_samples, chunk_size)]
+    chunk_seeds = np.random.SeedSequence(seed, spawn_key=(1,)).spawn(len(chunks))
+    tasks = [
+        dask.delayed(simulate_batch)(
+            {kind: int((chunk == i).sum()) for i, kind in enumerate(KINDS)},
+            mission=mission,
+            n_blocks=n_blocks,
+            seed=chunk_seed,
+            priors=priors,
+            statistic=statistic,
+        )
+        for chunk, chunk_seed in zip(chunks, chunk_seeds)
+    ]
+    provenance = Provenance.collect(rule=rule, inputs=inputs or [], config_digest=config_digest, seed=seed)
+    attrs = {
+        "mission": mission,
+        "n_blocks": n_blocks,
+        "positive_fraction": positive_fraction,
+        "statistic": statistic,
+        "global_bins": GLOBAL_BINS,
+        "local_bins": LOCAL_BINS,
+    }
+    for kind, kind_priors in _PRIOR_SETS.items():
+        merged = {**kind_priors, **(priors or {}).get(kind, {})}
+        attrs.update({f"prior.{kind}.{k}": v for k, v in describe(merged).items()})
+    # Compute a few chunks at a time, so memory stays bounded by the window.
+    window = 8 if client is None else max(8, 2 * sum(client.nthreads().values()))
+    log.info("transit training set: %d samples in %d chunks (%s)", n_samples, len(tasks), mission)
+    with ProductWriter(out_path, PRODUCT_TYPE, provenance, attrs=attrs) as writer:
+        writer.add_array("global_view", (GLOBAL_BINS,), "float32", description="AstroNet global view (median 0, min -1)")
+        writer.add_array("local_view", (LOCAL_BINS,), "float32", description="AstroNet local view (median 0, min -1)")
+        writer.add_column("label", "int8", description="1 planet, 0 otherwise")
+        writer.add_column("kind", str, description="planet, eb, blend or noise")
+        for name, (unit, description) in TABLE_COLUMNS.items():
+            writer.add_column(name, "float64", unit=unit, description=description)
+        for start in progress(range(0, len(tasks), window), desc="transit chunks", unit="window"):
+            group = tasks[start : start + window]
+            if client is not None:
+                results = client.gather(client.compute(group))
+            else:
+                results = dask.compute(*group, scheduler=scheduler or "threads")
+            for global_view, local_view, columns in results:
+                writer.append({"global_view": global_view, "local_view": local_view}, columns)
+    return Path(out_path)
+
+
+def views_for_lightcurve(
+    lc: LightCurve,
+    period: float,
+    t0: float,
+    duration: float,
+    *,
+    knot_spacing: float = 1.0,
+    statistic: str = "median",
+) -> tuple[np.ndarray, np.ndarray]:
+    """Global (2001,) and local (201,) views of one real light curve.
+
+    The flux is detrended with the full robust spline
+    (:func:`~skysift.transit.preprocess.robust_spline_trend`), then folded on
+    the ephemeris: ``period`` and ``t0`` in days (same time system as
+    ``lc.time``), ``duration`` the total transit duration in **hours** (as in
+    TCE tables).
+    """
+    trend = robust_spline_trend(lc.time, lc.flux, knot_spacing=knot_spacing)
+    detrended = lc.flux / trend
+    global_view, local_view = make_views(lc.time, detrended, period, t0, duration / 24.0, statistic=statistic)
+    return global_view[0], local_view[0]
+
+
+_TCE_COLUMNS = {
+    "kepid": ("kepid", int),
+    "tce_plnt_num": ("tce_plnt_num", int),
+    "tce_period": ("period", float),
+    "tce_time0bk": ("t0", float),
+    "tce_duration": ("duration", float),
+    "av_training_set": ("av_training_set", str),
+}
+#: AstroNet's binary labels: planet candidates are positives; astrophysical and
+#: non-transiting false positives negatives; "UNK" rows are not labelled.
+_LABELS = {"PC": 1, "AFP": 0, "NTP": 0}
+
+
+def read_tce_table(path: str | os.PathLike[str], *, labelled_only: bool = True):
+    """Read a Kepler TCE table (NASA Exoplanet Archive CSV export, ``#`` comments).
+
+    Parameters
+    ----------
+    path : str or path-like
+        CSV with columns ``kepid, tce_plnt_num, tce_period, tce_time0bk,
+        tce_duration, av_training_set`` (others ignored).
+    labelled_only : bool
+        Drop rows whose ``av_training_set`` is not PC, AFP or NTP (AstroNet's 15,737).
+
+    Returns
+    -------
+    astropy.table.Table
+        ``kepid``, ``tce_plnt_num``, ``period`` (d), ``t0`` (BKJD, d),
+        ``duration`` (h), ``av_training_set`` and ``label`` (1 for PC, 0 for
+        AFP/NTP, -1 otherwise).
+
+    Raises
+    ------
+    FileNotFoundError
+        If the file does not exist.
+    InputDataError
+        Naming the file: missing columns or unparsable values.
+    """
+    from astropy import units as u
+    from astropy.table import Table
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such TCE table")
+    with path.open(newline="") as stream:
+        reader = csv.DictReader(line for line in stream if line.strip() and not line.startswith("#"))
+        header = reader.fieldnames or []
+        missing = [c for c in _TCE_COLUMNS if c not in header]
+        if missing:
+            raise InputDataError(f"{path}: TCE table lacks column(s) {', '.join(missing)}")
+        values: dict[str, list] = {name: [] for name, _ in _TCE_COLUMNS.values()}
+        for line_number, row in enumerate(reader, start=2):
+            try:
+                for source, (name, kind) in _TCE_COLUMNS.items():
+                    values[name].append(kind(row[source].strip()))
+            except (TypeError, ValueError) as exc:
+                raise InputDataError(f"{path}: bad value in data row {line_number} ({exc})") from exc
+    table = Table(
+        {
+            "kepid": np.array(values["kepid"], dtype=np.int64),
+            "tce_plnt_num": np.array(values["tce_plnt_num"], dtype=np.int32),
+            "period": np.array(values["period"]) * u.day,
+            "t0": np.array(values["t0"]) * u.day,
+            "duration": np.array(values["duration"]) * u.hour,
+            "av_training_set": np.array(values["av_training_set"], dtype=str),
+        }
+    )
+    table["label"] = np.array([_LABELS.get(v, -1) for v in table["av_training_set"]], dtype=np.int8)
+    if labelled_only:
+        table = table[table["label"] >= 0]
+    return table

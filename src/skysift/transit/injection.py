@@ -1,0 +1,250 @@
+"""Transit injector and the negatives a transit survey sees, under the priors contract.
+
+Each signal class declares its parameters as a ``dict[str, Prior]``
+(:mod:`skysift.simulate.priors`), is drawn with
+:func:`~skysift.simulate.priors.sample_parameters`, turned into physical
+parameters by a ``*_parameters`` function, and injected by a pure function of
+``(flux, time, parameters)``:
+
+``planet``
+    Mandel & Agol transit (:func:`inject_transits`, multiplicative). Limb
+    darkening is drawn uniformly in Kipping's (2013) ``q1, q2``; ``a / R_s``
+    follows from the period and the stellar density.
+``eb``
+    Eclipsing binary: primary and secondary eclipses of two limb-darkened
+    stars (:func:`eclipsing_binary_flux`). Grazing geometries give V shapes;
+    when the survey's period is half the true one (``half_period`` = 1) the
+    primary and secondary alternate, so odd and even "transits" differ.
+``blend``
+    A background eclipsing binary diluted by the target's light: a deep
+    eclipse made shallow, keeping its V shape and secondary.
+``noise``
+    No astrophysical signal: white and red noise plus a systematic
+    (:func:`inject_systematics`: step discontinuity, sinusoid, or single-event
+    dips/outliers), folded on a random ephemeris as a spurious detection.
+
+Every drawn and derived parameter is returned so it can be stored per sample.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from skysift.simulate.priors import Choice, LogUniform, Prior, Uniform
+from skysift.transit.transit_model import (
+    semi_major_axis_from_density,
+    transit_duration,
+    transit_light_curve,
+)
+
+__all__ = [
+    "BLEND_PRIORS",
+    "EB_PRIORS",
+    "NOISE_PRIORS",
+    "PLANET_PRIORS",
+    "SYSTEMATICS",
+    "eb_parameters",
+    "eclipsing_binary_flux",
+    "inject_systematics",
+    "inject_transits",
+    "kipping_to_quadratic",
+    "noise_parameters",
+    "planet_parameters",
+]
+
+PLANET_PRIORS: dict[str, Prior] = {
+    "period": LogUniform(0.5, 40.0, "d"),
+    "t0_phase": Uniform(0.0, 1.0, ""),
+    "rp": LogUniform(0.01, 0.3, ""),
+    # Impact parameter as a fraction of 1 + rp (grazing transits included).
+    "impact_fraction": Uniform(0.0, 0.95, ""),
+    "stellar_density": LogUniform(0.2, 3.0, "g / cm3"),
+    "q1": Uniform(0.0, 1.0, ""),
+    "q2": Uniform(0.0, 1.0, ""),
+}
+
+EB_PRIORS: dict[str, Prior] = {
+    "period": LogUniform(0.5, 40.0, "d"),
+    "t0_phase": Uniform(0.0, 1.0, ""),
+    # Secondary-to-primary radius ratio.
+    "radius_ratio": Uniform(0.3, 1.0, ""),
+    "impact_fraction": Uniform(0.0, 1.0, ""),
+    "stellar_density": LogUniform(0.2, 3.0, "g / cm3"),
+    # Secondary-to-primary surface brightness (sets the secondary depth).
+    "surface_brightness_ratio": Uniform(0.02, 1.0, ""),
+    "q1": Uniform(0.0, 1.0, ""),
+    "q2": Uniform(0.0, 1.0, ""),
+    # 1: the survey detected the binary at half its period (odd/even differ).
+    "half_period": Choice((0.0, 1.0), unit=""),
+}
+
+BLEND_PRIORS: dict[str, Prior] = {
+    **EB_PRIORS,
+    "radius_ratio": Uniform(0.5, 1.0, ""),
+    # Fraction of the aperture's light from the background binary.
+    "dilution": LogUniform(0.01, 0.2, ""),
+}
+
+#: Codes of :func:`inject_systematics` (stored in the ``systematic`` column).
+SYSTEMATICS = {0: "none", 1: "step", 2: "sinusoid", 3: "single-events"}
+
+NOISE_PRIORS: dict[str, Prior] = {
+    "period": LogUniform(0.5, 40.0, "d"),
+    "t0_phase": Uniform(0.0, 1.0, ""),
+    "duration": LogUniform(1.0, 12.0, "h"),
+    "systematic": Choice((0.0, 1.0, 2.0, 3.0), unit=""),
+    # Amplitude in units of the white-noise sigma.
+    "systematic_amplitude": LogUniform(2.0, 20.0, ""),
+    "sinusoid_period": LogUniform(0.2, 10.0, "d"),
+}
+
+
+def kipping_to_quadratic(q1: np.ndarray, q2: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Kipping (2013) ``q1, q2`` in [0, 1]^2 to physical quadratic ``u1, u2``."""
+    root = np.sqrt(q1)
+    return 2.0 * root * q2, root * (1.0 - 2.0 * q2)
+
+
+def planet_parameters(draws: dict[str, np.ndarray], time_start: float) -> dict[str, np.ndarray]:
+    """Physical transit parameters from draws of :data:`PLANET_PRIORS`.
+
+    Adds ``t0`` (d), ``b``, ``a_rs``, ``u1``, ``u2`` and ``duration`` (days)
+    to a copy of ``draws``. ``t0`` is the first mid-transit after ``time_start``.
+    """
+    p = dict(draws)
+    p["t0"] = time_start + p["t0_phase"] * p["period"]
+    p["b"] = p["impact_fraction"] * (1.0 + p["rp"])
+    p["a_rs"] = np.maximum(semi_major_axis_from_density(p["period"], p["stellar_density"]), 1.5 * (1.0 + p["rp"]))
+    p["u1"], p["u2"] = kipping_to_quadratic(p["q1"], p["q2"])
+    p["duration"] = transit_duration(p["period"], p["a_rs"], p["rp"], p["b"])
+    return p
+
+
+def inject_transits(
+    flux: np.ndarray,
+    time: np.ndarray,
+    params: dict[str, np.ndarray],
+    rng: np.random.Generator | None = None,
+    *,
+    exposure_time: float | None = None,
+    supersample: int = 1,
+) -> np.ndarray:
+    """Multiply light curves by planetary transits (pure: inputs are not modified).
+
+    Parameters
+    ----------
+    flux : numpy.ndarray, shape (N, T)
+        Relative fluxes.
+    time : numpy.ndarray, shape (T,) or (N, T)
+        Times, days.
+    params : dict
+        Output of :func:`planet_parameters` (``period``, ``t0``, ``rp``,
+        ``a_rs``, ``b``, ``u1``, ``u2``), arrays of shape (N,).
+    rng : numpy.random.Generator, optional
+        Unused (the transit is deterministic); accepted for the injector contract.
+    exposure_time, supersample
+        Integration-time smearing, see :func:`transit_light_curve`.
+    """
+    model = transit_light_curve(
+        time,
+        params["period"],
+        params["t0"],
+        params["rp"],
+        params["a_rs"],
+        params["b"],
+        params["u1"],
+        params["u2"],
+        exposure_time=exposure_time,
+        supersample=supersample,
+    )
+    return np.asarray(flux) * model
+
+
+def eb_parameters(draws: dict[str, np.ndarray], time_start: float) -> dict[str, np.ndarray]:
+    """Physical binary parameters from draws of :data:`EB_PRIORS` or :data:`BLEND_PRIORS`.
+
+    Adds ``t0`` (primary eclipse), ``b`` (in primary radii), ``a_rs``, ``u1``,
+    ``u2``, ``duration`` (days) and the ephemeris a survey would report,
+    ``tce_period``, ``tce_t0``, ``tce_duration``.
+    """
+    p = dict(draws)
+    k = p["radius_ratio"]
+    p["t0"] = time_start + p["t0_phase"] * p["period"]
+    p["b"] = p["impact_fraction"] * (1.0 + k)
+    # Total density of a binary with two similar stars ~ that of the primary; keep separated.
+    p["a_rs"] = np.maximum(semi_major_axis_from_density(p["period"], p["stellar_density"]), 2.0 * (1.0 + k))
+    p["u1"], p["u2"] = kipping_to_quadratic(p["q1"], p["q2"])
+    p["duration"] = transit_duration(p["period"], p["a_rs"], k, p["b"])
+    p["tce_period"] = np.where(p["half_period"] > 0, 0.5 * p["period"], p["period"])
+    p["tce_t0"] = p["t0"]
+    p["tce_duration"] = p["duration"]
+    return p
+
+
+def eclipsing_binary_flux(time: np.ndarray, params: dict[str, np.ndarray]) -> np.ndarray:
+    """Relative flux (N, T) of eclipsing binaries, optionally diluted.
+
+    The primary eclipse is star 2 (radius ratio ``k``) crossing star 1; the
+    secondary, half an orbit later, is star 1 covering star 2, computed with
+    the same occultation model in star 2's units (radius ratio ``1/k``,
+    separation ``z/k``). Star 2 contributes ``L2 = s k^2`` of star 1's light
+    (``s``: surface brightness ratio). With ``dilution`` (blends) the eclipse
+    signal is scaled by the binary's share of the light.
+    """
+    k = params["radius_ratio"]
+    period, t0, a, b = params["period"], params["t0"], params["a_rs"], params["b"]
+    u1, u2 = params["u1"], params["u2"]
+    primary = transit_light_curve(time, period, t0, k, a, b, u1, u2)
+    secondary = transit_light_curve(time, period, t0 + 0.5 * period, 1.0 / k, a / k, b / k, u1, u2)
+    light2 = (params["surface_brightness_ratio"] * k**2)[:, None]
+    flux = (primary + light2 * secondary) / (1.0 + light2)
+    if "dilution" in params:
+        flux = 1.0 + params["dilution"][:, None] * (flux - 1.0)
+    return flux
+
+
+def noise_parameters(draws: dict[str, np.ndarray], time_start: float) -> dict[str, np.ndarray]:
+    """Spurious-detection ephemeris from draws of :data:`NOISE_PRIORS` (``duration`` h -> d)."""
+    p = dict(draws)
+    p["t0"] = time_start + p["t0_phase"] * p["period"]
+    p["duration"] = p["duration"] / 24.0
+    p["tce_period"], p["tce_t0"], p["tce_duration"] = p["period"], p["t0"], p["duration"]
+    return p
+
+
+def inject_systematics(
+    flux: np.ndarray,
+    time: np.ndarray,
+    params: dict[str, np.ndarray],
+    noise: np.ndarray,
+    rng: np.random.Generator,
+) -> np.ndarray:
+    """Add instrumental systematics (pure: returns a new array).
+
+    ``systematic`` selects per light curve (:data:`SYSTEMATICS`): 1, a step
+    discontinuity at a random time (a sudden pixel-sensitivity dropout);
+    2, a sinusoid of period ``sinusoid_period`` (pointing jitter, heaters);
+    3, one to three box-shaped single-event dips of the ephemeris' duration,
+    the first at ``t0`` (cosmic-ray or momentum-dump artefacts that a pipeline
+    folds into a spurious detection). Amplitudes are
+    ``systematic_amplitude * noise``.
+    """
+    flux = np.array(flux, dtype=np.float64, copy=True)
+    time = np.broadcast_to(np.asarray(time, dtype=np.float64), flux.shape)
+    kind = np.asarray(params["systematic"]).astype(int)
+    amplitude = (params["systematic_amplitude"] * np.asarray(noise))[:, None]
+    n = flux.shape[0]
+    t_lo, t_hi = time[:, 0:1], time[:, -1:]
+    step_time = t_lo + rng.random((n, 1)) * (t_hi - t_lo)
+    sign = np.where(rng.random((n, 1)) < 0.5, -1.0, 1.0)
+    step = sign * amplitude * (time > step_time)
+    phase = rng.uniform(0, 2 * np.pi, size=(n, 1))
+    sinusoid = amplitude * np.sin(2 * np.pi * time / params["sinusoid_period"][:, None] + phase)
+    n_events = rng.integers(1, 4, size=n)
+    event_times = np.concatenate([params["t0"][:, None], t_lo + rng.random((n, 2)) * (t_hi - t_lo)], axis=1)
+    half = 0.5 * params["duration"][:, None, None]
+    in_event = np.abs(time[:, None, :] - event_times[:, :, None]) < half
+    in_event &= (np.arange(3)[None, :] < n_events[:, None])[:, :, None]
+    events = -amplitude * in_event.any(axis=1)
+    added = np.select([kind[:, None] == 1, kind[:, None] == 2, kind[:, None] == 3], [step, sinusoid, events], 0.0)
+    return flux + added
