@@ -21,6 +21,8 @@ report: "workflow/report/workflow.rst"
 include: "workflow/rules/common.smk"
 include: "workflow/rules/simulate.smk"
 include: "workflow/rules/diffim.smk"
+include: "workflow/rules/transit.smk"
+include: "workflow/rules/train.smk"
 include: "workflow/rules/provenance.smk"
 
 

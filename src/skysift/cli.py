@@ -131,6 +131,85 @@ def _cmd_diffim(arguments: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_transit_simulate(arguments: argparse.Namespace) -> int:
+    from skysift.parallel import get_client
+    from skysift.transit.dataset import make_transit_training_set
+
+    client = get_client(arguments.cluster, n_workers=arguments.workers) if arguments.cluster != "none" else None
+    try:
+        make_transit_training_set(
+            arguments.out, arguments.n_samples, seed=arguments.seed, mission=arguments.mission,
+            n_blocks=arguments.n_blocks, positive_fraction=arguments.positive_fraction,
+            chunk_size=arguments.chunk_size, rule=arguments.rule or "transit_training_set",
+            config_digest=arguments.config_hash, client=client,
+        )
+    finally:
+        if client is not None:
+            client.close()
+    return 0
+
+
+def _cmd_transit_score(arguments: argparse.Namespace) -> int:
+    import numpy as np
+    from astropy.table import Table
+
+    from skysift.errors import InputDataError
+    from skysift.io import write_table
+    from skysift.provenance import Provenance
+    from skysift.train.trainer import load_model
+    from skysift.transit import scoring
+
+    model, card = load_model(arguments.model)
+    if card["task"] != "transit":
+        raise InputDataError(f"{arguments.model}: a '{card['task']}' model, not a transit model")
+    inputs = [Path(arguments.model) / "model.pt"]
+    if arguments.tce_table is not None:
+        if arguments.lightcurve_dir is None:
+            raise InputDataError("--tce-table needs --lightcurve-dir (where kplr*_llc.fits files are)")
+        table = scoring.score_tce_table(model, arguments.tce_table, arguments.lightcurve_dir, limit=arguments.limit)
+        inputs.append(arguments.tce_table)
+    elif arguments.folded is not None:
+        path = Path(arguments.folded)
+        if not path.is_file():
+            raise FileNotFoundError(f"{path}: no such folded light curve")
+        try:
+            columns = np.load(path) if path.suffix == ".npy" else np.loadtxt(path, unpack=True)
+        except (OSError, ValueError) as exc:
+            raise InputDataError(f"{path}: unreadable folded light curve ({exc})") from exc
+        if np.ndim(columns) != 2 or len(columns) < 2:
+            raise InputDataError(f"{path}: expected rows (phase, flux[, error]), got shape {np.shape(columns)}")
+        score, _, _ = scoring.score_folded(model, columns[0], columns[1])
+        table = Table({"source": [str(path)], "score": [score]})
+        inputs.append(path)
+    elif arguments.lightcurve is not None:
+        from skysift.transit.dataset import views_for_lightcurve
+        from skysift.transit.lightcurves import read_lightcurve
+
+        if None in (arguments.period, arguments.t0, arguments.duration):
+            raise InputDataError("--lightcurve needs --period, --t0 and --duration (hours)")
+        lightcurve = read_lightcurve(arguments.lightcurve)
+        views = views_for_lightcurve(lightcurve, arguments.period, arguments.t0, arguments.duration)
+        table = Table({"source": [str(arguments.lightcurve)], "period": [arguments.period], "t0": [arguments.t0],
+                       "duration": [arguments.duration], "score": [float(scoring.score_views(model, *views)[0])]})
+        inputs.append(arguments.lightcurve)
+    else:
+        raise InputDataError("give --lightcurve (with --period/--t0/--duration), --folded, or --tce-table")
+    provenance = Provenance.collect(rule=arguments.rule or "transit_score", inputs=inputs, config_digest=arguments.config_hash)
+    if arguments.out is not None:
+        write_table(table, arguments.out, provenance=provenance)
+    table.pprint(max_lines=40, max_width=140)
+    return 0
+
+
+def _cmd_evaluate(arguments: argparse.Namespace) -> int:
+    from skysift.evaluation import evaluate_scores
+
+    _import_plugins(arguments.plugin)
+    metrics = evaluate_scores(arguments.scores, arguments.product, arguments.outdir, task_name=arguments.task)
+    log.info("%s", ", ".join(f"{k} {v:.4f}" for k, v in metrics.items()))
+    return 0
+
+
 def _cmd_provenance_show(arguments: argparse.Namespace) -> int:
     from skysift.io import read_provenance
 
@@ -326,6 +405,77 @@ def build_parser() -> argparse.ArgumentParser:
     summary.add_argument("--html", required=True, type=Path, help="output HTML table")
     summary.add_argument("--run-name", default="", help="name of the run")
     summary.set_defaults(handler=_cmd_provenance_summary)
+
+    # transit -----------------------------------------------------------------
+    transit = commands.add_parser(
+        "transit",
+        help="transit training sets (injections into light curves) and scoring of real light curves",
+        description=(
+            "Planetary transits as AstroNet (Shallue & Vanderburg 2018): simulate a training set of "
+            "global/local views from injected transits and survey-like negatives, or score real light "
+            "curves with a trained model."
+        ),
+    )
+    transit_commands = transit.add_subparsers(dest="subcommand", metavar="SUBCOMMAND", required=True)
+    transit_sim = transit_commands.add_parser(
+        "simulate",
+        help="simulated light curves with injected transits and negatives -> views product",
+        description=(
+            "Simulate stars (rotation, granulation, white noise, gaps, mission cadence), inject Mandel-Agol "
+            "transits (label 1) or eclipsing binaries, blends and systematics (label 0), detrend, fold and "
+            "bin into AstroNet global (2001) and local (201) views. Dask-parallel over chunks of light curves. "
+            "Writes a transit-training-set HDF5 product with every parameter per sample."
+        ),
+    )
+    transit_sim.add_argument("--out", required=True, type=Path, help="output HDF5 product")
+    transit_sim.add_argument("--n-samples", required=True, type=int)
+    transit_sim.add_argument("--seed", required=True, type=int)
+    transit_sim.add_argument("--mission", default="kepler", choices=["kepler", "tess-2min", "tess-ffi", "tess-ffi-10min"])
+    transit_sim.add_argument("--n-blocks", type=int, default=1, help="quarters/sectors per light curve")
+    transit_sim.add_argument("--positive-fraction", type=float, default=0.5)
+    transit_sim.add_argument("--chunk-size", type=int, default=256, help="light curves per parallel task")
+    transit_sim.add_argument("--cluster", default="none", choices=["none", "local", "slurm"], help="Dask cluster (none: threads in this process)")
+    transit_sim.add_argument("--workers", type=int, default=None, help="Dask workers for --cluster local")
+    _add_provenance_arguments(transit_sim)
+    transit_sim.set_defaults(handler=_cmd_transit_simulate)
+    transit_score = transit_commands.add_parser(
+        "score",
+        help="score a light-curve file, a folded curve or a TCE table with a trained model",
+        description=(
+            "Score real light curves with a trained transit model: one Kepler/TESS light-curve FITS file with "
+            "its ephemeris (--lightcurve --period --t0 --duration), a phase-folded curve (--folded, .npy or text "
+            "rows phase, flux[, error]), or every TCE of a table such as the Kepler DR24 TCE table whose light "
+            "curves are in a directory (--tce-table --lightcurve-dir)."
+        ),
+    )
+    transit_score.add_argument("--model", required=True, type=Path, help="trained model directory")
+    transit_score.add_argument("--lightcurve", type=Path, default=None, help="Kepler or TESS light-curve FITS")
+    transit_score.add_argument("--period", type=float, default=None, help="period (days)")
+    transit_score.add_argument("--t0", type=float, default=None, help="epoch (days, the file's time system)")
+    transit_score.add_argument("--duration", type=float, default=None, help="transit duration (hours)")
+    transit_score.add_argument("--folded", type=Path, default=None, help="phase-folded light curve")
+    transit_score.add_argument("--tce-table", type=Path, default=None, help="TCE table (CSV, '#' comments)")
+    transit_score.add_argument("--lightcurve-dir", type=Path, default=None, help="directory of kplr*_llc.fits files")
+    transit_score.add_argument("--limit", type=int, default=None, help="score only the first N TCEs")
+    transit_score.add_argument("--out", type=Path, default=None, help="write the scores as ECSV")
+    _add_provenance_arguments(transit_score)
+    transit_score.set_defaults(handler=_cmd_transit_score)
+
+    evaluate_parser = commands.add_parser(
+        "evaluate",
+        help="held-out metrics, ROC curve and gallery from a scores product",
+        description=(
+            "Evaluate a scores product of a labelled split: accuracy, FPR and FNR at 0.5, precision, recall, "
+            "ROC AUC and TPR at FPR 1% (metrics.json), a ROC plot (roc.png) and a gallery of the highest- and "
+            "lowest-scored samples (gallery.png)."
+        ),
+    )
+    evaluate_parser.add_argument("--task", required=True)
+    evaluate_parser.add_argument("--scores", required=True, type=Path, help="scores product from skysift score")
+    evaluate_parser.add_argument("--product", required=True, type=Path, help="the product that was scored (for the gallery)")
+    evaluate_parser.add_argument("--outdir", required=True, type=Path)
+    evaluate_parser.add_argument("--plugin", action="append", default=[], help="import this module first (it may register tasks)")
+    evaluate_parser.set_defaults(handler=_cmd_evaluate)
 
     # train -------------------------------------------------------------------
     from skysift.train.config import TrainConfig

@@ -128,13 +128,28 @@ def _describe(error: jsonschema.ValidationError) -> str:
     return f"config key '{where}': {error.message}"
 
 
-def _fill_defaults(config: dict[str, Any], schema: Mapping[str, Any]) -> None:
+def _resolve_ref(subschema: Mapping[str, Any], root: Mapping[str, Any]) -> Mapping[str, Any]:
+    """Follow a local ``$ref`` (``#/$defs/name``), keeping the referring schema's own keys."""
+    reference = subschema.get("$ref")
+    if not reference:
+        return subschema
+    if not reference.startswith("#/"):
+        raise ConfigError(f"schema: only local $ref are supported, got {reference!r}")
+    target: Any = root
+    for part in reference[2:].split("/"):
+        target = target[part]
+    return {**target, **{k: v for k, v in subschema.items() if k != "$ref"}}
+
+
+def _fill_defaults(config: dict[str, Any], schema: Mapping[str, Any], root: Mapping[str, Any] | None = None) -> None:
     """Insert schema defaults for missing keys, recursively (in place)."""
+    root = schema if root is None else root
     for name, subschema in schema.get("properties", {}).items():
+        subschema = _resolve_ref(subschema, root)
         if name not in config and "default" in subschema:
             config[name] = copy.deepcopy(subschema["default"])
         if isinstance(config.get(name), dict) and subschema.get("type") == "object":
-            _fill_defaults(config[name], subschema)
+            _fill_defaults(config[name], subschema, root)
 
 
 def _check_paths(

@@ -1,6 +1,8 @@
 # Helpers shared by all rule files (configuration validation, paths, seeds) and
 # the command that calls the skysift CLI. Rules stay thin and call `skysift`.
 
+import json
+import shlex
 import sys
 from pathlib import Path
 
@@ -132,13 +134,69 @@ def simulated_products():
     )
 
 
+TRAINER_KEYS = (
+    "epochs", "batch_size", "learning_rate", "weight_decay", "patience", "val_fraction",
+    "test_fraction", "num_workers", "threads", "device",
+)
+
+
+def enabled_tasks():
+    """Model tasks switched on in the configuration."""
+    return [task for task in ("transit",) if config[task]["enabled"]]
+
+
+def train_settings(task):
+    return config["train"][task]
+
+
+def train_flags(task):
+    """`skysift train` options for a task (model keyword arguments as JSON)."""
+    settings = train_settings(task)
+    flags = cli_flags({key: settings[key] for key in TRAINER_KEYS})
+    flags += f" --seed {derive_seed(config['seed'], 'train', task)}"
+    if settings["model"]:
+        flags += f" --model-json {shlex.quote(json.dumps(settings['model'], sort_keys=True))}"
+    return flags
+
+
+def train_launcher(wildcards):
+    """Several GPUs: DDP through `skysift launch` (srun under SLURM, torchrun elsewhere)."""
+    gpus = train_settings(wildcards.task)["gpus"]
+    return f"launch --nproc {gpus} -- train" if gpus > 1 else "train"
+
+
+def dask_flags():
+    flags = f"--cluster {config['dask']['cluster']}"
+    if config["dask"]["workers"]:
+        flags += f" --workers {config['dask']['workers']}"
+    return flags
+
+
+def model_products():
+    """Trained models, their scores and evaluations (per enabled task)."""
+    products = []
+    for task in enabled_tasks():
+        products += [
+            f"{RESULTS}/{task}/training_set.h5",
+            f"{RESULTS}/{task}/scores_test.h5",
+            f"{RESULTS}/{task}/candidates_test.ecsv",
+        ]
+    return products
+
+
 def all_products():
     """Every data product of the run, for the provenance summary."""
-    return simulated_products() + diffim_products()
+    return simulated_products() + diffim_products() + model_products()
 
 
 def all_targets():
     targets = expand(f"{RESULTS}/simulate/{{pair}}/preview.png", pair=simulated_pair_ids())
     targets += expand(f"{RESULTS}/diffim/{{pair}}/preview.png", pair=pair_ids())
+    for task in enabled_tasks():
+        targets += [
+            f"{RESULTS}/models/{task}/training_curve.png",
+            f"{RESULTS}/{task}/evaluation/roc.png",
+            f"{RESULTS}/{task}/evaluation/gallery.png",
+        ]
     targets += [f"{RESULTS}/provenance/summary.json", f"{RESULTS}/provenance/summary.html"]
     return targets

@@ -67,6 +67,9 @@ class TaskSpec:
         Label column in ``/samples``.
     augment : str or callable, optional
         ``(inputs, generator) -> inputs`` applied to training batches only.
+    gallery : str or callable, optional
+        ``(arrays, scores, labels, title) -> Figure`` showing the highest- and
+        lowest-scored samples, for the report.
     description : str
         One line for ``--help``.
     """
@@ -78,10 +81,14 @@ class TaskSpec:
     augment: str | Callable[..., tuple[torch.Tensor, ...]] | None = None
     description: str = ""
     model_defaults: dict[str, Any] = field(default_factory=dict)
+    gallery: str | Callable[..., Any] | None = None
 
     def build_model(self, **kwargs: Any) -> torch.nn.Module:
         """Build the task's model (defaults updated by ``kwargs``)."""
         return _resolve(self.model)(**{**self.model_defaults, **kwargs})
+
+    def gallery_function(self) -> Callable[..., Any] | None:
+        return None if self.gallery is None else _resolve(self.gallery)
 
     def augmentation(self) -> Callable[..., tuple[torch.Tensor, ...]] | None:
         return None if self.augment is None else _resolve(self.augment)
@@ -108,3 +115,14 @@ def get_task(name: str) -> TaskSpec:
         return TASKS[name]
     except KeyError:
         raise ConfigError(f"unknown task {name!r}; known tasks: {', '.join(sorted(TASKS)) or 'none'}") from None
+
+
+register_task(
+    TaskSpec(
+        "transit",
+        ("global_view", "local_view"),
+        "skysift.transit.model:build_model",
+        description="AstroNet two-column 1-D CNN on global and local views (Shallue & Vanderburg 2018)",
+        gallery="skysift.evaluation:transit_gallery",
+    )
+)
