@@ -91,3 +91,67 @@ def test_bls_recovers_period():
     phase = (result.t0 - PLANET["t0"]) / PLANET["period"]
     assert abs(phase - round(phase)) < 0.02
     assert result.depth == pytest.approx(0.011, rel=0.3)
+
+
+@pytest.mark.parametrize("n_bins", [3, 40, 400])
+def test_fast_group_median_matches_np_median(n_bins):
+    # From mostly empty and single-point bins (400) to crowded ones (3), which
+    # take the sorted fallback beyond four points per bin.
+    rng = np.random.default_rng(n_bins)
+    x = rng.uniform(0, 1, size=(5, 120))
+    y = rng.normal(size=(5, 120))
+    y[0, :7] = np.nan  # ignored
+    valid = rng.random((5, 120)) > 0.1
+    result = binned_statistic(x, y, n_bins, 0.0, 1.0, valid=valid)
+    counts = np.array([[np.sum((np.floor(x[r] * n_bins) == b) & valid[r] & np.isfinite(y[r])) for b in range(n_bins)] for r in range(5)])
+    for r in range(5):
+        for b in range(n_bins):
+            inside = (np.floor(x[r] * n_bins) == b) & valid[r] & np.isfinite(y[r])
+            want = np.median(y[r, inside].astype(np.float32)) if inside.any() else np.nan
+            np.testing.assert_allclose(result[r, b], want, rtol=1e-6, atol=1e-7, equal_nan=True)
+    # Each case exercises the branch it is meant to: empty and single-point bins,
+    # the closed forms for three and four points, the sorted fallback.
+    expected_counts = {400: {0, 1}, 40: {3, 4}, 3: set()}[n_bins]
+    assert expected_counts <= set(counts.ravel().tolist())
+    assert n_bins != 3 or counts.min() > 4
+
+
+def test_sliding_median_matches_np_median():
+    rng = np.random.default_rng(7)
+    # Rows of very different lengths (grouped by length internally), one empty.
+    x = rng.uniform(-1.2, 1.2, size=(6, 300))
+    x[1, 40:] = 5.0  # outside the window: a short row
+    x[2] = 9.0  # no point in range: every bin empty
+    y = rng.normal(size=(6, 300))
+    width = np.array([0.05, 0.3, 0.1, 0.02, 0.15, 0.1])
+    result = binned_statistic(x, y, 31, -1.0, 1.0, bin_width=width)
+    spacing = 2.0 / 31
+    for r in range(6):
+        for b in range(31):
+            inside = np.abs(x[r] - (-1.0 + (b + 0.5) * spacing)) <= 0.5 * width[r]
+            want = np.median(y[r, inside].astype(np.float32)) if inside.any() else np.nan
+            np.testing.assert_allclose(result[r, b], want, rtol=1e-6, atol=1e-7, equal_nan=True)
+    assert np.isnan(result[2]).all()
+    means = binned_statistic(x, y, 31, -1.0, 1.0, bin_width=width, statistic="mean")
+    inside = np.abs(x[4] - (-1.0 + 10.5 * spacing)) <= 0.5 * width[4]
+    assert means[4, 10] == pytest.approx(y[4, inside].mean(), rel=1e-5)
+
+
+def test_make_views_blocks_match_one_call():
+    # make_views works in blocks of rows; the result must not depend on it.
+    from skysift.transit import preprocess
+
+    time = mission_time_grid("kepler")
+    rng = np.random.default_rng(1)
+    n = 5
+    flux = 1.0 + 1e-4 * rng.standard_normal((n, time.size))
+    period, t0, duration = rng.uniform(1, 10, n), rng.uniform(0, 1, n), rng.uniform(0.05, 0.3, n)
+    whole = make_views(time, flux, period, t0, duration)
+    saved = preprocess._ROWS_PER_BLOCK
+    preprocess._ROWS_PER_BLOCK = 2
+    try:
+        blocked = make_views(time, flux, period, t0, duration)
+    finally:
+        preprocess._ROWS_PER_BLOCK = saved
+    for a, b in zip(whole, blocked):
+        np.testing.assert_array_equal(a, b)

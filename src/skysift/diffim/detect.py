@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import warnings
-
 import numpy as np
 from astropy.table import Table
 from astropy.wcs import WCS
-from photutils.segmentation import detect_sources
-from photutils.utils.exceptions import NoDetectionsWarning
 from scipy import ndimage
 
-from skysift.diffim.masks import grow_mask
+from skysift.diffim.masks import mask_near
+from skysift.diffim.stars import local_maxima
 
 __all__ = [
     "FLAG_DEBLENDED",
@@ -39,11 +36,16 @@ def _deblend(image: np.ndarray, labels: np.ndarray, n_labels: int, separation: i
     A peak is a local maximum over a ``(2 separation + 1)`` square; each
     region with more than one is divided along the valleys between them
     (:func:`scipy.ndimage.watershed_ift` on the inverted, quantised image).
+    Peaks are only searched among the (few) pixels above the threshold.
     """
     size = 2 * separation + 1
-    is_peak = (image == ndimage.maximum_filter(image, size=size)) & (labels > 0)
-    peak_count = ndimage.sum_labels(is_peak, labels=labels, index=np.arange(1, n_labels + 1))
-    crowded = np.nonzero(peak_count > 1)[0] + 1
+    threshold = float(image[labels > 0].min()) if n_labels else 0.0
+    peak_rows, peak_cols = local_maxima(image, np.nextafter(threshold, -np.inf), size=size)
+    peak_labels = labels[peak_rows, peak_cols]
+    on_region = peak_labels > 0
+    peak_rows, peak_cols, peak_labels = peak_rows[on_region], peak_cols[on_region], peak_labels[on_region]
+    peak_count = np.bincount(peak_labels, minlength=n_labels + 1)
+    crowded = np.nonzero(peak_count > 1)[0]
     if crowded.size == 0:
         return labels, set()
     new_labels = labels.copy()
@@ -54,7 +56,9 @@ def _deblend(image: np.ndarray, labels: np.ndarray, n_labels: int, separation: i
         window = objects[label - 1]
         region = labels[window] == label
         values = np.where(region, image[window], 0.0)
-        peaks_y, peaks_x = np.nonzero(is_peak[window] & region)
+        mine = peak_labels == label
+        peaks_y = peak_rows[mine] - window[0].start
+        peaks_x = peak_cols[mine] - window[1].start
         markers = np.zeros(region.shape, dtype=np.int32)
         markers[~region] = -1
         children = []
@@ -73,17 +77,42 @@ def _deblend(image: np.ndarray, labels: np.ndarray, n_labels: int, separation: i
     return new_labels, split
 
 
+def _peak_positions(image: np.ndarray, segmentation: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """``(row, col)`` of the maximum of ``image`` in each labelled region, in the order of ``labels``.
+
+    Same answer as :func:`scipy.ndimage.maximum_position`, but it sorts only
+    the labelled pixels rather than the whole image.
+    """
+    flat = np.flatnonzero(segmentation)
+    region = segmentation.ravel()[flat]
+    values = image.ravel()[flat]
+    # Sort by region, then by decreasing value: the first entry of each region is its peak.
+    order = np.lexsort((-values, region))
+    region_sorted = region[order]
+    first = np.searchsorted(region_sorted, labels)
+    peak_flat = flat[order[first]]
+    return np.column_stack(np.unravel_index(peak_flat, image.shape)).astype(np.int64)
+
+
 def _segments(image: np.ndarray, threshold: float, npixels: int, deblend: bool, separation: int) -> tuple[np.ndarray, set[int]]:
-    with warnings.catch_warnings():
-        # An image with nothing above threshold is a valid answer, not a warning.
-        warnings.simplefilter("ignore", NoDetectionsWarning)
-        segmentation = detect_sources(image, threshold, n_pixels=npixels)
-    if segmentation is None:
-        return np.zeros(image.shape, dtype=np.int32), set()
-    labels = np.asarray(segmentation.data, dtype=np.int32)
-    if not deblend:
+    """8-connected regions of at least ``npixels`` pixels above ``threshold`` (photutils' ``detect_sources``)."""
+    labels, n_labels = ndimage.label(image > threshold, structure=np.ones((3, 3), dtype=bool))
+    if n_labels == 0:
+        return labels.astype(np.int32), set()
+    sizes = np.bincount(labels.ravel(), minlength=n_labels + 1)
+    small = sizes < npixels
+    small[0] = False
+    if small.any():
+        # Drop small regions and renumber the rest consecutively.
+        relabel = np.zeros(n_labels + 1, dtype=np.int32)
+        kept = np.nonzero(~small[1:])[0] + 1
+        relabel[kept] = np.arange(1, kept.size + 1, dtype=np.int32)
+        labels = relabel[labels]
+        n_labels = int(kept.size)
+    labels = labels.astype(np.int32, copy=False)
+    if not deblend or n_labels == 0:
         return labels, set()
-    return _deblend(image, labels, int(labels.max()), separation)
+    return _deblend(image, labels, n_labels, separation)
 
 
 def detect_candidates(
@@ -100,6 +129,7 @@ def detect_candidates(
     deblend_separation: int = 4,
     mask_radius: int = 3,
     saturated_radius: int = 10,
+    exclude_flags: int = 0,
 ) -> Table:
     """Find candidates in ``S_corr`` and measure them at their peaks.
 
@@ -126,6 +156,10 @@ def detect_candidates(
         the maximum: closer peaks are not separated.
     mask_radius, saturated_radius : int
         Distances (pixels) for :data:`FLAG_NEAR_MASK` and :data:`FLAG_NEAR_SATURATED`.
+    exclude_flags : int
+        Candidates with any of these flag bits set are left out of the table
+        (e.g. :data:`FLAG_NEAR_SATURATED`: the residuals of saturated stars'
+        halos, which the ZOGY paper masks). 0 keeps everything.
 
     Returns
     -------
@@ -144,34 +178,39 @@ def detect_candidates(
     a mis-registered star yields two flagged candidates instead of one merged
     region.
     """
-    score_corr = np.asarray(score_corr, dtype=np.float64)
+    score_corr = np.asarray(score_corr)
     shape = score_corr.shape
     mask = np.zeros(shape, bool) if mask is None else np.asarray(mask, bool)
     mask = mask | ~np.isfinite(score_corr)
-    near_mask = grow_mask(mask, mask_radius)
-    near_saturated = (
-        grow_mask(np.asarray(saturated, bool), saturated_radius) if saturated is not None else np.zeros(shape, bool)
-    )
+    saturated = np.zeros(shape, bool) if saturated is None else np.asarray(saturated, bool)
+    clean = np.where(mask, np.float32(0.0), score_corr).astype(np.float32, copy=False)
     rows: list[dict] = []
     for sign in (1.0, -1.0):
-        image = np.where(mask, 0.0, sign * np.nan_to_num(score_corr))
+        image = clean if sign > 0 else -clean
         segmentation, split = _segments(image, threshold, npixels, deblend, deblend_separation)
-        labels = np.unique(segmentation[segmentation > 0])
-        if labels.size == 0:
+        n_segments = int(segmentation.max())
+        if n_segments == 0:
             continue
-        peaks = ndimage.maximum_position(image, labels=segmentation, index=labels)
-        sizes = ndimage.sum_labels(np.ones(shape), labels=segmentation, index=labels)
-        for label, (py, px), size in zip(labels, peaks, sizes):
+        sizes = np.bincount(segmentation.ravel(), minlength=n_segments + 1)
+        labels = np.nonzero(sizes[1:])[0] + 1
+        peaks = _peak_positions(image, segmentation, labels)
+        near_mask = mask_near(mask, peaks[:, 1], peaks[:, 0], mask_radius)
+        near_saturated = mask_near(saturated, peaks[:, 1], peaks[:, 0], saturated_radius)
+        for label, (py, px), size, is_near_mask, is_near_saturated in zip(
+            labels, peaks, sizes[labels], near_mask, near_saturated
+        ):
             dx, dy = _quadratic_offset(image, py, px)
             flags = 0
-            if near_mask[py, px]:
+            if is_near_mask:
                 flags |= FLAG_NEAR_MASK
-            if near_saturated[py, px]:
+            if is_near_saturated:
                 flags |= FLAG_NEAR_SATURATED
             if sign < 0:
                 flags |= FLAG_NEGATIVE
             if int(label) in split:
                 flags |= FLAG_DEBLENDED
+            if flags & exclude_flags:
+                continue
             peak_flux = float(flux[py, px]) if flux is not None else np.nan
             peak_err = float(flux_err[py, px]) if flux_err is not None else np.nan
             rows.append(
@@ -208,6 +247,7 @@ def detect_candidates(
         table["ra"][:] = ra
         table["dec"][:] = dec
     table.meta["threshold"] = threshold
+    table.meta["excluded_flags"] = int(exclude_flags)
     table.meta["flag_bits"] = {
         "1": "near a masked pixel or the image/footprint edge",
         "2": "near a saturated star",

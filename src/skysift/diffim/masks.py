@@ -19,6 +19,7 @@ __all__ = [
     "edge_mask",
     "fill_masked",
     "grow_mask",
+    "mask_near",
     "nonfinite_mask",
     "saturation_level",
     "saturation_mask",
@@ -107,11 +108,55 @@ def saturation_mask(data: np.ndarray, level: float | None, *, grow: int = 3, gro
     if grow_factor <= 0:
         return grow_mask(saturated, grow)
     labels, n_regions = ndimage.label(saturated)
-    areas = ndimage.sum_labels(saturated, labels, index=np.arange(1, n_regions + 1))
-    reach = np.concatenate([[0.0], grow + grow_factor * np.sqrt(areas / np.pi)])
-    # Distance of every pixel to its nearest saturated pixel, and which region that is.
-    distance, (rows, cols) = ndimage.distance_transform_edt(~saturated, return_indices=True)
-    return distance <= reach[labels[rows, cols]]
+    areas = np.bincount(labels.ravel(), minlength=n_regions + 1)[1:]
+    reach = grow + grow_factor * np.sqrt(areas / np.pi)
+    # Saturated regions are few and small: grow each inside its own bounding
+    # box (plus its reach) instead of a distance transform of the whole image.
+    grown = saturated.copy()
+    ny, nx = saturated.shape
+    for index, window in enumerate(ndimage.find_objects(labels)):
+        margin = int(np.ceil(reach[index]))
+        y0, y1 = max(0, window[0].start - margin), min(ny, window[0].stop + margin)
+        x0, x1 = max(0, window[1].start - margin), min(nx, window[1].stop + margin)
+        region = labels[y0:y1, x0:x1] == index + 1
+        distance = ndimage.distance_transform_edt(~region)
+        grown[y0:y1, x0:x1] |= distance <= reach[index]
+    return grown
+
+
+def mask_near(mask: np.ndarray, x: np.ndarray, y: np.ndarray, radius: float) -> np.ndarray:
+    """Whether any masked pixel lies within ``radius`` of each position.
+
+    Equivalent to ``grow_mask(mask, radius)[round(y), round(x)]`` but it only
+    looks at a window around each position, so it costs nothing on a large
+    image with a few hundred positions.
+
+    Parameters
+    ----------
+    mask : numpy.ndarray of bool
+        Mask.
+    x, y : numpy.ndarray
+        Positions (0-based pixels); rounded to the nearest pixel.
+    radius : float
+        Disc radius (pixels).
+
+    Returns
+    -------
+    numpy.ndarray of bool
+    """
+    mask = np.asarray(mask, dtype=bool)
+    ix = np.round(np.asarray(x, dtype=np.float64)).astype(np.int64)
+    iy = np.round(np.asarray(y, dtype=np.float64)).astype(np.int64)
+    if ix.size == 0:
+        return np.zeros(0, dtype=bool)
+    r = int(np.ceil(radius))
+    offsets = np.arange(-r, r + 1)
+    disc = offsets[:, None] ** 2 + offsets[None, :] ** 2 <= radius**2
+    rows = iy[:, None, None] + offsets[None, :, None]
+    cols = ix[:, None, None] + offsets[None, None, :]
+    inside = (rows >= 0) & (rows < mask.shape[0]) & (cols >= 0) & (cols < mask.shape[1])
+    values = mask[np.clip(rows, 0, mask.shape[0] - 1), np.clip(cols, 0, mask.shape[1] - 1)]
+    return np.any(values & inside & disc, axis=(1, 2))
 
 
 def nonfinite_mask(data: np.ndarray) -> np.ndarray:

@@ -13,10 +13,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from astropy.stats import sigma_clip, sigma_clipped_stats
+from astropy.stats import sigma_clip
 from astropy.table import Table
 from scipy import ndimage
 
+from skysift.diffim.background import clipped_box_statistics
 from skysift.diffim.stars import find_stars, windowed_centroids
 from skysift.errors import InputDataError
 from skysift.log import get_logger
@@ -154,28 +155,32 @@ def build_psf(data: np.ndarray, x: np.ndarray, y: np.ndarray, size: int, *, fwhm
     half = size // 2
     pad = half + 2
     offsets = np.arange(-pad, pad + 1)
+    x = np.asarray(x, dtype=np.float64)
+    y = np.asarray(y, dtype=np.float64)
     x0 = np.round(x).astype(int)
     y0 = np.round(y).astype(int)
+    ny, nx = data.shape
+    inside = (x0 - pad >= 0) & (x0 + pad < nx) & (y0 - pad >= 0) & (y0 + pad < ny)
+    x, y, x0, y0 = x[inside], y[inside], x0[inside], y0[inside]
+    if x.size == 0:
+        raise ValueError("no star stamps could be cut out")
+    cutouts = np.asarray(data[y0[:, None, None] + offsets[None, :, None], x0[:, None, None] + offsets[None, None, :]], dtype=np.float64)
     # Local sky per star from a sigma-clipped annulus at the stamp edge:
     # clipping rejects the neighbours that a plain median of the corners
     # would let through (they bias the sky up and the PSF wings negative).
     ring_radius = np.hypot(offsets[:, None], offsets[None, :])
     ring = (ring_radius >= half - 3) & (ring_radius <= pad)
+    sky, sky_sigma, _ = clipped_box_statistics(cutouts[:, ring], sigma=2.5, iterations=10)
     stamps: list[np.ndarray] = []
     weights: list[float] = []
-    for xi, yi, xc, yc in zip(x0, y0, x, y):
-        cutout = data[yi - pad : yi + pad + 1, xi - pad : xi + pad + 1]
-        if cutout.shape != (offsets.size, offsets.size):
-            continue
-        sky = float(sigma_clipped_stats(cutout[ring], sigma=2.5, maxiters=10)[1])
-        shifted = ndimage.shift(cutout - sky, (yi - yc, xi - xc), order=3, mode="nearest")[2:-2, 2:-2]
+    for cutout, level, noise, xi, yi, xc, yc in zip(cutouts, sky, sky_sigma, x0, y0, x, y):
+        shifted = ndimage.shift(cutout - level, (yi - yc, xi - xc), order=3, mode="nearest")[2:-2, 2:-2]
         flux = shifted.sum()
         if flux > 0:
             stamps.append(shifted / flux)
-            sky_variance = float(sigma_clipped_stats(cutout[ring], sigma=2.5, maxiters=10)[2]) ** 2
             # Inverse variance of a normalised stamp pixel: F^2 / (F + A sky_var),
             # with A the PSF's noise area; bright stars dominate, as they should.
-            weights.append(flux**2 / (flux + 4.0 * np.pi * fwhm**2 * sky_variance))
+            weights.append(flux**2 / (flux + 4.0 * np.pi * fwhm**2 * noise**2))
     if not stamps:
         raise ValueError("no star stamps could be cut out")
     clipped = sigma_clip(np.array(stamps), sigma=3.0, axis=0, maxiters=3)
@@ -191,26 +196,39 @@ def build_psf(data: np.ndarray, x: np.ndarray, y: np.ndarray, size: int, *, fwhm
 
 
 def _stars_for_psf(
-    data: np.ndarray, noise_sigma: float, mask: np.ndarray | None, fwhm: float, size: int | None, name: str
+    data: np.ndarray,
+    noise_sigma: float,
+    mask: np.ndarray | None,
+    fwhm: float,
+    size: int | None,
+    name: str,
+    stars: Table | None = None,
+    max_stars: int = 50,
 ) -> tuple[Table, int, float]:
-    # Two passes: the first with the guessed FWHM, the second with the
-    # FWHM measured from the first stack, so the window and the stamp size fit.
+    # One detection pass; the FWHM measured from the first stack then re-centres
+    # the selected stars with a matching window and resizes the stamp. Finding
+    # the stars again with the new FWHM changes which bright stars pass a
+    # 10-sigma cut very little and would cost a full-image filter.
     stamp_size = size or auto_psf_size(fwhm)
-    for _ in range(2):
+    if stars is None:
         stars = find_stars(data, noise_sigma, mask=mask, fwhm=fwhm, threshold=10.0, border=stamp_size // 2 + 2)
-        selected = select_psf_stars(stars, data.shape, stamp_size)
+    for _ in range(2):
+        selected = select_psf_stars(stars, data.shape, stamp_size, max_stars=max_stars)
         if len(selected) < 3:
-            selected = select_psf_stars(stars, data.shape, stamp_size, min_snr=15.0)
+            selected = select_psf_stars(stars, data.shape, stamp_size, min_snr=15.0, max_stars=max_stars)
         if len(selected) == 0:
             raise InputDataError(
                 f"{name}: no stars found for PSF estimation (no isolated, unsaturated star above S/N 15)"
             )
+        selected = selected.copy()
+        x, y = windowed_centroids(data, selected["x"], selected["y"], fwhm)
+        selected["x"], selected["y"] = x, y
         psf = build_psf(data, selected["x"], selected["y"], stamp_size, fwhm=fwhm)
         measured = psf_fwhm(psf)
-        if abs(measured - fwhm) < 0.15 * fwhm:
-            fwhm = measured
-            break
+        converged = abs(measured - fwhm) < 0.15 * fwhm
         fwhm = measured
+        if converged:
+            break
         stamp_size = size or auto_psf_size(fwhm)
     return selected, stamp_size, fwhm
 
@@ -264,6 +282,8 @@ def estimate_psf_grid(
     size: int | None = None,
     min_stars: int = 5,
     name: str = "image",
+    stars: Table | None = None,
+    max_stars: int = 50,
 ) -> PsfGrid:
     """Estimate PSFs on a ``grid`` x ``grid`` set of cells.
 
@@ -275,6 +295,12 @@ def estimate_psf_grid(
         Cells per axis (1: one PSF for the image).
     min_stars : int
         A cell with fewer stars takes the whole-image PSF (logged).
+    stars : astropy.table.Table, optional
+        Stars already found in ``data`` (:func:`~skysift.diffim.stars.find_stars`,
+        saturated and masked cores excluded); found here when omitted.
+    max_stars : int
+        Stars stacked per cell, brightest isolated ones first: the stack's
+        noise stops improving long before the cost stops growing.
 
     Returns
     -------
@@ -287,8 +313,10 @@ def estimate_psf_grid(
     """
     if grid < 1:
         raise ValueError(f"psf grid must be >= 1, got {grid}")
-    data = np.asarray(data, dtype=np.float64)
-    stars, stamp_size, fwhm = _stars_for_psf(data, noise_sigma, mask, fwhm_guess, size, name)
+    data = np.asarray(data)
+    stars, stamp_size, fwhm = _stars_for_psf(
+        data, noise_sigma, mask, fwhm_guess, size, name, stars=stars, max_stars=max_stars * grid * grid
+    )
     global_psf = build_psf(data, stars["x"], stars["y"], stamp_size, fwhm=fwhm)
     ny, nx = data.shape
     y_edges = np.linspace(0, ny, grid + 1).round().astype(int)

@@ -20,8 +20,10 @@ from skysift.errors import InputDataError
 from skysift.log import get_logger
 
 __all__ = [
+    "AFFINE_TOLERANCE",
     "AffineTransform",
     "Registration",
+    "affine_map",
     "fit_affine",
     "match_positions",
     "register",
@@ -85,6 +87,9 @@ class Registration:
     pixel_area_ratio : float
         Reference pixel area over science pixel area: the resampled image is
         multiplied by its inverse so that fluxes are conserved.
+    affine : AffineTransform or None
+        The science-to-reference pixel map when it is affine to within
+        ``affine_tolerance`` (then the fast paths were used), else None.
     """
 
     aligned: np.ndarray
@@ -95,6 +100,30 @@ class Registration:
     rms_residual: float
     n_matched: int
     pixel_area_ratio: float
+    affine: AffineTransform | None = None
+
+    def transfer_mask(self, mask: np.ndarray) -> np.ndarray:
+        """Carry a reference-frame mask onto the science grid.
+
+        A science pixel is flagged if its reference position lies within one
+        pixel (per axis) of a masked reference pixel, i.e. if a bilinear
+        interpolation would touch it.
+
+        Parameters
+        ----------
+        mask : numpy.ndarray of bool
+            Mask in the reference frame.
+
+        Returns
+        -------
+        numpy.ndarray of bool
+            Mask on the science grid.
+        """
+        mask = np.asarray(mask, dtype=bool)
+        if self.affine is None:
+            touched, _ = reproject_to_grid(mask.astype(np.float32), self.map_x, self.map_y, order=1)
+            return touched > 0.01
+        return _transfer_sparse_mask(mask, self.affine, self.map_x.shape)
 
 
 def science_to_reference_map(
@@ -145,6 +174,107 @@ def science_to_reference_map(
     map_x = ndimage.map_coordinates(np.asarray(rx, dtype=np.float64), index, order=1, mode="nearest")
     map_y = ndimage.map_coordinates(np.asarray(ry, dtype=np.float64), index, order=1, mode="nearest")
     return map_x, map_y
+
+
+#: Largest deviation (pixels) of the true map from its affine fit for the affine fast path.
+AFFINE_TOLERANCE = 0.01
+
+
+def affine_map(
+    science_wcs: WCS,
+    reference_wcs: WCS,
+    shape: tuple[int, int],
+    *,
+    correction: AffineTransform | None = None,
+    step: int = 64,
+    tolerance: float = AFFINE_TOLERANCE,
+) -> tuple[AffineTransform | None, float]:
+    """Fit one affine transform to the science-to-reference pixel map.
+
+    Parameters
+    ----------
+    science_wcs, reference_wcs : astropy.wcs.WCS
+        Celestial WCSs.
+    shape : (int, int)
+        Science image shape.
+    correction : AffineTransform, optional
+        Star-fitted correction applied to science pixels first.
+    step : int
+        Spacing (pixels) of the grid on which the map is evaluated.
+    tolerance : float
+        Largest allowed deviation (pixels) of the map from the fit.
+
+    Returns
+    -------
+    transform : AffineTransform or None
+        The fit, or None where the map deviates by more than ``tolerance``
+        (strong distortion or a large field).
+    deviation : float
+        Largest deviation (pixels) on the grid, edges and corners included.
+
+    Notes
+    -----
+    Over a CCD-sized field a TAN projection pair with a small pointing offset
+    is affine to far better than a hundredth of a pixel, and an affine map
+    lets the reference be resampled by :func:`scipy.ndimage.affine_transform`
+    without building and reading two full-size coordinate arrays.
+    """
+    ny, nx = shape
+    correction = correction or AffineTransform.identity()
+    ys = np.unique(np.append(np.arange(0, ny, step), ny - 1)).astype(np.float64)
+    xs = np.unique(np.append(np.arange(0, nx, step), nx - 1)).astype(np.float64)
+    gx, gy = np.meshgrid(xs, ys)
+    cx, cy = correction(gx, gy)
+    rx, ry = reference_wcs.world_to_pixel_values(*science_wcs.pixel_to_world_values(cx, cy))
+    rx, ry = np.asarray(rx, dtype=np.float64).ravel(), np.asarray(ry, dtype=np.float64).ravel()
+    if not (np.all(np.isfinite(rx)) and np.all(np.isfinite(ry))):
+        return None, float("inf")
+    design = np.column_stack([gx.ravel(), gy.ravel(), np.ones(gx.size)])
+    coefficients, *_ = np.linalg.lstsq(design, np.column_stack([rx, ry]), rcond=None)
+    deviation = float(np.max(np.hypot(*(design @ coefficients - np.column_stack([rx, ry])).T)))
+    if deviation > tolerance:
+        return None, deviation
+    return AffineTransform(matrix=coefficients[:2].T.copy(), offset=coefficients[2].copy()), deviation
+
+
+def _affine_coordinates(transform: AffineTransform, shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    ny, nx = shape
+    x = np.arange(nx, dtype=np.float64)[None, :]
+    y = np.arange(ny, dtype=np.float64)[:, None]
+    # Each row is computed in float64 and stored in float32 (1e-4 px at 4096).
+    map_x = np.empty(shape, dtype=np.float32)
+    map_y = np.empty(shape, dtype=np.float32)
+    map_x[...] = transform.matrix[0, 0] * x + (transform.matrix[0, 1] * y + transform.offset[0])
+    map_y[...] = transform.matrix[1, 0] * x + (transform.matrix[1, 1] * y + transform.offset[1])
+    return map_x, map_y
+
+
+def _transfer_sparse_mask(mask: np.ndarray, transform: AffineTransform, shape: tuple[int, int]) -> np.ndarray:
+    """:meth:`Registration.transfer_mask` for an affine map, looking only at the masked pixels."""
+    out = np.zeros(shape, dtype=bool)
+    rows, cols = np.nonzero(mask)
+    if rows.size == 0:
+        return out
+    # Science position of each masked reference pixel (inverse affine).
+    inverse = np.linalg.inv(transform.matrix)
+    dx, dy = cols - transform.offset[0], rows - transform.offset[1]
+    sx = inverse[0, 0] * dx + inverse[0, 1] * dy
+    sy = inverse[1, 0] * dx + inverse[1, 1] * dy
+    # The map is a near-identity, so the science pixels within one pixel of it
+    # are the four around the inverse image; one more on each side covers
+    # the rotation and scale over a single pixel.
+    x0, y0 = np.floor(sx).astype(np.int64), np.floor(sy).astype(np.int64)
+    ny, nx = shape
+    for oy in (-1, 0, 1, 2):
+        for ox in (-1, 0, 1, 2):
+            xi, yi = x0 + ox, y0 + oy
+            inside = (xi >= 0) & (xi < nx) & (yi >= 0) & (yi < ny)
+            xi, yi = xi[inside], yi[inside]
+            # Keep only pixels whose reference position is truly within 1 px per axis.
+            mx, my = transform(xi.astype(np.float64), yi.astype(np.float64))
+            near = (np.abs(mx - cols[inside]) < 1.0) & (np.abs(my - rows[inside]) < 1.0)
+            out[yi[near], xi[near]] = True
+    return out
 
 
 def reproject_to_grid(
@@ -294,9 +424,13 @@ def fit_affine(
 
 
 def _footprint_overlap(science_wcs: WCS, reference_wcs: WCS, science_shape, reference_shape) -> float:
-    map_x, map_y = science_to_reference_map(science_wcs, reference_wcs, science_shape, step=max(8, min(science_shape) // 16))
-    ny, nx = reference_shape
-    inside = (map_x >= 0) & (map_x <= nx - 1) & (map_y >= 0) & (map_y <= ny - 1)
+    """Fraction of the science image that maps inside the reference (on a 65 x 65 grid of points)."""
+    ny, nx = science_shape
+    gx, gy = np.meshgrid(np.linspace(0, nx - 1, 65), np.linspace(0, ny - 1, 65))
+    map_x, map_y = reference_wcs.world_to_pixel_values(*science_wcs.pixel_to_world_values(gx, gy))
+    ry, rx = reference_shape
+    with np.errstate(invalid="ignore"):
+        inside = (map_x >= 0) & (map_x <= rx - 1) & (map_y >= 0) & (map_y <= ry - 1)
     return float(inside.mean())
 
 
@@ -316,6 +450,7 @@ def register(
     order: int = 3,
     science_name: str = "science",
     reference_name: str = "reference",
+    use_affine: bool = True,
 ) -> Registration:
     """Align the reference to the science grid: WCS prior, star-matched affine refinement, resampling.
 
@@ -343,6 +478,12 @@ def register(
         Spline order of the resampling.
     science_name, reference_name : str
         File names for error messages.
+    use_affine : bool
+        Resample with :func:`scipy.ndimage.affine_transform` when the whole
+        map is affine to within :data:`AFFINE_TOLERANCE` pixels (checked on a
+        grid, see :func:`affine_map`); otherwise, or when False, evaluate the
+        map per pixel and use :func:`scipy.ndimage.map_coordinates`. Both give
+        the same image to within the tolerance.
 
     Returns
     -------
@@ -394,15 +535,33 @@ def register(
             _log.warning(
                 "%s and %s: only %d stars matched; keeping the WCS alignment", science_name, reference_name, len(index_sci)
             )
-    map_x, map_y = science_to_reference_map(science_wcs, reference_wcs, science.shape, correction=correction)
-    # Local Jacobian of the map at the centre: reference pixels per science pixel.
-    cy, cx = science.shape[0] // 2, science.shape[1] // 2
-    jacobian = np.array(
-        [[map_x[cy, cx + 1] - map_x[cy, cx], map_x[cy + 1, cx] - map_x[cy, cx]],
-         [map_y[cy, cx + 1] - map_y[cy, cx], map_y[cy + 1, cx] - map_y[cy, cx]]]
-    )
-    area_ratio = float(abs(np.linalg.det(jacobian)))  # reference pixels per science pixel
-    aligned, outside = reproject_to_grid(reference, map_x, map_y, mask=reference_mask, order=order)
+    affine, deviation = affine_map(science_wcs, reference_wcs, science.shape, correction=correction) if use_affine else (None, float("nan"))
+    if affine is not None:
+        map_x, map_y = _affine_coordinates(affine, science.shape)
+        area_ratio = float(abs(np.linalg.det(affine.matrix)))  # reference pixels per science pixel
+        # affine_transform works in (row, column) order.
+        matrix = np.array([[affine.matrix[1, 1], affine.matrix[1, 0]], [affine.matrix[0, 1], affine.matrix[0, 0]]])
+        offset = np.array([affine.offset[1], affine.offset[0]])
+        aligned = ndimage.affine_transform(
+            reference, matrix, offset=offset, output_shape=science.shape,
+            order=order, mode="constant", cval=0.0, prefilter=True, output=np.float32,
+        )
+        ny, nx = reference.shape
+        outside = (map_x < 0) | (map_x > nx - 1) | (map_y < 0) | (map_y > ny - 1)
+        if reference_mask is not None and np.any(reference_mask):
+            outside |= _transfer_sparse_mask(np.asarray(reference_mask, dtype=bool), affine, science.shape)
+        aligned[outside] = 0.0
+        _log.info("registration: affine map (deviation %.2g px), affine_transform resampling", deviation)
+    else:
+        map_x, map_y = science_to_reference_map(science_wcs, reference_wcs, science.shape, correction=correction)
+        # Local Jacobian of the map at the centre: reference pixels per science pixel.
+        cy, cx = science.shape[0] // 2, science.shape[1] // 2
+        jacobian = np.array(
+            [[map_x[cy, cx + 1] - map_x[cy, cx], map_x[cy + 1, cx] - map_x[cy, cx]],
+             [map_y[cy, cx + 1] - map_y[cy, cx], map_y[cy + 1, cx] - map_y[cy, cx]]]
+        )
+        area_ratio = float(abs(np.linalg.det(jacobian)))  # reference pixels per science pixel
+        aligned, outside = reproject_to_grid(reference, map_x, map_y, mask=reference_mask, order=order)
     # A science pixel covers area_ratio reference pixels, so it collects that much more flux.
     aligned *= area_ratio
     return Registration(
@@ -414,4 +573,5 @@ def register(
         rms_residual=rms,
         n_matched=n_matched,
         pixel_area_ratio=1.0 / area_ratio if area_ratio > 0 else float("nan"),
+        affine=affine,
     )

@@ -14,8 +14,10 @@ Implements the input representation of Shallue & Vanderburg (2018, AJ 155, 94):
   is normalised to median 0 and minimum -1.
 
 Everything works on batches: ``flux`` of shape (N, T) with one ephemeris per
-row. Medians of many small groups are computed with one sort of packed 64-bit
-keys (row, bin, value) rather than a Python loop over bins.
+row. No loop runs over light curves or bins: global-view medians (about two
+points per bin) use closed forms for bins of up to four points, and the
+overlapping local-view bins are contiguous runs of each row sorted once by
+phase (see :func:`binned_statistic`).
 """
 
 from __future__ import annotations
@@ -49,6 +51,8 @@ GLOBAL_BINS = 2001
 LOCAL_BINS = 201
 LOCAL_NUM_DURATIONS = 4.0
 LOCAL_BIN_WIDTH_FACTOR = 0.16
+#: Rows per block in :func:`make_views` (temporaries of a block stay in cache).
+_ROWS_PER_BLOCK = 256
 #: AstroNet splits light curves at gaps longer than this (days).
 GAP_WIDTH = 0.75
 
@@ -66,8 +70,11 @@ def phase_fold(time: np.ndarray, period: np.ndarray, t0: np.ndarray) -> np.ndarr
     t0 = np.asarray(t0, dtype=np.float64)
     if period.ndim:
         period, t0 = period[:, None], t0[:, None]
-    half = 0.5 * period
-    return np.mod(time - t0 + half, period) - half
+    # floor of a product rather than np.mod: several times cheaper per element.
+    offset = time - t0
+    folded = offset - period * np.floor(offset * (1.0 / period) + 0.5)
+    # Rounding can land a point on +P/2; wrap it like np.mod would.
+    return np.where(folded >= 0.5 * period, folded - period, folded)
 
 
 def _sortable_bits(values: np.ndarray) -> np.ndarray:
@@ -81,6 +88,130 @@ def _unsortable_bits(bits: np.ndarray) -> np.ndarray:
     bits = bits.astype(np.uint32)
     positive = (bits >> np.uint32(31)).astype(bool)
     return np.where(positive, bits & np.uint32(0x7FFFFFFF), ~bits).view(np.float32)
+
+
+def _sorted_group_median(key: np.ndarray, values: np.ndarray, size: int) -> np.ndarray:
+    """Median of ``values`` (float32) per group ``key`` in ``[0, size)`` by one sort of packed keys.
+
+    Returns float32 of length ``size``, NaN for empty groups. Any group size;
+    used for the few crowded bins that :func:`_group_median` does not do in closed form.
+    """
+    out = np.full(size, np.nan, dtype=np.float32)
+    if key.size == 0:
+        return out
+    if size < 1 << 32:
+        counts = np.bincount(key, minlength=size)
+        present = np.flatnonzero(counts)
+        counts = counts[present]
+        dense_key = key
+    else:
+        # Renumber the groups present so the key fits in 32 bits.
+        present, dense_key = np.unique(key, return_inverse=True)
+        counts = np.bincount(dense_key)
+    packed = (dense_key.astype(np.uint64) << np.uint64(32)) | _sortable_bits(values).astype(np.uint64)
+    packed.sort()
+    starts = np.cumsum(counts) - counts
+    low = _unsortable_bits(packed[starts + (counts - 1) // 2] & np.uint64(0xFFFFFFFF))
+    high = _unsortable_bits(packed[starts + counts // 2] & np.uint64(0xFFFFFFFF))
+    out[present] = 0.5 * (low + high)
+    return out
+
+
+def _group_median(key: np.ndarray, values: np.ndarray, size: int) -> np.ndarray:
+    """Median of ``values`` per group ``key`` in ``[0, size)``; fast when groups are small.
+
+    A group of at most four values needs no sort: with its sum ``s``, minimum
+    and maximum, the median of 1, 2, 3, 4 values is ``s``, ``s / 2``,
+    ``s - min - max`` and ``(s - min - max) / 2``. Sums are accumulated in
+    float64, so these are exact to float32 rounding. Larger groups (rare in a
+    global view, about two points per bin) go through
+    :func:`_sorted_group_median`. Returns float32, NaN for empty groups.
+    """
+    counts = np.bincount(key, minlength=size)
+    sums = np.bincount(key, weights=values, minlength=size)
+    small = counts <= 4
+    some_three = (counts >= 3) & small
+    if some_three.any():
+        lowest = np.full(size, np.inf, dtype=np.float32)
+        highest = np.full(size, -np.inf, dtype=np.float32)
+        np.minimum.at(lowest, key, values)
+        np.maximum.at(highest, key, values)
+        with np.errstate(invalid="ignore"):  # inf - inf in empty groups, masked below
+            sums = np.where(counts >= 3, sums - lowest - highest, sums)
+    divisor = np.where((counts == 2) | (counts == 4), 2.0, 1.0)
+    with np.errstate(invalid="ignore"):
+        out = (sums / divisor).astype(np.float32)
+    out[counts == 0] = np.nan
+    crowded = ~small
+    if crowded.any():
+        members = crowded[key]
+        out[crowded] = _sorted_group_median(key[members], values[members], size)[crowded]
+    return out
+
+
+def _sliding_window_statistic(
+    position: np.ndarray, values: np.ndarray, per_row: np.ndarray, n_bins: int, half_width: np.ndarray, statistic: str
+) -> np.ndarray:
+    """Median (or mean) over overlapping bins ``|position - (j + 1/2)| <= half_width``, row by row.
+
+    ``position`` and ``values`` hold the points of all rows end to end (row
+    ``i`` has ``per_row[i]`` of them), ``position`` in units of the bin
+    spacing, like ``half_width`` (N,). Each row's points are sorted by
+    position once (positions quantised to about ``2^-24`` of the span and
+    packed with the value into one 64-bit key), so every bin is a contiguous
+    run of the sorted row, found with ``searchsorted``. Medians: the runs
+    are gathered into a dense (rows, bins, k) block padded with +inf and
+    sorted along the short last axis; means: differences of a cumulative sum.
+    Rows go in groups of similar length so the padding stays small; the loop
+    is over groups, never over single rows or bins.
+    """
+    n_rows = per_row.size
+    out = np.full((n_rows, n_bins), np.nan, dtype=np.float32)
+    row_start = np.cumsum(per_row) - per_row
+    reach = float(np.max(half_width, initial=0.0)) + 1.0
+    scale = np.floor((2.0**32 - 2.0) / (n_bins + 2.0 * reach))
+    quantised = np.floor((position + reach) * scale).astype(np.uint64)
+    packed_all = (quantised << np.uint64(32)) | _sortable_bits(values).astype(np.uint64)
+    centre = np.arange(n_bins) + 0.5
+    order = np.argsort(per_row, kind="stable")
+    group = 64
+    for begin in range(0, n_rows, group):
+        rows = order[begin : begin + group]
+        width = int(per_row[rows].max())
+        if width == 0:
+            continue
+        slot = np.arange(width)
+        inside = slot < per_row[rows][:, None]
+        index = np.minimum(row_start[rows][:, None] + slot, max(packed_all.size - 1, 0))
+        packed = np.where(inside, packed_all[index], np.uint64(0xFFFFFFFFFFFFFFFF))
+        packed.sort(axis=1)
+        # Padding sorts last; zero it so it cannot poison the cumulative sums.
+        sorted_values = np.where(inside, _unsortable_bits(packed & np.uint64(0xFFFFFFFF)), np.float32(0.0)).ravel()
+        # Rows laid end to end with a 2^33 stride form one sorted sequence for searchsorted.
+        stride = np.arange(rows.size, dtype=np.int64)[:, None] << 33
+        flat = ((packed >> np.uint64(32)).astype(np.int64) + stride).ravel()
+        hw = half_width[rows][:, None]
+        lower = np.ceil((centre - hw + reach) * scale).astype(np.int64) + stride
+        upper = np.floor((centre + hw + reach) * scale).astype(np.int64) + stride
+        start = np.searchsorted(flat, lower.ravel(), "left").reshape(rows.size, n_bins)
+        counts = np.searchsorted(flat, upper.ravel(), "right").reshape(rows.size, n_bins) - start
+        if statistic == "mean":
+            cumulative = np.concatenate([[0.0], np.cumsum(sorted_values, dtype=np.float64)])
+            with np.errstate(invalid="ignore", divide="ignore"):
+                out[rows] = (cumulative[start + counts] - cumulative[start]) / counts
+            continue
+        k = int(counts.max())
+        if k == 0:
+            continue
+        c = counts[:, :, None]
+        slot = np.arange(k)
+        block = np.where(slot < c, sorted_values[np.minimum(start[:, :, None] + slot, sorted_values.size - 1)], np.float32(np.inf))
+        block.sort(axis=2)
+        c = np.maximum(c, 1)
+        low = np.take_along_axis(block, (c - 1) // 2, axis=2)[:, :, 0]
+        high = np.take_along_axis(block, c // 2, axis=2)[:, :, 0]
+        out[rows] = np.where(counts > 0, 0.5 * (low + high), np.float32(np.nan))
+    return out
 
 
 def binned_statistic(
@@ -118,61 +249,53 @@ def binned_statistic(
     -------
     numpy.ndarray, shape (N, n_bins), float32
         NaN in empty bins (see :func:`fill_empty_bins`).
+
+    Notes
+    -----
+    Values are binned as float32. Adjacent bins (``bin_width`` not given) use
+    closed forms for bins of up to four points and one packed sort for the
+    rest (:func:`_group_median`); overlapping bins sort each row's points by
+    position once and take every bin as a contiguous run
+    (:func:`_sliding_window_statistic`), with positions quantised to
+    ``2^-24`` of the span. No loop runs over rows or bins.
     """
-    x = np.atleast_2d(x)
+    if statistic not in ("median", "mean"):
+        raise ValueError(f"statistic must be 'median' or 'mean', got {statistic!r}")
     y = np.atleast_2d(y)
     n_rows = y.shape[0]
-    x = np.broadcast_to(x, y.shape)
+    x = np.broadcast_to(np.atleast_2d(x), y.shape)
     x_min = np.broadcast_to(np.asarray(x_min, dtype=np.float64), (n_rows,))
     x_max = np.broadcast_to(np.asarray(x_max, dtype=np.float64), (n_rows,))
     spacing = (x_max - x_min) / n_bins
-    width = spacing if bin_width is None else np.broadcast_to(np.asarray(bin_width, dtype=np.float64), (n_rows,))
-    good = np.isfinite(y) if valid is None else (valid & np.isfinite(y))
+    good = np.isfinite(y) & np.isfinite(x)
+    if valid is not None:
+        good &= valid
+    if bin_width is None:
+        size = n_rows * n_bins
+        position = (x - x_min[:, None]) * (1.0 / spacing)[:, None]
+        good &= (position >= 0) & (position < n_bins)
+        # Truncation is floor here (position >= 0). Points outside every bin go
+        # to one extra group, dropped at the end.
+        bins = np.where(good, position, 0.0).astype(np.int64) + (np.arange(n_rows) * n_bins)[:, None]
+        key = np.where(good, bins, size).ravel()
+        values = np.where(good, y, 0.0).astype(np.float32).ravel()
+        if statistic == "median":
+            out = _group_median(key, values, size + 1)[:size]
+        else:
+            counts = np.bincount(key, minlength=size + 1)[:size]
+            sums = np.bincount(key, weights=values, minlength=size + 1)[:size]
+            with np.errstate(invalid="ignore", divide="ignore"):
+                out = (sums / counts).astype(np.float32)
+        return out.reshape(n_rows, n_bins)
+    width = np.broadcast_to(np.asarray(bin_width, dtype=np.float64), (n_rows,))
     half_width = 0.5 * width
-    # Only points inside [x_min - w/2, x_max + w/2] can land in a bin.
+    # Only points inside [x_min - w/2, x_max + w/2) can land in a bin.
     reach = good & (x >= (x_min - half_width)[:, None]) & (x < (x_max + half_width)[:, None])
     rows, cols = np.nonzero(reach)
-    xs = x[rows, cols]
-    ys = y[rows, cols].astype(np.float32)
-    position = (xs - x_min[rows]) / spacing[rows]  # in units of bin spacing
-    if bin_width is None:
-        bins = np.floor(position).astype(np.int64)
-        keep = (bins >= 0) & (bins < n_bins)
-        bin_rows, bin_index, values = rows[keep], bins[keep], ys[keep]
-    else:
-        reach_bins = int(np.ceil(np.max(half_width / spacing))) + 1
-        nearest = np.floor(position).astype(np.int64)
-        pieces_r, pieces_b, pieces_v = [], [], []
-        for shift in range(-reach_bins, reach_bins + 1):
-            candidate = nearest + shift
-            distance = np.abs(position - (candidate + 0.5)) * spacing[rows]
-            keep = (candidate >= 0) & (candidate < n_bins) & (distance <= half_width[rows])
-            pieces_r.append(rows[keep])
-            pieces_b.append(candidate[keep])
-            pieces_v.append(ys[keep])
-        bin_rows, bin_index, values = (np.concatenate(p) for p in (pieces_r, pieces_b, pieces_v))
-    key = bin_rows * n_bins + bin_index
-    size = n_rows * n_bins
-    counts = np.bincount(key, minlength=size)
-    out = np.full(size, np.nan, dtype=np.float32)
-    filled = counts > 0
-    if statistic == "mean":
-        sums = np.bincount(key, weights=values, minlength=size)
-        out[filled] = (sums[filled] / counts[filled]).astype(np.float32)
-    elif statistic == "median":
-        if size >= 1 << 32:
-            raise ValueError("binned_statistic: too many rows x bins for one call; split the batch")
-        packed = (key.astype(np.uint64) << np.uint64(32)) | _sortable_bits(values).astype(np.uint64)
-        packed.sort()
-        starts = np.cumsum(counts) - counts
-        c = counts[filled]
-        s = starts[filled]
-        low = _unsortable_bits(packed[s + (c - 1) // 2] & np.uint64(0xFFFFFFFF))
-        high = _unsortable_bits(packed[s + c // 2] & np.uint64(0xFFFFFFFF))
-        out[filled] = 0.5 * (low + high)
-    else:
-        raise ValueError(f"statistic must be 'median' or 'mean', got {statistic!r}")
-    return out.reshape(n_rows, n_bins)
+    per_row = np.bincount(rows, minlength=n_rows)
+    position = (x[rows, cols] - x_min[rows]) / spacing[rows]
+    values = y[rows, cols].astype(np.float32)
+    return _sliding_window_statistic(position, values, per_row, n_bins, half_width / spacing, statistic)
 
 
 def fill_empty_bins(view: np.ndarray) -> np.ndarray:
@@ -296,15 +419,27 @@ def make_views(
         Bin statistic (AstroNet: median).
     """
     flux = np.atleast_2d(flux)
-    period = np.atleast_1d(np.asarray(period, dtype=np.float64))
-    t0 = np.atleast_1d(np.asarray(t0, dtype=np.float64))
-    folded = phase_fold(time, period, t0)
-    folded = np.broadcast_to(np.atleast_2d(folded), flux.shape)
-    kwargs = {"valid": valid, "statistic": statistic, "folded": folded}
-    return (
-        global_view(time, flux, period, t0, **kwargs),
-        local_view(time, flux, period, t0, duration, **kwargs),
+    n_rows = flux.shape[0]
+    period, t0, duration = (
+        np.broadcast_to(np.asarray(v, dtype=np.float64), (n_rows,)) for v in (period, t0, duration)
     )
+    time = np.asarray(time, dtype=np.float64)
+    if valid is not None:
+        valid = np.broadcast_to(valid, flux.shape)
+    # Blocks of rows keep the per-point temporaries in cache; rows are independent.
+    views = []
+    for begin in range(0, n_rows, _ROWS_PER_BLOCK):
+        rows = slice(begin, begin + _ROWS_PER_BLOCK)
+        block_time = time[rows] if time.ndim == 2 else time
+        folded = np.broadcast_to(np.atleast_2d(phase_fold(block_time, period[rows], t0[rows])), flux[rows].shape)
+        kwargs = {"valid": None if valid is None else valid[rows], "statistic": statistic, "folded": folded}
+        views.append(
+            (
+                global_view(block_time, flux[rows], period[rows], t0[rows], **kwargs),
+                local_view(block_time, flux[rows], period[rows], t0[rows], duration[rows], **kwargs),
+            )
+        )
+    return np.concatenate([g for g, _ in views]), np.concatenate([v for _, v in views])
 
 
 # ---------------------------------------------------------------------------
