@@ -17,7 +17,7 @@ STAMP := $(VENV)/.skysift-installed
 
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: all install demo report test lint dryrun clean distclean
+.PHONY: all install demo report archive test lint dryrun clean distclean
 
 all: test
 
@@ -39,6 +39,11 @@ demo: $(STAMP)
 report: $(STAMP)
 	$(BIN)/snakemake --cores $(CORES) --report results/report.html
 
+archive: $(STAMP)
+	test -s results/report.html || $(BIN)/snakemake --cores $(CORES) --report results/report.html
+	$(BIN)/skysift archive create --results results --bundle archive/$$($(BIN)/python -c 'import yaml; print(yaml.safe_load(open("config/config.yaml"))["run_name"])') --overwrite
+	$(BIN)/skysift archive verify archive/$$($(BIN)/python -c 'import yaml; print(yaml.safe_load(open("config/config.yaml"))["run_name"])')
+
 test: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
@@ -49,7 +54,7 @@ dryrun: $(STAMP)
 	$(BIN)/snakemake -n
 
 clean:
-	rm -rf results logs .snakemake .pytest_cache
+	rm -rf results results-slurm logs archive .snakemake .pytest_cache
 
 distclean: clean
 	rm -rf $(VENV) src/*.egg-info

@@ -210,6 +210,55 @@ def _cmd_evaluate(arguments: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_provenance_export(arguments: argparse.Namespace) -> int:
+    from skysift.config import load_schema
+    from skysift.errors import ConfigError
+    from skysift.provdoc import write_prov_documents
+
+    try:
+        config = json.loads(arguments.config_json) if arguments.config_json else {}
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"--config-json: not valid JSON ({exc})") from exc
+    paths = write_prov_documents(
+        arguments.products, arguments.outdir, schema=load_schema(arguments.schema), config=config,
+        metadata_dir=arguments.metadata, run_name=arguments.run_name,
+    )
+    log.info("PROV documents written: %s", ", ".join(map(str, paths.values())))
+    return 0
+
+
+def _cmd_archive_create(arguments: argparse.Namespace) -> int:
+    from skysift.archive import create_bundle
+    from skysift.errors import InputDataError
+
+    summary_path = Path(arguments.results) / "provenance" / "summary.json"
+    if not summary_path.is_file():
+        raise InputDataError(f"{summary_path}: no provenance summary; run the workflow first")
+    summary = json.loads(summary_path.read_text())
+    provenance_dir = Path(arguments.results) / "provenance"
+    documents = sorted(p for p in provenance_dir.iterdir() if p.is_file() and not p.name.startswith("."))
+    report = Path(arguments.report) if arguments.report else Path(arguments.results) / "report.html"
+    bundle = create_bundle(
+        arguments.bundle, results_dir=arguments.results, products=[e["path"] for e in summary["products"]],
+        provenance_files=documents, report=report if report.is_file() else None,
+        run_name=summary.get("run_name", ""), overwrite=arguments.overwrite,
+    )
+    log.info("bundle written to %s (%d products)", bundle, len(summary["products"]))
+    return 0
+
+
+def _cmd_archive_verify(arguments: argparse.Namespace) -> int:
+    from skysift.archive import verify_bundle
+
+    report = verify_bundle(arguments.bundle)
+    if report.ok:
+        print(f"{arguments.bundle}: OK, {report.checked} files match the manifest")
+        return 0
+    for line in report.lines():
+        print(f"{arguments.bundle}: {line}", file=sys.stderr)
+    return 1
+
+
 def _cmd_provenance_show(arguments: argparse.Namespace) -> int:
     from skysift.io import read_provenance
 
@@ -405,6 +454,53 @@ def build_parser() -> argparse.ArgumentParser:
     summary.add_argument("--html", required=True, type=Path, help="output HTML table")
     summary.add_argument("--run-name", default="", help="name of the run")
     summary.set_defaults(handler=_cmd_provenance_summary)
+    export = provenance_commands.add_parser(
+        "export",
+        help="W3C PROV (JSON and PROV-N) and an IVOA ProvenanceDM view of a run",
+        description=(
+            "Build the W3C PROV document of a run from its products' provenance blocks and Snakemake's job "
+            "records: entities (files with sha256 and size), activities (jobs with rule, parameters, start and "
+            "end), agents (skysift with version and commit, the software environment, the user), and used, "
+            "wasGeneratedBy, wasDerivedFrom. Writes prov.json, prov.provn and ivoa_provenance.json (activity "
+            "descriptions per rule with parameters and units from the config schema)."
+        ),
+    )
+    export.add_argument("products", nargs="+", type=Path)
+    export.add_argument("--outdir", required=True, type=Path)
+    export.add_argument("--metadata", type=Path, default=Path(".snakemake") / "metadata", help="Snakemake's job records")
+    export.add_argument("--schema", default=str(DEFAULT_SCHEMA), help="config schema (units and descriptions)")
+    export.add_argument("--config-json", default="", help="the run's validated configuration as JSON")
+    export.add_argument("--run-name", default="")
+    export.set_defaults(handler=_cmd_provenance_export)
+
+    # archive ----------------------------------------------------------------
+    archive = commands.add_parser(
+        "archive",
+        help="archive bundles: products, sha256 manifest, PROV documents, report; and their verification",
+        description="Write an archive bundle of a finished run, or verify one.",
+    )
+    archive_commands = archive.add_subparsers(dest="subcommand", metavar="SUBCOMMAND", required=True)
+    create = archive_commands.add_parser(
+        "create",
+        help="bundle a run's products with a sha256 manifest, PROV documents and report",
+        description=(
+            "Copy every product listed in RESULTS/provenance/summary.json, the provenance documents and the "
+            "report into BUNDLE, with MANIFEST.sha256 (sha256sum format) and BUNDLE.json. Atomic: the bundle "
+            "appears whole or not at all."
+        ),
+    )
+    create.add_argument("--results", default="results", type=Path, help="results directory of the run")
+    create.add_argument("--bundle", required=True, type=Path, help="bundle directory to create")
+    create.add_argument("--report", default=None, type=Path, help="HTML report (default RESULTS/report.html)")
+    create.add_argument("--overwrite", action="store_true", help="replace an existing bundle")
+    create.set_defaults(handler=_cmd_archive_create)
+    verify = archive_commands.add_parser(
+        "verify",
+        help="check a bundle against its manifest; names missing or altered files",
+        description="Recompute every sha256 of a bundle; exit 1 naming each missing, altered or unlisted file.",
+    )
+    verify.add_argument("bundle", type=Path)
+    verify.set_defaults(handler=_cmd_archive_verify)
 
     # transit -----------------------------------------------------------------
     transit = commands.add_parser(

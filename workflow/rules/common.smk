@@ -199,4 +199,5 @@ def all_targets():
             f"{RESULTS}/{task}/evaluation/gallery.png",
         ]
     targets += [f"{RESULTS}/provenance/summary.json", f"{RESULTS}/provenance/summary.html"]
+    targets += [f"{RESULTS}/provenance/prov.json", f"{RESULTS}/provenance/ivoa_provenance.json"]
     return targets

@@ -26,3 +26,29 @@ rule provenance_summary:
     shell:
         "{params.skysift} provenance summary {input} --json {output.json} --html {output.html} "
         "--run-name {params.run_name} > {log} 2>&1"
+
+
+rule provenance_export:
+    input:
+        products=all_products(),
+        summary=f"{RESULTS}/provenance/summary.json",
+    output:
+        prov_json=f"{RESULTS}/provenance/prov.json",
+        prov_n=f"{RESULTS}/provenance/prov.provn",
+        ivoa=f"{RESULTS}/provenance/ivoa_provenance.json",
+    params:
+        skysift=SKYSIFT_CLI,
+        code=code_version(),
+        outdir=f"{RESULTS}/provenance",
+        config_json=shlex.quote(json.dumps(config, sort_keys=True, default=str)),
+        run_name=config["run_name"],
+    log:
+        f"{LOGS}/provenance_export.log",
+    conda:
+        "../../envs/provenance.yaml"
+    resources:
+        mem_mb=1000,
+        runtime=10,
+    shell:
+        "{params.skysift} provenance export {input.products} --outdir {params.outdir} "
+        "--config-json {params.config_json} --run-name {params.run_name} > {log} 2>&1"
