@@ -39,7 +39,7 @@ rule provenance_export:
     params:
         skysift=SKYSIFT_CLI,
         code=code_version(),
-        outdir=f"{RESULTS}/provenance",
+        outdir=lambda wildcards, output: Path(output.prov_json).parent,
         config_json=shlex.quote(json.dumps(config, sort_keys=True, default=str)),
         run_name=config["run_name"],
     log:
