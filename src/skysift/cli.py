@@ -132,7 +132,7 @@ def _cmd_diffim(arguments: argparse.Namespace) -> int:
 
 
 def _cmd_transit_simulate(arguments: argparse.Namespace) -> int:
-    from skysift.parallel import get_client
+    from skysift.parallel import close_client, get_client
     from skysift.transit.dataset import make_transit_training_set
 
     client = get_client(arguments.cluster, n_workers=arguments.workers) if arguments.cluster != "none" else None
@@ -144,8 +144,7 @@ def _cmd_transit_simulate(arguments: argparse.Namespace) -> int:
             config_digest=arguments.config_hash, client=client,
         )
     finally:
-        if client is not None:
-            client.close()
+        close_client(client)
     return 0
 
 

@@ -14,7 +14,7 @@ from skysift.io import atomic_output, open_product, read_product, save_figure
 from skysift.metrics import binary_metrics, roc_curve, tpr_at_fpr
 from skysift.train.tasks import get_task
 
-__all__ = ["evaluate_scores", "roc_figure", "transit_gallery"]
+__all__ = ["evaluate_scores", "lens_gallery", "roc_figure", "transit_gallery"]
 
 
 def roc_figure(labels: np.ndarray, scores: np.ndarray, *, title: str = "", mark_fpr: float = 0.01) -> Figure:
@@ -52,6 +52,22 @@ def transit_gallery(arrays: dict[str, np.ndarray], scores: np.ndarray, labels: n
     return view_gallery(arrays["global_view"], arrays["local_view"], scores, labels=labels, title=title)
 
 
+def lens_gallery(arrays: dict[str, np.ndarray], scores: np.ndarray, labels: np.ndarray, title: str) -> Figure:
+    """Images of the top- and bottom-scored held-out samples, best first (truth in green/red)."""
+    from skysift.lens.plots import candidate_gallery
+
+    figure = candidate_gallery(arrays["image"], scores, n_show=len(scores), ncols=max(1, len(scores) // 2), labels=labels)
+    figure.suptitle(title)
+    return figure
+
+
+def lens_metrics(labels: np.ndarray, scores: np.ndarray) -> dict[str, float]:
+    """Bologna lens-challenge figures: TPR0 (before the first false positive) and TPR10 (< 10 false positives)."""
+    from skysift.lens.metrics import tpr_at_false_positives
+
+    return {"tpr0": tpr_at_false_positives(labels, scores, 0), "tpr10": tpr_at_false_positives(labels, scores, 9)}
+
+
 def evaluate_scores(
     scores_path: str | os.PathLike[str],
     product_path: str | os.PathLike[str],
@@ -78,6 +94,8 @@ def evaluate_scores(
     scores = np.asarray(table["score"], dtype=float)
     metrics = binary_metrics(labels, scores)
     metrics["tpr_at_fpr_0.01"] = tpr_at_fpr(labels, scores, 0.01) if 0 < labels.sum() < len(labels) else float("nan")
+    if task_name == "lens" and 0 < labels.sum() < len(labels):
+        metrics.update(lens_metrics(labels, scores))
     out_dir = Path(out_dir)
     with atomic_output(out_dir / "metrics.json") as temporary:
         temporary.write_text(json.dumps({"task": task_name, "split": scores_product.attrs.get("split", ""), **metrics}, indent=2))

@@ -15,6 +15,7 @@ from skysift.log import get_logger
 from skysift.provenance import Provenance
 from skysift.train.data import ProductDataset, split_indices
 from skysift.train.distributed import init_distributed
+from skysift.train.tasks import get_task
 from skysift.train.trainer import evaluate, load_model
 
 __all__ = ["score_product"]
@@ -70,7 +71,8 @@ def score_product(
         info = card["split"]
         indices = split_indices(len(dataset), info["val_fraction"], info["test_fraction"], info["seed"])[split]
     amp = bool(card["train_config"].get("amp")) and torch_device.type == "cuda"
-    scores, _ = evaluate(model, dataset, indices, batch_size=batch_size, device=torch_device, amp=amp)
+    preprocess = get_task(card["task"]).preprocessing()
+    scores, _ = evaluate(model, dataset, indices, batch_size=batch_size, device=torch_device, amp=amp, preprocess=preprocess)
     table = dataset.table[indices]
     table["index"] = indices
     table["score"] = scores.astype(np.float64)

@@ -67,6 +67,9 @@ class TaskSpec:
         Label column in ``/samples``.
     augment : str or callable, optional
         ``(inputs, generator) -> inputs`` applied to training batches only.
+    preprocess : str or callable, optional
+        ``inputs -> inputs`` applied to every batch, in training and inference
+        alike (e.g. per-image normalisation), after augmentation.
     gallery : str or callable, optional
         ``(arrays, scores, labels, title) -> Figure`` showing the highest- and
         lowest-scored samples, for the report.
@@ -82,10 +85,14 @@ class TaskSpec:
     description: str = ""
     model_defaults: dict[str, Any] = field(default_factory=dict)
     gallery: str | Callable[..., Any] | None = None
+    preprocess: str | Callable[..., tuple[torch.Tensor, ...]] | None = None
 
     def build_model(self, **kwargs: Any) -> torch.nn.Module:
         """Build the task's model (defaults updated by ``kwargs``)."""
         return _resolve(self.model)(**{**self.model_defaults, **kwargs})
+
+    def preprocessing(self) -> Callable[..., tuple[torch.Tensor, ...]] | None:
+        return None if self.preprocess is None else _resolve(self.preprocess)
 
     def gallery_function(self) -> Callable[..., Any] | None:
         return None if self.gallery is None else _resolve(self.gallery)
@@ -124,5 +131,25 @@ register_task(
         "skysift.transit.model:build_model",
         description="AstroNet two-column 1-D CNN on global and local views (Shallue & Vanderburg 2018)",
         gallery="skysift.evaluation:transit_gallery",
+    )
+)
+
+
+def lens_preprocess(inputs: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
+    """Per-image robust arcsinh scaling of lens images (:func:`skysift.lens.model.normalise`)."""
+    from skysift.lens.model import normalise
+
+    return (normalise(inputs[0]),)
+
+
+register_task(
+    TaskSpec(
+        "lens",
+        ("image",),
+        "skysift.lens.model:build_model",
+        augment=rot90_flip,
+        preprocess=lens_preprocess,
+        description="ResNet lens finder as CMU DeepLens (Lanusse et al. 2018)",
+        gallery="skysift.evaluation:lens_gallery",
     )
 )

@@ -124,13 +124,19 @@ def evaluate(
     batch_size: int,
     device: torch.device,
     amp: bool = False,
+    preprocess: Any = None,
 ) -> tuple[np.ndarray, float]:
-    """Scores (sigmoid of logits) for ``indices`` and the mean BCE loss (NaN without labels)."""
+    """Scores (sigmoid of logits) for ``indices`` and the mean BCE loss (NaN without labels).
+
+    ``preprocess`` is the task's per-batch preprocessing (the same as in training).
+    """
     model.eval()
     scores, loss_sum = [], 0.0
     for start in range(0, len(indices), batch_size):
         batch_indices = indices[start : start + batch_size]
         inputs, labels = dataset[batch_indices]
+        if preprocess is not None:
+            inputs = preprocess(inputs)
         inputs = tuple(t.to(device, non_blocking=True) for t in inputs)
         with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=amp and device.type == "cuda"):
             logits = model(*inputs).float()
@@ -279,6 +285,7 @@ def _train(
     if context.distributed:
         network = DistributedDataParallel(model, device_ids=[context.device.index] if context.device.type == "cuda" else None)
     augment = task.augmentation() if config.augment else None
+    preprocess = task.preprocessing()
     use_amp = config.amp and context.device.type == "cuda"
     loss_function = torch.nn.BCEWithLogitsLoss()
 
@@ -316,6 +323,8 @@ def _train(
                 torch.manual_seed(step_seed)
                 if augment is not None:
                     inputs = augment(inputs, torch.Generator().manual_seed(step_seed))
+                if preprocess is not None:
+                    inputs = preprocess(inputs)
                 inputs = tuple(t.to(context.device, non_blocking=True) for t in inputs)
                 labels = labels.to(context.device, non_blocking=True)
                 optimizer.zero_grad(set_to_none=True)
@@ -344,7 +353,8 @@ def _train(
             scheduler.step()
             row: dict[str, float] = {"epoch": epoch + 1, "train_loss": train_loss}
             if context.is_main:
-                scores, val_loss = evaluate(model, dataset, splits["val"], batch_size=config.batch_size, device=context.device, amp=use_amp)
+                scores, val_loss = evaluate(model, dataset, splits["val"], batch_size=config.batch_size, device=context.device,
+                                            amp=use_amp, preprocess=preprocess)
                 metrics = binary_metrics(dataset.labels[splits["val"]], scores)
                 row.update(
                     val_loss=val_loss, val_accuracy=metrics["accuracy"], val_roc_auc=metrics["roc_auc"],
@@ -403,7 +413,8 @@ def _finish(
         model.load_state_dict(state["best_state"])
     test_metrics: dict[str, float] = {}
     if len(splits["test"]):
-        scores, test_loss = evaluate(model, dataset, splits["test"], batch_size=config.batch_size, device=context.device)
+        scores, test_loss = evaluate(model, dataset, splits["test"], batch_size=config.batch_size, device=context.device,
+                                     preprocess=task.preprocessing())
         test_metrics = {"loss": test_loss, **binary_metrics(dataset.labels[splits["test"]], scores)}
     history = [{k: float(v) for k, v in row.items()} for row in state["history"]]
     _atomic_torch_save({k: v.detach().cpu() for k, v in model.state_dict().items()}, outdir / MODEL_NAME)
