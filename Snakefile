@@ -22,6 +22,7 @@ include: "workflow/rules/common.smk"
 include: "workflow/rules/simulate.smk"
 include: "workflow/rules/diffim.smk"
 include: "workflow/rules/transit.smk"
+include: "workflow/rules/lens.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/provenance.smk"
 

@@ -258,6 +258,18 @@ def _cmd_archive_verify(arguments: argparse.Namespace) -> int:
     return 1
 
 
+def _cmd_lens_simulate(arguments: argparse.Namespace) -> int:
+    from skysift.lens.dataset import make_lens_training_set
+
+    make_lens_training_set(
+        arguments.out, arguments.n_samples, survey=arguments.survey, image_size=arguments.image_size,
+        supersampling=arguments.supersampling, positive_fraction=arguments.positive_fraction,
+        galaxies=arguments.galaxies, seed=arguments.seed, rule=arguments.rule or "lens_training_set",
+        config_digest=arguments.config_hash, device=arguments.device, batch_size=arguments.batch_size,
+    )
+    return 0
+
+
 def _cmd_provenance_show(arguments: argparse.Namespace) -> int:
     from skysift.io import read_provenance
 
@@ -500,6 +512,39 @@ def build_parser() -> argparse.ArgumentParser:
     )
     verify.add_argument("bundle", type=Path)
     verify.set_defaults(handler=_cmd_archive_verify)
+
+    # lens --------------------------------------------------------------------
+    lens = commands.add_parser(
+        "lens",
+        help="strong-lens training sets (batched PyTorch simulator, injection around galaxies)",
+        description=(
+            "Strong-lens finding (Petrillo et al. 2017/2019; CMU DeepLens): simulate SIE + shear lenses of "
+            "Sersic sources around simulated or real galaxies, with survey PSF and noise, plus negatives "
+            "(the same galaxies without arcs, rings, spiral arms, companions, blends)."
+        ),
+    )
+    lens_commands = lens.add_subparsers(dest="subcommand", metavar="SUBCOMMAND", required=True)
+    lens_sim = lens_commands.add_parser(
+        "simulate",
+        help="simulate a lens-finding training set -> HDF5 product",
+        description=(
+            "Simulate a lens-finding training set with the batched PyTorch simulator (CPU or GPU) and write it "
+            "as a lens-training-set HDF5 product: images (N, 1, H, W) in e-/s and every parameter per sample."
+        ),
+    )
+    lens_sim.add_argument("--out", required=True, type=Path, help="output HDF5 product")
+    lens_sim.add_argument("--n-samples", required=True, type=int)
+    lens_sim.add_argument("--seed", required=True, type=int)
+    lens_sim.add_argument("--survey", default="lsst", choices=["lsst", "hsc", "euclid"], help="survey preset (pixel scale, PSF, noise)")
+    lens_sim.add_argument("--image-size", type=int, default=64, help="image side (pixels)")
+    lens_sim.add_argument("--supersampling", type=int, default=3, help="sub-pixels per pixel side")
+    lens_sim.add_argument("--positive-fraction", type=float, default=0.5)
+    lens_sim.add_argument("--galaxies", default="simulated",
+                          help="'simulated', or a GalSim real-galaxy directory/catalogue whose galaxies host the arcs")
+    lens_sim.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    lens_sim.add_argument("--batch-size", type=int, default=512, help="images simulated per batch")
+    _add_provenance_arguments(lens_sim)
+    lens_sim.set_defaults(handler=_cmd_lens_simulate)
 
     # transit -----------------------------------------------------------------
     transit = commands.add_parser(

@@ -142,7 +142,7 @@ TRAINER_KEYS = (
 
 def enabled_tasks():
     """Model tasks switched on in the configuration."""
-    return [task for task in ("transit",) if config[task]["enabled"]]
+    return [task for task in ("transit", "lens") if config[task]["enabled"]]
 
 
 def train_settings(task):

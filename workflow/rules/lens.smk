@@ -1,0 +1,30 @@
+# Stage: strong-lens training set (batched PyTorch simulator).
+
+
+rule lens_training_set:
+    output:
+        product=f"{RESULTS}/lens/training_set.h5",
+    params:
+        skysift=SKYSIFT_CLI,
+        code=code_version("lens"),
+        n_samples=config["lens"]["n_samples"],
+        seed=derive_seed(config["seed"], "lens_training_set"),
+        options=cli_flags(
+            {
+                key: config["lens"][key]
+                for key in ("survey", "image_size", "supersampling", "positive_fraction", "galaxies")
+            }
+        ),
+        provenance=provenance_flags("lens_training_set"),
+    log:
+        f"{LOGS}/lens_training_set.log",
+    conda:
+        "../../envs/lens.yaml"
+    threads: 2
+    resources:
+        mem_mb=4000,
+        runtime=30,
+        cpus_per_task=2,
+    shell:
+        "{params.skysift} lens simulate --out {output.product} --n-samples {params.n_samples} "
+        "--seed {params.seed} {params.options} {params.provenance} > {log} 2>&1"
