@@ -48,8 +48,12 @@ cat > "$scratch/slurm-ci.yaml" <<'YAML'
 results_dir: results-slurm
 transit:
   n_samples: 400
+lens:
+  n_samples: 256
 train:
   transit:
+    epochs: 1
+  lens:
     epochs: 1
 YAML
 # The profile leaves partition and account to the site; this cluster's site settings
