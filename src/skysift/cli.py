@@ -270,6 +270,38 @@ def _cmd_lens_simulate(arguments: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_release_diff(arguments: argparse.Namespace) -> int:
+    from skysift.releases import affected_outputs, diff_releases, read_release
+
+    old = read_release(arguments.old, base_dir=arguments.base_dir)
+    new = read_release(arguments.new, base_dir=arguments.base_dir)
+    diff = diff_releases(old, new)
+    print(f"{arguments.old} -> {arguments.new}")
+    print(f"  unchanged: {len(diff.unchanged)} pair(s){': ' + ', '.join(diff.unchanged) if diff.unchanged else ''}")
+    print(f"  added:     {len(diff.added)} pair(s){': ' + ', '.join(diff.added) if diff.added else ''}")
+    print(f"  removed:   {len(diff.removed)} pair(s){': ' + ', '.join(diff.removed) if diff.removed else ''}")
+    print(f"  changed:   {len(diff.changed)} pair(s)")
+    for pair_id, columns in sorted(diff.changed.items()):
+        print(f"    {pair_id}: {', '.join(columns)}")
+    outputs = affected_outputs(diff, arguments.results)
+    print(f"outputs that rerun ({len(outputs)}):" if outputs else "nothing reruns")
+    for output, reason in outputs:
+        print(f"  {output}  <- {reason}")
+    return 0
+
+
+def _cmd_release_verify(arguments: argparse.Namespace) -> int:
+    from skysift.releases import read_release, verify_release
+
+    release = read_release(arguments.release, base_dir=arguments.base_dir)
+    problems = verify_release(release)
+    for problem in problems:
+        print(f"{arguments.release}: {problem}", file=sys.stderr)
+    if not problems:
+        print(f"{arguments.release}: {len(release)} pair(s), every checksum matches")
+    return 1 if problems else 0
+
+
 def _cmd_provenance_show(arguments: argparse.Namespace) -> int:
     from skysift.io import read_provenance
 
@@ -280,7 +312,8 @@ def _cmd_provenance_show(arguments: argparse.Namespace) -> int:
 def _cmd_provenance_summary(arguments: argparse.Namespace) -> int:
     from skysift.report import write_provenance_summary
 
-    summary = write_provenance_summary(arguments.products, arguments.json, arguments.html, run_name=arguments.run_name)
+    summary = write_provenance_summary(arguments.products, arguments.json, arguments.html, run_name=arguments.run_name,
+                                       release=arguments.release)
     log.info("provenance of %d products written to %s and %s", len(summary["products"]), arguments.json, arguments.html)
     return 0
 
@@ -464,6 +497,7 @@ def build_parser() -> argparse.ArgumentParser:
     summary.add_argument("--json", required=True, type=Path, help="output JSON")
     summary.add_argument("--html", required=True, type=Path, help="output HTML table")
     summary.add_argument("--run-name", default="", help="name of the run")
+    summary.add_argument("--release", default="", help="name of the data release the run used")
     summary.set_defaults(handler=_cmd_provenance_summary)
     export = provenance_commands.add_parser(
         "export",
@@ -483,6 +517,35 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--config-json", default="", help="the run's validated configuration as JSON")
     export.add_argument("--run-name", default="")
     export.set_defaults(handler=_cmd_provenance_export)
+
+    # release -----------------------------------------------------------------
+    release = commands.add_parser(
+        "release",
+        help="data-release manifests: what changed between releases, checksum verification",
+        description=(
+            "Data releases are manifests of inputs with checksums (pairs tables with *_sha256 columns); the "
+            "config key 'release' selects one. Moving between releases reruns only the affected jobs."
+        ),
+    )
+    release_commands = release.add_subparsers(dest="subcommand", metavar="SUBCOMMAND", required=True)
+    release_diff = release_commands.add_parser(
+        "diff",
+        help="what changed between two releases and which outputs would rerun, and why",
+        description="Compare two release manifests by checksum and list the outputs that would rerun, with reasons.",
+    )
+    release_diff.add_argument("old", type=Path)
+    release_diff.add_argument("new", type=Path)
+    release_diff.add_argument("--results", default="results", help="results directory of the run")
+    release_diff.add_argument("--base-dir", default=".", help="directory the manifests' paths are relative to")
+    release_diff.set_defaults(handler=_cmd_release_diff)
+    release_verify = release_commands.add_parser(
+        "verify",
+        help="recompute every checksum of a release manifest",
+        description="Recompute the sha256 of every input listed in a release manifest; exit 1 naming each mismatch.",
+    )
+    release_verify.add_argument("release", type=Path)
+    release_verify.add_argument("--base-dir", default=".")
+    release_verify.set_defaults(handler=_cmd_release_verify)
 
     # archive ----------------------------------------------------------------
     archive = commands.add_parser(

@@ -44,6 +44,8 @@ __all__ = [
 
 #: Columns of a pairs table (tab-separated); the masks are optional.
 PAIRS_TABLE_COLUMNS = ("pair_id", "science", "reference", "science_mask", "reference_mask")
+#: Checksum columns: optional in a pairs table, required in a data-release manifest.
+CHECKSUM_COLUMNS = ("science_sha256", "reference_sha256", "science_mask_sha256", "reference_mask_sha256")
 
 
 def derive_seed(base_seed: int, *keys: object) -> int:
@@ -266,9 +268,10 @@ def read_pairs_table(path: str | os.PathLike[str], *, base_dir: str | os.PathLik
     missing = [c for c in PAIRS_TABLE_COLUMNS[:3] if c not in header]
     if missing:
         raise ConfigError(f"{path}: pairs table lacks column(s) {', '.join(missing)} (tab-separated header)")
-    unknown = [c for c in header if c not in PAIRS_TABLE_COLUMNS]
+    allowed = PAIRS_TABLE_COLUMNS + CHECKSUM_COLUMNS
+    unknown = [c for c in header if c not in allowed]
     if unknown:
-        raise ConfigError(f"{path}: unknown column(s) {', '.join(unknown)}; allowed: {', '.join(PAIRS_TABLE_COLUMNS)}")
+        raise ConfigError(f"{path}: unknown column(s) {', '.join(unknown)}; allowed: {', '.join(allowed)}")
     pairs, seen = [], set()
     for line_number, row in enumerate(reader, start=2):
         pair_id = (row.get("pair_id") or "").strip()
@@ -289,5 +292,10 @@ def read_pairs_table(path: str | os.PathLike[str], *, base_dir: str | os.PathLik
             if not resolved.is_file():
                 raise ConfigError(f"{path}, row {line_number}: {column} file '{value}' ({resolved}) does not exist")
             entry[column] = resolved
+        for column in CHECKSUM_COLUMNS:
+            value = (row.get(column) or "").strip().lower()
+            if value and (len(value) != 64 or any(ch not in "0123456789abcdef" for ch in value)):
+                raise ConfigError(f"{path}, row {line_number}: {column} {value!r} is not a sha256 (64 hex digits)")
+            entry[column] = value or None
         pairs.append(entry)
     return pairs

@@ -15,12 +15,14 @@ from pathlib import Path
 from typing import Any
 
 from skysift.io import atomic_output, read_provenance
-from skysift.provenance import package_versions, sha256_file
+from skysift.provenance import git_commit, package_versions, sha256_file
 
 __all__ = ["provenance_summary", "summary_to_html", "write_provenance_summary"]
 
 
-def provenance_summary(products: Iterable[str | os.PathLike[str]], *, run_name: str = "") -> dict[str, Any]:
+def provenance_summary(
+    products: Iterable[str | os.PathLike[str]], *, run_name: str = "", release: str = ""
+) -> dict[str, Any]:
     """Gather checksums and provenance blocks of ``products``.
 
     Returns
@@ -40,7 +42,13 @@ def provenance_summary(products: Iterable[str | os.PathLike[str]], *, run_name: 
                 "provenance": read_provenance(product).to_dict(),
             }
         )
-    return {"run_name": run_name, "software": package_versions(), "products": entries}
+    return {
+        "run_name": run_name,
+        "release": release,
+        "git_commit": git_commit(),
+        "software": package_versions(),
+        "products": entries,
+    }
 
 
 def summary_to_html(summary: dict[str, Any]) -> str:
@@ -63,7 +71,9 @@ def summary_to_html(summary: dict[str, Any]) -> str:
         "<!DOCTYPE html><html><head><meta charset='utf-8'><title>skysift provenance</title>"
         "<style>table{border-collapse:collapse;font-family:sans-serif;font-size:12px}"
         "td,th{border:1px solid #bbb;padding:3px 6px;vertical-align:top}</style></head><body>"
-        f"<h3>Provenance of run {escape(summary['run_name'])}</h3><p>Software: {software}</p>"
+        f"<h3>Provenance of run {escape(summary['run_name'])}</h3>"
+        f"<p>Data release: {escape(summary.get('release') or '(none: simulated inputs)')}; "
+        f"skysift commit: <code>{escape(summary.get('git_commit', ''))}</code></p><p>Software: {software}</p>"
         "<table><tr><th>product</th><th>sha256</th><th>rule</th><th>created (UTC)</th>"
         "<th>git commit</th><th>config hash</th><th>seed</th><th>inputs (sha256)</th></tr>"
         + "".join(rows)
@@ -77,9 +87,10 @@ def write_provenance_summary(
     html_path: str | os.PathLike[str],
     *,
     run_name: str = "",
+    release: str = "",
 ) -> dict[str, Any]:
     """Write the summary as JSON and HTML (both atomically) and return it."""
-    summary = provenance_summary(products, run_name=run_name)
+    summary = provenance_summary(products, run_name=run_name, release=release)
     with atomic_output(json_path) as temporary:
         temporary.write_text(json.dumps(summary, indent=2, sort_keys=True))
     with atomic_output(html_path) as temporary:

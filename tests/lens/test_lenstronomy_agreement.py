@@ -57,18 +57,20 @@ def lenstronomy_kwargs(
 
 
 @pytest.mark.parametrize(
-    ("with_psf", "bn_method", "tolerance"),
+    ("with_psf", "bn_method", "tolerance", "adaptive"),
     [
         # lenstronomy's own b_n: the geometry and photometry must agree to rounding.
-        (False, "capaccioli", 1e-6),
-        (True, "capaccioli", 1e-6),
+        (False, "capaccioli", 1e-6, False),
+        (True, "capaccioli", 1e-6, False),
         # Our default (Ciotti & Bertin b_n): within 1 % of the peak.
-        (False, "ciotti-bertin", 0.01),
-        (True, "ciotti-bertin", 0.01),
+        (False, "ciotti-bertin", 0.01, False),
+        (True, "ciotti-bertin", 0.01, False),
+        # Adaptive supersampling (3x3 only where needed) against lenstronomy's uniform ss=3.
+        (False, "capaccioli", 0.01, True),
     ],
-    ids=["exact-no-psf", "exact-psf", "default-no-psf", "default-psf"],
+    ids=["exact-no-psf", "exact-psf", "default-no-psf", "default-psf", "adaptive-no-psf"],
 )
-def test_pixels_agree_with_lenstronomy(with_psf: bool, bn_method: str, tolerance: float) -> None:
+def test_pixels_agree_with_lenstronomy(with_psf: bool, bn_method: str, tolerance: float, adaptive: bool) -> None:
     simulator = LensSimulator(
         "lsst",
         SIZE,
@@ -76,6 +78,7 @@ def test_pixels_agree_with_lenstronomy(with_psf: bool, bn_method: str, tolerance
         psf="survey" if with_psf else None,
         dtype=torch.float64,
         sersic_bn_method=bn_method,
+        adaptive_supersampling=adaptive,
     )
     pixel = simulator.survey.pixel_scale
     rng = np.random.default_rng(2024)

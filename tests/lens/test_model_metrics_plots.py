@@ -64,12 +64,23 @@ def test_tpr10_with_many_negatives() -> None:
 
 
 def test_metrics_reject_bad_input() -> None:
-    with pytest.raises(ValueError, match="one positive and one negative"):
-        roc_auc([1, 1], [0.2, 0.3])
-    with pytest.raises(ValueError, match="differ in length"):
-        roc_auc([1, 0], [0.2])
-    with pytest.raises(ValueError, match="finite"):
-        roc_auc([1, 0], [np.nan, 0.1])
+    for metric in (roc_auc, lambda labels, scores: tpr_at_false_positives(labels, scores, 9)):
+        with pytest.raises(ValueError, match="both classes"):
+            metric([1, 1], [0.2, 0.3])
+        with pytest.raises(ValueError, match="differ in shape"):
+            metric([1, 0], [0.2])
+        with pytest.raises(ValueError, match="NaN or infinity"):
+            metric([1, 0], [np.nan, 0.1])
+
+
+def test_lens_metrics_reuse_the_shared_ones() -> None:
+    """One implementation of the ROC metrics for every task (skysift.metrics)."""
+    import skysift.lens.metrics as lens_metrics
+    import skysift.metrics as shared
+
+    assert lens_metrics.roc_curve is shared.roc_curve
+    assert lens_metrics.roc_auc is shared.roc_auc
+    assert lens_metrics.tpr_at_fpr is shared.tpr_at_fpr
 
 
 def test_candidate_gallery() -> None:

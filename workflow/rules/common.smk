@@ -12,6 +12,7 @@ sys.path.insert(0, str(SRC_DIR))
 from skysift.config import derive_seed, load_schema, read_pairs_table, validate_config  # noqa: E402
 from skysift.errors import ConfigError  # noqa: E402
 from skysift.provenance import config_hash, source_digest  # noqa: E402
+from skysift.releases import pair_fingerprint, read_release  # noqa: E402
 
 SCHEMA_PATH = Path(workflow.basedir) / "workflow" / "schemas" / "config.schema.yaml"
 
@@ -42,9 +43,25 @@ def code_version(*subpackages):
     return source_digest(SRC_DIR / "skysift", subpackages)
 
 
-def provenance_flags(rule_name):
-    """Command-line flags that stamp a product with its rule and config hash."""
-    return f"--rule {rule_name} --config-hash {CONFIG_HASH}"
+def section_hash(*keys):
+    """sha256 of the configuration sections a job uses (dotted keys, e.g. "train.lens").
+
+    Jobs record this rather than the hash of the whole configuration, so that
+    changing one stage's settings (or the data release) leaves the parameters,
+    and hence the results, of every other job untouched.
+    """
+    selected = {}
+    for key in ("seed", *keys):
+        value = config
+        for part in key.split("."):
+            value = value[part]
+        selected[key] = value
+    return config_hash(selected)
+
+
+def provenance_flags(rule_name, *sections):
+    """Command-line flags that stamp a product with its rule and the hash of its config sections."""
+    return f"--rule {rule_name} --config-hash {section_hash(*sections)}"
 
 
 def cli_flags(options):
@@ -63,16 +80,35 @@ def simulated_pair_ids():
 
 
 def table_pairs():
-    """Pairs listed in the configured pairs table (empty if none)."""
-    table = config["inputs"]["pairs_table"]
-    if not table:
-        return {}
-    try:
-        rows = read_pairs_table(table, base_dir=Path.cwd())
-    except ConfigError as error:
-        sys.stderr.write(f"skysift: {error}\n")
-        raise SystemExit(1)
-    return {row["pair_id"]: row for row in rows}
+    """Pairs of the pairs table and of the selected data release (empty if neither)."""
+    pairs = {}
+    sources = [("pairs table", config["inputs"]["pairs_table"], read_pairs_table)]
+    sources.append(("release", config["release"], read_release))
+    for label, path, reader in sources:
+        if not path:
+            continue
+        try:
+            rows = reader(path, base_dir=Path.cwd())
+        except ConfigError as error:
+            sys.stderr.write(f"skysift: {error}\n")
+            raise SystemExit(1)
+        rows = rows.values() if isinstance(rows, dict) else rows
+        for row in rows:
+            if row["pair_id"] in pairs:
+                sys.stderr.write(f"skysift: pair {row['pair_id']!r} of the {label} {path} is listed twice\n")
+                raise SystemExit(1)
+            pairs[row["pair_id"]] = row
+    return pairs
+
+
+def pair_checksums(wildcards):
+    """Checksums of a pair's inputs (a parameter: a new release reruns exactly the changed pairs)."""
+    row = TABLE_PAIRS.get(wildcards.pair)
+    return pair_fingerprint(row) if row is not None else "simulated"
+
+
+def release_name():
+    return Path(config["release"]).stem if config["release"] else ""
 
 
 TABLE_PAIRS = table_pairs()

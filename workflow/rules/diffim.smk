@@ -22,8 +22,9 @@ rule diffim:
         code=code_version("diffim"),
         outdir=lambda wildcards: f"{RESULTS}/diffim/{wildcards.pair}",
         masks=mask_flags,
+        checksums=pair_checksums,
         options=cli_flags(config["diffim"]),
-        provenance=provenance_flags("diffim"),
+        provenance=provenance_flags("diffim", "diffim"),
     log:
         f"{LOGS}/diffim/{{pair}}.log",
     conda:

@@ -15,7 +15,7 @@ rule lens_training_set:
                 for key in ("survey", "image_size", "supersampling", "positive_fraction", "galaxies")
             }
         ),
-        provenance=provenance_flags("lens_training_set"),
+        provenance=provenance_flags("lens_training_set", "lens"),
     log:
         f"{LOGS}/lens_training_set.log",
     conda:

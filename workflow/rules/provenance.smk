@@ -16,6 +16,7 @@ rule provenance_summary:
         skysift=SKYSIFT_CLI,
         code=code_version(),
         run_name=config["run_name"],
+        release=release_name(),
     log:
         f"{LOGS}/provenance_summary.log",
     conda:
@@ -25,7 +26,7 @@ rule provenance_summary:
         runtime=10,
     shell:
         "{params.skysift} provenance summary {input} --json {output.json} --html {output.html} "
-        "--run-name {params.run_name} > {log} 2>&1"
+        "--run-name {params.run_name} --release '{params.release}' > {log} 2>&1"
 
 
 rule provenance_export:
@@ -41,6 +42,7 @@ rule provenance_export:
         code=code_version(),
         outdir=lambda wildcards, output: Path(output.prov_json).parent,
         config_json=shlex.quote(json.dumps(config, sort_keys=True, default=str)),
+        schema=SCHEMA_PATH,
         run_name=config["run_name"],
     log:
         f"{LOGS}/provenance_export.log",
@@ -51,4 +53,4 @@ rule provenance_export:
         runtime=10,
     shell:
         "{params.skysift} provenance export {input.products} --outdir {params.outdir} "
-        "--config-json {params.config_json} --run-name {params.run_name} > {log} 2>&1"
+        "--schema {params.schema} --config-json {params.config_json} --run-name {params.run_name} > {log} 2>&1"

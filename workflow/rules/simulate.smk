@@ -20,7 +20,7 @@ rule simulate_pair:
         outdir=lambda wildcards: f"{RESULTS}/simulate/{wildcards.pair}",
         seed=lambda wildcards: pair_seed(wildcards.pair),
         options=cli_flags(simulation_options()),
-        provenance=provenance_flags("simulate_pair"),
+        provenance=provenance_flags("simulate_pair", "simulate.pairs"),
     wildcard_constraints:
         pair=r"sim\d+",
     log:

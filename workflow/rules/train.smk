@@ -22,7 +22,7 @@ rule train:
         command=train_launcher,
         outdir=lambda wildcards: f"{RESULTS}/models/{wildcards.task}",
         options=lambda wildcards: train_flags(wildcards.task),
-        provenance=lambda wildcards: provenance_flags(f"train_{wildcards.task}"),
+        provenance=lambda wildcards: provenance_flags(f"train_{wildcards.task}", f"train.{wildcards.task}"),
     wildcard_constraints:
         task="transit|lens|realbogus|gw",
     log:
@@ -56,7 +56,7 @@ rule score_test:
         skysift=SKYSIFT_CLI,
         code=lambda wildcards: code_version("train", wildcards.task),
         model_dir=lambda wildcards: f"{RESULTS}/models/{wildcards.task}",
-        provenance=lambda wildcards: provenance_flags(f"score_{wildcards.task}"),
+        provenance=lambda wildcards: provenance_flags(f"score_{wildcards.task}", f"train.{wildcards.task}"),
     wildcard_constraints:
         task="transit|lens|realbogus|gw",
     log:

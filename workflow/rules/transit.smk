@@ -13,7 +13,7 @@ rule transit_training_set:
             {key: config["transit"][key] for key in ("mission", "n_blocks", "positive_fraction", "chunk_size")}
         ),
         dask=dask_flags(),
-        provenance=provenance_flags("transit_training_set"),
+        provenance=provenance_flags("transit_training_set", "transit"),
     log:
         f"{LOGS}/transit_training_set.log",
     conda:

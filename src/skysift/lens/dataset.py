@@ -164,6 +164,7 @@ def make_lens_training_set(
     device: str = "cpu",
     batch_size: int = 512,
     compile: bool = False,
+    adaptive_supersampling: bool = False,
 ) -> Path:
     """Simulate a lens-finding training set and write it as an HDF5 product.
 
@@ -197,6 +198,10 @@ def make_lens_training_set(
     compile : bool
         Use ``torch.compile`` for the surface-brightness kernel (pays off above
         ~10^4 images on CPU).
+    adaptive_supersampling : bool
+        Supersample only where the surface brightness needs it (within 0.1 % of
+        the uniform result, several times faster; see
+        :class:`~skysift.lens.simulator.LensSimulator`).
 
     Returns
     -------
@@ -217,7 +222,8 @@ def make_lens_training_set(
     if survey not in SURVEYS:
         raise ValueError(f"unknown survey {survey!r}; known: {sorted(SURVEYS)}")
     rng = np.random.default_rng(seed)
-    simulator = LensSimulator(survey, image_size, supersampling, device=device, compile=compile)
+    simulator = LensSimulator(survey, image_size, supersampling, device=device, compile=compile,
+                              adaptive_supersampling=adaptive_supersampling)
     stamps = meta = None
     inputs: list[Path] = []
     if str(galaxies) != "simulated":
