@@ -105,7 +105,7 @@ def _cmd_config_validate(arguments: argparse.Namespace) -> int:
 
 def _cmd_simulate_pair(arguments: argparse.Namespace) -> int:
     from skysift.simulate.run import run_simulate_pair
-    from skysift.simulate.starfield import FieldSpec
+    from skysift.simulate.spec import FieldSpec
 
     spec = dataclass_from_arguments(FieldSpec, arguments)
     run_simulate_pair(
@@ -394,7 +394,7 @@ def _cmd_launch(arguments: argparse.Namespace) -> int:
 # ---------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
     """Return the ``skysift`` argument parser with every subcommand."""
-    from skysift.simulate.starfield import FieldSpec
+    from skysift.simulate.spec import FieldSpec
 
     parser = argparse.ArgumentParser(
         prog="skysift",
@@ -454,7 +454,7 @@ def build_parser() -> argparse.ArgumentParser:
     pair.set_defaults(handler=_cmd_simulate_pair)
 
     # diffim ----------------------------------------------------------------
-    from skysift.diffim.pipeline import DiffimOptions
+    from skysift.diffim.options import DiffimOptions
 
     diffim = commands.add_parser(
         "diffim",

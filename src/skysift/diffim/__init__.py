@@ -4,15 +4,39 @@ Pure algorithms (arrays in, arrays and :class:`~astropy.table.Table` out) live
 in the submodules; :func:`run_diffim` is the only function that touches files.
 """
 
-from skysift.diffim.background import BackgroundEstimate, estimate_background
-from skysift.diffim.detect import detect_candidates
-from skysift.diffim.fluxscale import FluxScale, flux_scale
-from skysift.diffim.masks import combine_masks, edge_mask, fill_masked, saturation_mask
-from skysift.diffim.pipeline import DiffimOptions, DiffimResult, difference_images, run_diffim
-from skysift.diffim.psf import PsfGrid, estimate_psf, estimate_psf_grid, psf_fwhm
-from skysift.diffim.registration import Registration, fit_affine, match_positions, register
-from skysift.diffim.stars import find_stars
-from skysift.diffim.zogy import ZogyResult, pad_psf, zogy, zogy_grid
+# Submodules are imported on first use (PEP 562), so that the CLI can read
+# DiffimOptions without paying for scipy, astropy and photutils imports.
+import importlib
+from typing import Any
+
+_LAZY = {
+    "BackgroundEstimate": "skysift.diffim.background",
+    "DiffimOptions": "skysift.diffim.pipeline",
+    "DiffimResult": "skysift.diffim.pipeline",
+    "FluxScale": "skysift.diffim.fluxscale",
+    "PsfGrid": "skysift.diffim.psf",
+    "Registration": "skysift.diffim.registration",
+    "ZogyResult": "skysift.diffim.zogy",
+    "combine_masks": "skysift.diffim.masks",
+    "detect_candidates": "skysift.diffim.detect",
+    "difference_images": "skysift.diffim.pipeline",
+    "edge_mask": "skysift.diffim.masks",
+    "estimate_background": "skysift.diffim.background",
+    "estimate_psf": "skysift.diffim.psf",
+    "estimate_psf_grid": "skysift.diffim.psf",
+    "fill_masked": "skysift.diffim.masks",
+    "find_stars": "skysift.diffim.stars",
+    "fit_affine": "skysift.diffim.registration",
+    "flux_scale": "skysift.diffim.fluxscale",
+    "match_positions": "skysift.diffim.registration",
+    "pad_psf": "skysift.diffim.zogy",
+    "psf_fwhm": "skysift.diffim.psf",
+    "register": "skysift.diffim.registration",
+    "run_diffim": "skysift.diffim.pipeline",
+    "saturation_mask": "skysift.diffim.masks",
+    "zogy": "skysift.diffim.zogy",
+    "zogy_grid": "skysift.diffim.zogy",
+}
 
 __all__ = [
     "BackgroundEstimate",
@@ -42,3 +66,11 @@ __all__ = [
     "zogy",
     "zogy_grid",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'skysift.diffim' has no attribute {name!r}")
