@@ -58,3 +58,10 @@ def test_lint_is_clean(repo_root):
     result = _snakemake(repo_root, "--lint")
     assert result.returncode == 0
     assert "Congratulations" in result.stdout + result.stderr, result.stdout + result.stderr
+
+
+@pytest.mark.realdata
+def test_decam_config_builds_its_dag(repo_root, shared_data):
+    result = _snakemake(repo_root, "-n", "--quiet", "rules", "--configfile", str(repo_root / "config" / "decam.yaml"))
+    assert result.returncode == 0, result.stderr
+    assert "diffim" in result.stdout + result.stderr
