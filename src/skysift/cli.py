@@ -302,6 +302,49 @@ def _cmd_release_verify(arguments: argparse.Namespace) -> int:
     return 1 if problems else 0
 
 
+def _cmd_cutouts(arguments: argparse.Namespace) -> int:
+    from skysift.cutouts import make_cutouts
+
+    make_cutouts(arguments.diffim_dir, arguments.science, arguments.out, size=arguments.size,
+                 rule=arguments.rule or "cutouts", config_digest=arguments.config_hash)
+    return 0
+
+
+def _cmd_realbogus_simulate(arguments: argparse.Namespace) -> int:
+    from skysift.diffim.options import DiffimOptions
+    from skysift.parallel import close_client, get_client
+    from skysift.realbogus.injection import make_realbogus_training_set
+
+    client = get_client(arguments.cluster, n_workers=arguments.workers) if arguments.cluster != "none" else None
+    try:
+        make_realbogus_training_set(
+            [tuple(pair) for pair in arguments.pair], arguments.out,
+            n_injections_per_image=arguments.n_injections, snr_range=(arguments.snr_min, arguments.snr_max),
+            n_cosmic_rays_per_image=arguments.n_cosmic_rays, real_fraction=arguments.real_fraction,
+            cutout_size=arguments.cutout_size, n_repeats=arguments.n_repeats, seed=arguments.seed,
+            diffim_options=dataclass_from_arguments(DiffimOptions, arguments),
+            rule=arguments.rule or "realbogus_training_set", config_digest=arguments.config_hash, client=client,
+        )
+    finally:
+        close_client(client)
+    return 0
+
+
+def _cmd_realbogus_score(arguments: argparse.Namespace) -> int:
+    from skysift.io import read_table
+    from skysift.realbogus.ztf import run_score_alerts
+
+    run_score_alerts(arguments.model, arguments.alerts, arguments.out, rule=arguments.rule or "score_ztf_alerts",
+                     config_digest=arguments.config_hash)
+    table = read_table(arguments.out)
+    columns = [c for c in ("source_file", "objectId", "candid", "score", "rb", "drb", "flag") if c in table.colnames]
+    table[columns].pprint(max_lines=60, max_width=160)
+    for key in ("spearman_drb", "spearman_rb"):
+        if key in table.meta:
+            print(f"{key}: {table.meta[key]}")
+    return 0
+
+
 def _cmd_provenance_show(arguments: argparse.Namespace) -> int:
     from skysift.io import read_provenance
 
@@ -475,6 +518,76 @@ def build_parser() -> argparse.ArgumentParser:
     add_dataclass_arguments(diffim, DiffimOptions, "differencing options (skysift.diffim.pipeline.DiffimOptions)")
     _add_provenance_arguments(diffim)
     diffim.set_defaults(handler=_cmd_diffim)
+
+    # cutouts -----------------------------------------------------------------
+    cutouts = commands.add_parser(
+        "cutouts",
+        help="science/reference/difference cutout triplets around a diffim run's candidates",
+        description=(
+            "Cut science/reference/difference triplets (odd size, default 63x63) around every candidate of a "
+            "diffim output directory, vectorised, edges padded with NaN and masked; writes a cutouts HDF5 "
+            "product with the candidate table."
+        ),
+    )
+    cutouts.add_argument("--diffim-dir", required=True, type=Path, help="output directory of skysift diffim")
+    cutouts.add_argument("--science", required=True, type=Path, help="the science image that was differenced")
+    cutouts.add_argument("--out", required=True, type=Path, help="output HDF5 product")
+    cutouts.add_argument("--size", type=int, default=63, help="cutout side (odd)")
+    _add_provenance_arguments(cutouts)
+    cutouts.set_defaults(handler=_cmd_cutouts)
+
+    # realbogus ---------------------------------------------------------------
+    realbogus = commands.add_parser(
+        "realbogus",
+        help="real/bogus training sets by injection into real images, and scoring of ZTF alerts",
+        description=(
+            "Real/bogus classification of difference-image candidates (braai, Deep-HiTS): build a training set "
+            "by injecting PSF-shaped point sources into science images before subtraction (real) against the "
+            "subtraction's own artefacts (bogus), or score ZTF Avro alert packets with a trained model."
+        ),
+    )
+    realbogus_commands = realbogus.add_subparsers(dest="subcommand", metavar="SUBCOMMAND", required=True)
+    rb_sim = realbogus_commands.add_parser(
+        "simulate",
+        help="injection training set from science/reference pairs -> HDF5 product",
+        description=(
+            "For each science/reference pair: inject point sources made with the science image's own PSF over "
+            "an S/N range, add cosmic-ray hits, difference (ZOGY), and cut triplets at the injections (label 1) "
+            "and at candidates where nothing was injected: star residuals, saturated cores, cosmic rays, "
+            "misalignment from a deliberately shifted WCS (label 0). Dask-parallel over pairs."
+        ),
+    )
+    rb_sim.add_argument("--pair", nargs=2, action="append", required=True, metavar=("SCIENCE", "REFERENCE"),
+                        type=Path, help="a science/reference FITS pair (repeat for more)")
+    rb_sim.add_argument("--out", required=True, type=Path)
+    rb_sim.add_argument("--seed", required=True, type=int)
+    rb_sim.add_argument("--n-injections", type=int, default=50, help="injected sources per image and repeat")
+    rb_sim.add_argument("--snr-min", type=float, default=5.0)
+    rb_sim.add_argument("--snr-max", type=float, default=50.0)
+    rb_sim.add_argument("--n-cosmic-rays", type=int, default=15, help="cosmic-ray hits per image and repeat")
+    rb_sim.add_argument("--real-fraction", type=float, default=0.5)
+    rb_sim.add_argument("--cutout-size", type=int, default=63)
+    rb_sim.add_argument("--n-repeats", type=int, default=1, help="independent injection rounds per pair")
+    rb_sim.add_argument("--cluster", default="none", choices=["none", "local", "slurm"])
+    rb_sim.add_argument("--workers", type=int, default=None)
+    add_dataclass_arguments(rb_sim, DiffimOptions, "differencing options (skysift.diffim.options.DiffimOptions)")
+    _add_provenance_arguments(rb_sim)
+    rb_sim.set_defaults(handler=_cmd_realbogus_simulate)
+    rb_score = realbogus_commands.add_parser(
+        "score",
+        help="score ZTF Avro alert packets; our score beside ZTF's rb and drb",
+        description=(
+            "Read every ZTF Avro alert packet in ALERTS (science/template/difference cutouts, gzip FITS inside), "
+            "score the triplets with a trained real/bogus model, and write a table with our score beside ZTF's "
+            "rb and drb (and their Spearman rank correlations). Corrupt or truncated packets and unusable "
+            "cutouts give flagged rows with a NaN score, never a crash of the batch."
+        ),
+    )
+    rb_score.add_argument("--model", required=True, type=Path, help="trained realbogus model directory")
+    rb_score.add_argument("--alerts", required=True, type=Path, help="directory of .avro alert packets")
+    rb_score.add_argument("--out", required=True, type=Path, help="output ECSV table")
+    _add_provenance_arguments(rb_score)
+    rb_score.set_defaults(handler=_cmd_realbogus_score)
 
     # provenance ------------------------------------------------------------
     provenance = commands.add_parser(

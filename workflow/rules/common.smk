@@ -79,6 +79,13 @@ def simulated_pair_ids():
     return [f"sim{index:02d}" for index in range(n_pairs)]
 
 
+def realbogus_training_pair_ids():
+    """Simulated pairs without transients that host the real/bogus injections (rb00, ...)."""
+    if not config["realbogus"]["enabled"]:
+        return []
+    return [f"rb{index:02d}" for index in range(config["realbogus"]["n_training_pairs"])]
+
+
 def table_pairs():
     """Pairs of the pairs table and of the selected data release (empty if neither)."""
     pairs = {}
@@ -118,10 +125,16 @@ def pair_seed(pair_id):
     return derive_seed(config["seed"], "simulate_pair", pair_id)
 
 
-def simulation_options():
-    """Field parameters for `skysift simulate pair`, from config simulate.pairs."""
+def simulation_options(pair_id="sim00"):
+    """Field parameters for `skysift simulate pair`, from config simulate.pairs.
+
+    Real/bogus training pairs (rb*) have no transients: every candidate found on
+    them before injection is an artefact, so the bogus class is clean.
+    """
     options = dict(config["simulate"]["pairs"])
     options.pop("n_pairs")
+    if pair_id.startswith("rb"):
+        options["n_transients"] = 0
     return options
 
 
@@ -158,14 +171,27 @@ def diffim_products():
     return expand(
         f"{RESULTS}/diffim/{{pair}}/{{product}}",
         pair=pair_ids(),
-        product=["difference.fits", "scorr.fits", "fpsf.fits", "fpsf_err.fits", "candidates.ecsv"],
+        product=[
+            "difference.fits", "scorr.fits", "fpsf.fits", "fpsf_err.fits", "aligned_reference.fits", "candidates.ecsv"
+        ],
     )
+
+
+def realbogus_products():
+    if not config["realbogus"]["enabled"]:
+        return []
+    products = expand(f"{RESULTS}/cutouts/{{pair}}/cutouts.h5", pair=pair_ids())
+    products += expand(f"{RESULTS}/realbogus/candidates/{{pair}}.h5", pair=pair_ids())
+    products += expand(f"{RESULTS}/realbogus/candidates/{{pair}}.ecsv", pair=pair_ids())
+    if config["realbogus"]["ztf_alerts"]:
+        products.append(f"{RESULTS}/realbogus/ztf_scores.ecsv")
+    return products
 
 
 def simulated_products():
     return expand(
         f"{RESULTS}/simulate/{{pair}}/{{product}}",
-        pair=simulated_pair_ids(),
+        pair=simulated_pair_ids() + realbogus_training_pair_ids(),
         product=["reference.fits", "science.fits", "truth.h5", "stars.ecsv"],
     )
 
@@ -178,7 +204,7 @@ TRAINER_KEYS = (
 
 def enabled_tasks():
     """Model tasks switched on in the configuration."""
-    return [task for task in ("transit", "lens") if config[task]["enabled"]]
+    return [task for task in ("realbogus", "transit", "lens") if config[task]["enabled"]]
 
 
 def train_settings(task):
@@ -222,12 +248,14 @@ def model_products():
 
 def all_products():
     """Every data product of the run, for the provenance summary."""
-    return simulated_products() + diffim_products() + model_products()
+    return simulated_products() + diffim_products() + realbogus_products() + model_products()
 
 
 def all_targets():
     targets = expand(f"{RESULTS}/simulate/{{pair}}/preview.png", pair=simulated_pair_ids())
+    targets += expand(f"{RESULTS}/simulate/{{pair}}/preview.png", pair=realbogus_training_pair_ids())
     targets += expand(f"{RESULTS}/diffim/{{pair}}/preview.png", pair=pair_ids())
+    targets += realbogus_products()
     for task in enabled_tasks():
         targets += [
             f"{RESULTS}/models/{task}/training_curve.png",

@@ -9,6 +9,7 @@ rule diffim:
         scorr=f"{RESULTS}/diffim/{{pair}}/scorr.fits",
         fpsf=f"{RESULTS}/diffim/{{pair}}/fpsf.fits",
         fpsf_err=f"{RESULTS}/diffim/{{pair}}/fpsf_err.fits",
+        aligned_reference=f"{RESULTS}/diffim/{{pair}}/aligned_reference.fits",
         candidates=f"{RESULTS}/diffim/{{pair}}/candidates.ecsv",
         preview=report(
             f"{RESULTS}/diffim/{{pair}}/preview.png",

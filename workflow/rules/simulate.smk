@@ -19,10 +19,10 @@ rule simulate_pair:
         code=code_version("simulate"),
         outdir=lambda wildcards: f"{RESULTS}/simulate/{wildcards.pair}",
         seed=lambda wildcards: pair_seed(wildcards.pair),
-        options=cli_flags(simulation_options()),
+        options=lambda wildcards: cli_flags(simulation_options(wildcards.pair)),
         provenance=provenance_flags("simulate_pair", "simulate.pairs"),
     wildcard_constraints:
-        pair=r"sim\d+",
+        pair=r"(sim|rb)\d+",
     log:
         f"{LOGS}/simulate_pair/{{pair}}.log",
     conda:

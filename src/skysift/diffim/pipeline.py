@@ -41,6 +41,7 @@ PRODUCT_FILES = {
     "scorr": "scorr.fits",
     "fpsf": "fpsf.fits",
     "fpsf_err": "fpsf_err.fits",
+    "aligned_reference": "aligned_reference.fits",
     "candidates": "candidates.ecsv",
     "preview": "preview.png",
 }
@@ -491,6 +492,9 @@ def run_diffim(
         "scorr": (result.score_corr.astype(np.float32), None),
         "fpsf": (result.flux_psf.astype(np.float32), science.header.get("BUNIT")),
         "fpsf_err": (result.flux_psf_err.astype(np.float32), science.header.get("BUNIT")),
+        # The background-subtracted reference on the science grid: the middle
+        # channel of science/reference/difference cutout triplets.
+        "aligned_reference": (result.reference_aligned.astype(np.float32), reference.header.get("BUNIT")),
     }
     written: list[Path] = []
     try:

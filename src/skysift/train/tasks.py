@@ -153,3 +153,15 @@ register_task(
         gallery="skysift.evaluation:lens_gallery",
     )
 )
+
+
+register_task(
+    TaskSpec(
+        "realbogus",
+        ("cutout",),
+        "skysift.realbogus.model:build_model",
+        augment=rot90_flip,
+        description="braai-like VGG on science/reference/difference triplets (Duev et al. 2019)",
+        gallery="skysift.realbogus.plots:realbogus_gallery",
+    )
+)

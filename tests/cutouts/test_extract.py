@@ -1,0 +1,102 @@
+"""Vectorised cutout triplets against astropy Cutout2D, and the cutouts product."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from astropy.nddata import Cutout2D
+from astropy.table import Table
+
+from skysift.cutouts import extract_triplets, make_cutouts, write_cutout_product
+from skysift.errors import InputDataError
+from skysift.io import read_product
+
+
+@pytest.fixture
+def images():
+    rng = np.random.default_rng(3)
+    return [rng.normal(size=(80, 100)).astype(np.float32) for _ in range(3)]
+
+
+def test_equals_cutout2d_with_nan_padding(images):
+    rng = np.random.default_rng(4)
+    # Interior, near every edge, exactly on half-integers, and partly outside.
+    x = np.concatenate([rng.uniform(0, 99, 30), [0.0, 99.0, -3.2, 102.4, 10.5, 11.5, 50.0, -7.0]])
+    y = np.concatenate([rng.uniform(0, 79, 30), [0.0, 79.0, 40.0, 40.0, 20.5, 21.5, -7.4, 84.0]])
+    cutouts, edge_mask = extract_triplets(*images, x, y, size=15)
+    assert cutouts.shape == (38, 3, 15, 15) and cutouts.dtype == np.float32
+    assert edge_mask.shape == (38, 15, 15) and edge_mask.dtype == bool
+    for i, (xi, yi) in enumerate(zip(x, y, strict=True)):
+        for channel, image in enumerate(images):
+            expected = Cutout2D(image, (xi, yi), 15, mode="partial", fill_value=np.nan).data
+            np.testing.assert_array_equal(cutouts[i, channel], expected)
+        np.testing.assert_array_equal(edge_mask[i], np.isnan(cutouts[i, 0]))
+    assert not edge_mask[:30][np.all((x[:30] > 8) & (x[:30] < 91) & (y[:30] > 8) & (y[:30] < 71))].any()
+
+
+def test_fully_outside_and_mask(images):
+    mask = np.zeros(images[0].shape, dtype=bool)
+    mask[40, 50] = True
+    triplets = extract_triplets(*images, [50.0, 500.0], [40.0, 40.0], size=5, mask=mask, fill_value=0.0)
+    assert triplets.edge_mask[0, 2, 2] and triplets.edge_mask[0].sum() == 1
+    assert triplets.edge_mask[1].all() and np.all(triplets.cutouts[1] == 0.0)
+    np.testing.assert_allclose(triplets.edge_fraction, [1 / 25, 1.0])
+
+
+@pytest.mark.parametrize("size", [0, 4, 62, 7.0])
+def test_even_or_bad_size_rejected(images, size):
+    with pytest.raises(ValueError, match="odd"):
+        extract_triplets(*images, [10.0], [10.0], size=size)
+
+
+def test_shape_mismatch_rejected(images):
+    with pytest.raises(ValueError, match="reference"):
+        extract_triplets(images[0], images[1][:-1], images[2], [1.0], [1.0], size=3)
+
+
+def test_product_round_trip(tmp_path, images, provenance):
+    table = Table({"id": [1, 2], "x": [10.0, 0.0], "y": [10.0, 5.0], "scorr": [7.5, -6.0]})
+    table["x"].unit = "pix"
+    cutouts, edge_mask = extract_triplets(*images, table["x"], table["y"], size=9)
+    path = write_cutout_product(tmp_path / "c.h5", cutouts, table, provenance, edge_mask=edge_mask)
+    product = read_product(path)
+    assert product.product_type == "cutouts"
+    np.testing.assert_array_equal(product.arrays["cutout"], cutouts)
+    np.testing.assert_array_equal(product.arrays["edge_mask"], edge_mask)
+    assert set(product.table.colnames) == {"id", "x", "y", "scorr", "edge_fraction"}
+    assert str(product.table["x"].unit) == "pix"
+    assert product.attrs["channels"] == "science,reference,difference"
+    assert product.table["edge_fraction"][1] > 0 and product.table["edge_fraction"][0] == 0
+
+
+def test_make_cutouts_needs_aligned_reference(tmp_path):
+    (tmp_path / "diffim").mkdir()
+    with pytest.raises(InputDataError, match="aligned_reference.fits"):
+        make_cutouts(tmp_path / "diffim", tmp_path / "science.fits", tmp_path / "out.h5")
+
+
+def test_make_cutouts_from_a_diffim_directory(tmp_path, provenance):
+    from skysift.diffim.pipeline import difference_images, run_diffim
+    from skysift.io import read_fits_image, write_fits_image
+    from skysift.simulate.run import run_simulate_pair
+    from skysift.simulate.starfield import FieldSpec
+
+    pair = run_simulate_pair(tmp_path / "pair", FieldSpec(image_size=200, n_stars=80, n_transients=4, transient_snr_min=20.0), seed=5)
+    outdir = tmp_path / "diffim"
+    run_diffim(pair["science"], pair["reference"], outdir)
+    # Until run_diffim writes it, the aligned reference is written here from the same computation.
+    science = read_fits_image(pair["science"], require_wcs=True)
+    result = difference_images(science, read_fits_image(pair["reference"], require_wcs=True))
+    write_fits_image(outdir / "aligned_reference.fits", result.reference_aligned, provenance=provenance, wcs=science.wcs)
+    path = make_cutouts(outdir, pair["science"], tmp_path / "cutouts.h5", size=21, rule="cutouts", config_digest="x")
+    product = read_product(path)
+    n = len(result.candidates)
+    assert n >= 3 and product.arrays["cutout"].shape == (n, 3, 21, 21)
+    np.testing.assert_allclose(product.table["x"], result.candidates["x"])
+    # The unit-noise difference channel holds a significant positive source at each positive candidate.
+    positive = np.asarray(product.table["scorr"]) > 0
+    assert positive.sum() >= 3
+    centres = product.arrays["cutout"][positive, 2, 9:12, 9:12].max(axis=(1, 2))
+    assert np.all(centres > 3.0)
+    np.testing.assert_array_equal(product.arrays["cutout"][:, 2], extract_triplets(*(result.difference,) * 3, result.candidates["x"], result.candidates["y"], size=21).cutouts[:, 0])
+    assert product.provenance.rule == "cutouts" and len(product.provenance.inputs) == 4
