@@ -74,7 +74,7 @@ def test_run_diffim_writes_products_with_provenance(tmp_path, pair_512, write_pa
     bad[100:110, 100:110] = 1
     fits.PrimaryHDU(bad).writeto(mask_path)
     outputs = run_diffim(science_path, reference_path, tmp_path / "out", science_mask_path=mask_path, config_digest="abc")
-    assert set(outputs) == {"difference", "scorr", "fpsf", "fpsf_err", "candidates", "preview"}
+    assert set(outputs) == {"difference", "scorr", "fpsf", "fpsf_err", "aligned_reference", "candidates", "preview"}
     for path in outputs.values():
         assert path.is_file() and path.stat().st_size > 0
     header = fits.getheader(outputs["scorr"])
