@@ -24,6 +24,7 @@ include: "workflow/rules/diffim.smk"
 include: "workflow/rules/realbogus.smk"
 include: "workflow/rules/transit.smk"
 include: "workflow/rules/lens.smk"
+include: "workflow/rules/gw.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/provenance.smk"
 

@@ -14,7 +14,7 @@ from skysift.io import atomic_output, open_product, read_product, save_figure
 from skysift.metrics import binary_metrics, roc_curve, tpr_at_fpr
 from skysift.train.tasks import get_task
 
-__all__ = ["evaluate_scores", "lens_gallery", "roc_figure", "transit_gallery"]
+__all__ = ["evaluate_scores", "gw_gallery", "lens_gallery", "roc_figure", "transit_gallery"]
 
 
 def roc_figure(labels: np.ndarray, scores: np.ndarray, *, title: str = "", mark_fpr: float = 0.01) -> Figure:
@@ -58,6 +58,27 @@ def lens_gallery(arrays: dict[str, np.ndarray], scores: np.ndarray, labels: np.n
 
     figure = candidate_gallery(arrays["image"], scores, n_show=len(scores), ncols=max(1, len(scores) // 2), labels=labels)
     figure.suptitle(title)
+    return figure
+
+
+def gw_gallery(arrays: dict[str, np.ndarray], scores: np.ndarray, labels: np.ndarray, title: str) -> Figure:
+    """Whitened H1 and L1 strain of the top- and bottom-scored held-out samples."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    strain = arrays["strain"]
+    figure, axes = plt.subplots(len(scores), 1, figsize=(9, 1.1 * len(scores)), sharex=True, squeeze=False)
+    for axis, series, score, label in zip(axes[:, 0], strain, scores, labels, strict=True):
+        for detector, values in zip(("H1", "L1"), series, strict=True):
+            axis.plot(values, lw=0.5, label=detector)
+        axis.set_title(f"score {score:.3f}  label {int(label)}", fontsize=7, loc="left")
+        axis.set_yticks([])
+    axes[0, 0].legend(fontsize=6, loc="upper right")
+    axes[-1, 0].set_xlabel("sample")
+    figure.suptitle(title)
+    figure.tight_layout()
     return figure
 
 

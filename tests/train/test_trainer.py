@@ -166,3 +166,12 @@ def test_external_sigterm_via_cli_then_resume(blob_product, tmp_path):
     assert "resuming from" in resumed.stderr
     first, second = _weights(tmp_path / "straight"), _weights(tmp_path / "killed")
     assert all(torch.equal(first[k], second[k]) for k in first)
+
+
+def test_group_split_keeps_groups_together():
+    groups = np.repeat(np.arange(50), 4)
+    splits = split_indices(len(groups), 0.2, 0.2, seed=3, groups=groups)
+    seen = {name: set(groups[idx]) for name, idx in splits.items()}
+    assert not (seen["train"] & seen["val"]) and not (seen["train"] & seen["test"]) and not (seen["val"] & seen["test"])
+    assert sum(len(idx) for idx in splits.values()) == 200
+    assert len(seen["val"]) == 10 and len(seen["test"]) == 10

@@ -204,7 +204,7 @@ TRAINER_KEYS = (
 
 def enabled_tasks():
     """Model tasks switched on in the configuration."""
-    return [task for task in ("realbogus", "transit", "lens") if config[task]["enabled"]]
+    return [task for task in ("realbogus", "transit", "lens", "gw") if config[task]["enabled"]]
 
 
 def train_settings(task):
@@ -262,6 +262,8 @@ def all_targets():
             f"{RESULTS}/{task}/evaluation/roc.png",
             f"{RESULTS}/{task}/evaluation/gallery.png",
         ]
+    if config["gw"]["enabled"]:
+        targets += [f"{RESULTS}/gw/sensitivity.png", f"{RESULTS}/gw/sensitivity.json"]
     targets += [f"{RESULTS}/provenance/summary.json", f"{RESULTS}/provenance/summary.html"]
     targets += [f"{RESULTS}/provenance/prov.json", f"{RESULTS}/provenance/ivoa_provenance.json"]
     return targets

@@ -27,9 +27,22 @@ IN_MEMORY_LIMIT_BYTES = 2 * 1024**3
 
 
 def split_indices(
-    n_samples: int, val_fraction: float, test_fraction: float, seed: int
+    n_samples: int, val_fraction: float, test_fraction: float, seed: int, groups: np.ndarray | None = None
 ) -> dict[str, np.ndarray]:
     """Deterministic train/val/test split of ``range(n_samples)``.
+
+    Parameters
+    ----------
+    n_samples : int
+        Number of samples.
+    val_fraction, test_fraction : float
+        Held-out fractions.
+    seed : int
+        Seed of the permutation.
+    groups : numpy.ndarray, optional
+        Samples sharing a group value (e.g. GW samples made from one waveform)
+        always land in the same split, so nothing leaks between splits; the
+        fractions then apply to groups.
 
     Returns
     -------
@@ -39,6 +52,10 @@ def split_indices(
     """
     if not (0 <= val_fraction < 1 and 0 <= test_fraction < 1 and val_fraction + test_fraction < 1):
         raise ValueError(f"bad split fractions val={val_fraction}, test={test_fraction}")
+    if groups is not None:
+        unique, inverse = np.unique(np.asarray(groups), return_inverse=True)
+        group_splits = split_indices(len(unique), val_fraction, test_fraction, seed)
+        return {name: np.flatnonzero(np.isin(inverse, chosen)) for name, chosen in group_splits.items()}
     order = np.random.default_rng([seed, 0x5B117]).permutation(n_samples)
     n_val = int(round(val_fraction * n_samples))
     n_test = int(round(test_fraction * n_samples))

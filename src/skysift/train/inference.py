@@ -69,7 +69,8 @@ def score_product(
         indices = np.arange(len(dataset))
     else:
         info = card["split"]
-        indices = split_indices(len(dataset), info["val_fraction"], info["test_fraction"], info["seed"])[split]
+        groups = np.asarray(dataset.table[info["group"]]) if info.get("group") else None
+        indices = split_indices(len(dataset), info["val_fraction"], info["test_fraction"], info["seed"], groups)[split]
     amp = bool(card["train_config"].get("amp")) and torch_device.type == "cuda"
     preprocess = get_task(card["task"]).preprocessing()
     scores, _ = evaluate(model, dataset, indices, batch_size=batch_size, device=torch_device, amp=amp, preprocess=preprocess)

@@ -70,6 +70,8 @@ class TaskSpec:
     preprocess : str or callable, optional
         ``inputs -> inputs`` applied to every batch, in training and inference
         alike (e.g. per-image normalisation), after augmentation.
+    split_group : str, optional
+        Table column whose equal values must share a split (no leakage).
     gallery : str or callable, optional
         ``(arrays, scores, labels, title) -> Figure`` showing the highest- and
         lowest-scored samples, for the report.
@@ -86,6 +88,7 @@ class TaskSpec:
     model_defaults: dict[str, Any] = field(default_factory=dict)
     gallery: str | Callable[..., Any] | None = None
     preprocess: str | Callable[..., tuple[torch.Tensor, ...]] | None = None
+    split_group: str | None = None
 
     def build_model(self, **kwargs: Any) -> torch.nn.Module:
         """Build the task's model (defaults updated by ``kwargs``)."""
@@ -163,5 +166,17 @@ register_task(
         augment=rot90_flip,
         description="braai-like VGG on science/reference/difference triplets (Duev et al. 2019)",
         gallery="skysift.realbogus.plots:realbogus_gallery",
+    )
+)
+
+
+register_task(
+    TaskSpec(
+        "gw",
+        ("strain",),
+        "skysift.gw.model:build_model",
+        description="1-D CNN on whitened H1/L1 strain (George & Huerta 2018; deeper residual variant)",
+        split_group="waveform_id",
+        gallery="skysift.evaluation:gw_gallery",
     )
 )

@@ -246,7 +246,10 @@ def _train(
     dataset = ProductDataset(product_path, task.inputs, task.label)
     if not dataset.has_labels:
         raise ProductError(f"{product_path}: no '{task.label}' column to train on")
-    splits = split_indices(len(dataset), config.val_fraction, config.test_fraction, config.seed)
+    groups = None
+    if task.split_group is not None and task.split_group in dataset.table.colnames:
+        groups = np.asarray(dataset.table[task.split_group])
+    splits = split_indices(len(dataset), config.val_fraction, config.test_fraction, config.seed, groups)
     if len(splits["train"]) == 0 or len(splits["val"]) == 0:
         raise ProductError(f"{product_path}: {len(dataset)} samples are too few for a train/validation split")
     product_sha256 = sha256_file(product_path)
@@ -431,6 +434,7 @@ def _finish(
         "data_products": {str(product_path): product_sha256},
         "split": {
             "seed": config.seed, "val_fraction": config.val_fraction, "test_fraction": config.test_fraction,
+            "group": task.split_group if task.split_group in dataset.table.colnames else None,
             **{f"n_{name}": int(len(idx)) for name, idx in splits.items()},
         },
         "train_config": dataclasses.asdict(config),
