@@ -50,10 +50,21 @@ transit:
   n_samples: 400
 lens:
   n_samples: 256
+gw:
+  n_samples: 128
+  test_duration: 60
+realbogus:
+  n_training_pairs: 1
+  n_injections_per_image: 20
+  n_repeats: 1
 train:
   transit:
     epochs: 1
   lens:
+    epochs: 1
+  gw:
+    epochs: 1
+  realbogus:
     epochs: 1
 YAML
 # The profile leaves partition and account to the site; this cluster's site settings
