@@ -140,3 +140,17 @@ def test_views_of_real_eclipsing_binary():
     assert abs(int(np.argmin(global_view[0])) - 1000) < 20
     away = np.r_[global_view[0, :300], global_view[0, -300:]]
     assert away.min() < -0.05
+
+
+def test_mes_threshold_is_respected():
+    counts = {"planet": 12, "eb": 5, "blend": 5, "noise": 6}
+    _, _, columns = simulate_batch(counts, seed=21, mes_threshold=10.0)
+    signals = columns["kind"] != "noise"
+    assert signals.sum() == 22 and np.isfinite(columns["mes"]).all()
+    assert np.all(columns["mes"][signals] >= 10.0)
+    for kind, n in counts.items():
+        assert (columns["kind"] == kind).sum() == n
+    # Without the threshold some injected signals fall below it (so the cut matters).
+    _, _, loose = simulate_batch(counts, seed=21, mes_threshold=None)
+    assert np.any(loose["mes"][loose["kind"] != "noise"] < 10.0)
+    assert "mes" in TABLE_COLUMNS

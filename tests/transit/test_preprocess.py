@@ -155,3 +155,48 @@ def test_make_views_blocks_match_one_call():
         preprocess._ROWS_PER_BLOCK = saved
     for a, b in zip(whole, blocked):
         np.testing.assert_array_equal(a, b)
+
+
+def test_adaptive_detrend_removes_fast_rotation_and_keeps_long_transit():
+    from skysift.transit.preprocess import adaptive_spline_trend, transit_mask
+
+    time = mission_time_grid("kepler")
+    rng = np.random.default_rng(11)
+    n = 6
+    phase = rng.uniform(0.0, 2.0 * np.pi, size=(n, 1))
+    rotation = 1.0 + 1e-3 * np.sin(2.0 * np.pi * time / 1.0 + phase)  # 1-day rotation, 1000 ppm
+    period, t0, rp, a, b = 7.3, 1.1, 0.07, 5.5, 0.0
+    duration = transit_duration(period, a, rp, b)
+    assert 9.0 < duration * 24.0 < 11.0  # a ~10-hour transit
+    transit = transit_light_curve(time, period, t0, rp, a, b, 0.4, 0.2)
+    flux = rotation * transit * (1.0 + 1e-4 * rng.standard_normal((n, time.size)))
+    exclude = transit_mask(time, np.full(n, period), np.full(n, t0), np.full(n, duration))
+    detrended = flux / adaptive_spline_trend(time, flux, exclude=exclude)
+    folded = np.abs(((time - t0 + 0.5 * period) % period) - 0.5 * period)
+    out = folded > duration
+    # The rotation (1000 ppm) is gone: out-of-transit scatter is the white noise.
+    assert np.std(detrended[:, out] - 1.0) < 1.5e-4
+    assert np.std(flux[:, out] / np.median(flux[:, out]) - 1.0) > 5e-4
+    centre = folded < 0.1 * duration
+    true_depth = 1.0 - transit.min()
+    depth = 1.0 - np.median(detrended[:, centre], axis=1)
+    np.testing.assert_allclose(depth, true_depth, rtol=0.1)
+    # Without the transit mask the old fixed 1-day spline leaves the rotation in.
+    old = flux / detrend_batch(time, flux)
+    assert np.std(old[:, out] - 1.0) > 3e-4
+
+
+def test_detection_statistic_matches_white_noise_snr():
+    from skysift.transit.preprocess import detection_statistic
+
+    time = mission_time_grid("kepler")
+    rng = np.random.default_rng(12)
+    n, sigma = 50, 3e-4
+    period, t0, duration, depth = 4.1, 0.7, 0.2, 1e-4
+    folded = np.abs(((time - t0 + 0.5 * period) % period) - 0.5 * period)
+    box = 1.0 - depth * (folded < 0.5 * duration)
+    flux = box * (1.0 + sigma * rng.standard_normal((n, time.size)))
+    result = detection_statistic(time, flux, np.full(n, period), np.full(n, t0), np.full(n, duration))
+    expected = depth * np.sqrt(result["n_in"]) / sigma
+    assert np.median(result["mes"] / expected) == pytest.approx(1.0, abs=0.15)
+    assert np.std(result["mes"] - expected) == pytest.approx(1.0, abs=0.35)

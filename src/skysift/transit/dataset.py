@@ -39,9 +39,12 @@ from skysift.transit.lightcurves import MISSIONS, STELLAR_PRIORS, LightCurve, mi
 from skysift.transit.preprocess import (
     GLOBAL_BINS,
     LOCAL_BINS,
-    detrend_batch,
+    MES_THRESHOLD,
+    adaptive_spline_trend,
+    detection_statistic,
     make_views,
     robust_spline_trend,
+    transit_mask,
 )
 from skysift.transit.transit_model import transit_light_curve
 
@@ -85,7 +88,8 @@ TABLE_COLUMNS: dict[str, tuple[str, str]] = {
     "systematic_amplitude": ("", "systematic amplitude / noise"),
     "sinusoid_period": ("d", "period of the sinusoidal systematic"),
     "depth": ("ppm", "maximum depth of the injected signal"),
-    "snr": ("", "depth / noise * sqrt(in-transit cadences)"),
+    "snr": ("", "injected strength: depth / white noise * sqrt(in-transit cadences), before red noise and detrending"),
+    "mes": ("", "detection statistic measured on the detrended light curve at the TCE ephemeris (MES-like)"),
     "noise": ("ppm", "white noise per cadence"),
     "rotation_period": ("d", "stellar rotation period"),
     "rotation_amplitude": ("", "rms of rotational modulation"),
@@ -114,6 +118,47 @@ def _signal(kind: str, time: np.ndarray, n: int, rng: np.random.Generator, prior
     return p, model
 
 
+def _simulate_kind(
+    kind: str,
+    n: int,
+    time: np.ndarray,
+    rng: np.random.Generator,
+    priors: Mapping[str, Any],
+) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
+    """Simulate ``n`` light curves of one kind, detrend them and measure their MES.
+
+    Returns the detrended flux (n, T), the valid mask and the per-sample
+    parameters (``mes`` included).
+    """
+    kind_priors = {**_PRIOR_SETS[kind], **priors.get(kind, {})}
+    p, model = _signal(kind, time, n, rng, kind_priors)
+    depth = 1.0 - model.min(axis=1)
+    n_in = np.maximum((model < 1.0).sum(axis=1), 1)
+    snr_prior = priors.get("snr", SNR_PRIOR)
+    snr_target = (snr_prior if isinstance(snr_prior, Prior) else SNR_PRIOR).sample(rng, n)
+    if kind == "noise":
+        # No signal: draw the noise level directly (same range the signals produce).
+        noise = LogUniform(3e-5, 3e-3).sample(rng, n)
+    else:
+        noise = np.clip(depth * np.sqrt(n_in) / snr_target, 2e-5, 5e-3)
+    p["noise"], p["depth"] = noise, depth
+    p["snr"] = depth * np.sqrt(n_in) / noise
+    p["label"] = np.full(n, 1 if kind == "planet" else 0, dtype=np.int8)
+    p["kind"] = np.full(n, kind, dtype=object)
+    star = sample_parameters({**STELLAR_PRIORS, **priors.get("star", {})}, n, rng)
+    flux, valid = simulate_stars(time, star, noise, rng)
+    flux = flux * model
+    if kind == "noise":
+        flux = inject_systematics(flux, time, p, noise, rng)
+    # The pipeline detrends with the candidate's transits masked (all kinds alike).
+    exclude = transit_mask(time, p["tce_period"], p["tce_t0"], p["tce_duration"])
+    trend = adaptive_spline_trend(time, flux, valid=valid, exclude=exclude)
+    detrended = flux / trend
+    p["mes"] = detection_statistic(time, detrended, p["tce_period"], p["tce_t0"], p["tce_duration"], valid=valid)["mes"]
+    p.update(star)
+    return detrended, valid, p
+
+
 def simulate_batch(
     n_per_kind: Mapping[str, int],
     *,
@@ -122,8 +167,28 @@ def simulate_batch(
     seed: int | np.random.SeedSequence = 0,
     priors: Mapping[str, Mapping[str, Prior]] | None = None,
     statistic: str = "median",
+    mes_threshold: float | None = MES_THRESHOLD,
+    noise_mes_threshold: float | None = None,
+    max_rounds: int = 12,
 ) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
-    """Simulate, detrend and make views for one chunk of samples.
+    """Simulate, detrend, select like a survey and make views for one chunk of samples.
+
+    Each light curve is a simulated star times its signal, detrended with the
+    BIC-chosen, transit-masked robust spline
+    (:func:`~skysift.transit.preprocess.adaptive_spline_trend`); the
+    detection statistic ``mes`` of the folded signal is then measured on the
+    detrended flux itself
+    (:func:`~skysift.transit.preprocess.detection_statistic`). Like a
+    survey's TCE list, only planets, eclipsing binaries and blends with
+    ``mes >= mes_threshold`` are kept; the others are redrawn (all their
+    parameters, star included), in vectorised rounds sized by the
+    acceptance rate so far, at most ``max_rounds`` rounds per kind.
+
+    Noise/systematics negatives keep their random ephemeris and are not
+    selected by default (``noise_mes_threshold=None``): most spurious folds
+    of pure noise score far below any threshold, and requiring them to pass
+    would keep only the few whose systematic happens to sit on the
+    ephemeris. Their ``mes`` is stored all the same.
 
     Parameters
     ----------
@@ -137,6 +202,13 @@ def simulate_batch(
         Per-kind prior overrides, e.g. ``{"planet": {"rp": LogUniform(0.02, 0.1)}}``;
         ``"star"`` overrides :data:`STELLAR_PRIORS`; ``"snr"`` (a single
         :class:`~skysift.simulate.priors.Prior`) replaces :data:`SNR_PRIOR`.
+    mes_threshold : float or None
+        Detection threshold for planets, binaries and blends (Kepler: 7.1);
+        None keeps every draw.
+    noise_mes_threshold : float or None
+        Threshold for noise negatives (None: no selection).
+    max_rounds : int
+        Redraw rounds per kind before giving up (:class:`RuntimeError`).
 
     Returns
     -------
@@ -149,47 +221,50 @@ def simulate_batch(
     priors = priors or {}
     time = mission_time_grid(mission, n_blocks=n_blocks)
     n_total = int(sum(n_per_kind.values()))
-    columns: dict[str, list[np.ndarray]] = {name: [] for name in ("label", "kind", *TABLE_COLUMNS)}
-    signals, noise_params = [], []
+    names = ("label", "kind", *TABLE_COLUMNS)
+    fluxes, valids, tables = [], [], []
     for kind in KINDS:
         n = int(n_per_kind.get(kind, 0))
         if n == 0:
             continue
-        kind_priors = {**_PRIOR_SETS[kind], **priors.get(kind, {})}
-        p, model = _signal(kind, time, n, rng, kind_priors)
-        depth = 1.0 - model.min(axis=1)
-        n_in = np.maximum((model < 1.0).sum(axis=1), 1)
-        snr_prior = priors.get("snr", SNR_PRIOR)
-        snr_target = snr_prior.sample(rng, n) if isinstance(snr_prior, Prior) else SNR_PRIOR.sample(rng, n)
-        if kind == "noise":
-            # No signal: draw the noise level directly (same range the signals produce).
-            noise = LogUniform(3e-5, 3e-3).sample(rng, n)
+        threshold = noise_mes_threshold if kind == "noise" else mes_threshold
+        kept_flux, kept_valid, kept = [], [], []
+        need, tried, accepted = n, 0, 0
+        for _ in range(max_rounds):
+            # Size the round by the acceptance rate so far (bounded), so few rounds are needed.
+            rate = max(accepted / tried, 0.1) if tried else 1.0
+            n_try = need if threshold is None else int(min(np.ceil(1.15 * need / rate) + 2, 10 * need + 8))
+            detrended, valid, p = _simulate_kind(kind, n_try, time, rng, priors)
+            keep = np.ones(n_try, dtype=bool) if threshold is None else p["mes"] >= threshold
+            tried += n_try
+            accepted += int(keep.sum())
+            index = np.flatnonzero(keep)[:need]
+            kept_flux.append(detrended[index])
+            kept_valid.append(valid[index])
+            kept.append({k: (v[index] if isinstance(v, np.ndarray) and v.shape[:1] == (n_try,) else v) for k, v in p.items()})
+            need -= index.size
+            if need == 0:
+                break
         else:
-            noise = np.clip(depth * np.sqrt(n_in) / snr_target, 2e-5, 5e-3)
-        p["noise"] = noise
-        p["depth"] = depth
-        p["snr"] = depth * np.sqrt(n_in) / noise
-        p["label"] = np.full(n, 1 if kind == "planet" else 0, dtype=np.int8)
-        p["kind"] = np.full(n, kind, dtype=object)
-        signals.append(model)
-        noise_params.append(p)
-    model = np.concatenate(signals)
-    params = {k: np.concatenate([p.get(k, np.full(len(p["label"]), np.nan)) for p in noise_params]) for k in columns}
-    star = sample_parameters({**STELLAR_PRIORS, **priors.get("star", {})}, n_total, rng)
-    flux, valid = simulate_stars(time, star, params["noise"], rng)
-    flux = flux * model
-    is_noise = params["kind"] == "noise"
-    if is_noise.any():
-        sub = {k: v[is_noise] for k, v in params.items()}
-        flux[is_noise] = inject_systematics(flux[is_noise], time, sub, params["noise"][is_noise], rng)
-    trend = detrend_batch(time, flux, valid=valid)
-    detrended = flux / trend
+            raise RuntimeError(
+                f"only {n - need} of {n} {kind} signals reached mes >= {threshold} after {max_rounds} rounds "
+                f"(acceptance {accepted}/{tried}); loosen the threshold or raise the snr prior"
+            )
+        fluxes.append(np.concatenate(kept_flux))
+        valids.append(np.concatenate(kept_valid))
+        n_kind = n
+        tables.append(
+            {k: np.concatenate([t.get(k, np.full(t["label"].size, np.nan)) for t in kept]) for k in (*names, *STELLAR_PRIORS)}
+        )
+        assert tables[-1]["label"].size == n_kind
+    detrended = np.concatenate(fluxes)
+    valid = np.concatenate(valids)
+    params = {k: np.concatenate([t[k] for t in tables]) for k in tables[0]}
     global_view, local_view = make_views(
         time, detrended, params["tce_period"], params["tce_t0"], params["tce_duration"], valid=valid, statistic=statistic
     )
-    params.update(star)
     out = {}
-    for name in columns:
+    for name in names:
         values = params[name]
         if name in ("duration", "tce_duration"):
             values = values * 24.0
@@ -227,6 +302,8 @@ def make_transit_training_set(
     priors: Mapping[str, Mapping[str, Prior]] | None = None,
     chunk_size: int = 256,
     statistic: str = "median",
+    mes_threshold: float | None = MES_THRESHOLD,
+    noise_mes_threshold: float | None = None,
     rule: str = "transit_training_set",
     config_digest: str | None = None,
     inputs: list[str | os.PathLike[str]] | None = None,
@@ -260,6 +337,12 @@ def make_transit_training_set(
         Light curves per task.
     statistic : {"median", "mean"}
         Bin statistic of the views.
+    mes_threshold : float or None
+        Planets, eclipsing binaries and blends are kept only if their
+        detection statistic on the detrended light curve reaches it (Kepler's
+        7.1), as in a survey's TCE list; None keeps every draw.
+    noise_mes_threshold : float or None
+        The same for noise/systematics negatives (default: not selected).
     rule, config_digest, inputs
         Provenance.
     client : dask.distributed.Client, optional
@@ -280,8 +363,11 @@ def make_transit_training_set(
     Table: ``label`` (int8), ``kind`` and :data:`TABLE_COLUMNS` with units.
     Each light curve is a simulated star (rotation, granulation, white noise,
     gaps; :func:`~skysift.transit.lightcurves.simulate_stars`) times the signal,
-    detrended with the batched robust spline and binned with medians, as
-    AstroNet does for Kepler light curves.
+    detrended with the transit-masked robust spline whose knot spacing BIC
+    picks per star (:func:`~skysift.transit.preprocess.adaptive_spline_trend`)
+    and binned with medians, as AstroNet does for Kepler light curves. Signals
+    below ``mes_threshold`` on the detrended flux are redrawn
+    (:func:`simulate_batch`), so every label-1 sample is a detectable planet.
     """
     import dask
 
@@ -302,6 +388,8 @@ def make_transit_training_set(
             seed=chunk_seed,
             priors=priors,
             statistic=statistic,
+            mes_threshold=mes_threshold,
+            noise_mes_threshold=noise_mes_threshold,
         )
         for chunk, chunk_seed in zip(chunks, chunk_seeds)
     ]
@@ -313,6 +401,9 @@ def make_transit_training_set(
         "statistic": statistic,
         "global_bins": GLOBAL_BINS,
         "local_bins": LOCAL_BINS,
+        "detrend": "adaptive_spline_trend (BIC knot spacing, transit-masked)",
+        "mes_threshold": float("nan") if mes_threshold is None else float(mes_threshold),
+        "noise_mes_threshold": float("nan") if noise_mes_threshold is None else float(noise_mes_threshold),
     }
     for kind, kind_priors in _PRIOR_SETS.items():
         merged = {**kind_priors, **(priors or {}).get(kind, {})}
@@ -344,18 +435,25 @@ def views_for_lightcurve(
     t0: float,
     duration: float,
     *,
-    knot_spacing: float = 1.0,
+    knot_spacing: float | None = None,
     statistic: str = "median",
 ) -> tuple[np.ndarray, np.ndarray]:
     """Global (2001,) and local (201,) views of one real light curve.
 
-    The flux is detrended with the full robust spline
-    (:func:`~skysift.transit.preprocess.robust_spline_trend`), then folded on
-    the ephemeris: ``period`` and ``t0`` in days (same time system as
-    ``lc.time``), ``duration`` the total transit duration in **hours** (as in
-    TCE tables).
+    The flux is detrended as the training sets are: the robust spline with
+    the candidate's transits masked and the knot spacing chosen by BIC
+    (:func:`~skysift.transit.preprocess.adaptive_spline_trend`); a number for
+    ``knot_spacing`` instead uses AstroNet's fixed-spacing, unmasked
+    :func:`~skysift.transit.preprocess.robust_spline_trend` (the former
+    behaviour, default 1 d). Then the flux is folded on the ephemeris:
+    ``period`` and ``t0`` in days (same time system as ``lc.time``),
+    ``duration`` the total transit duration in **hours** (as in TCE tables).
     """
-    trend = robust_spline_trend(lc.time, lc.flux, knot_spacing=knot_spacing)
+    if knot_spacing is None:
+        exclude = transit_mask(lc.time, period, t0, duration / 24.0)
+        trend = adaptive_spline_trend(lc.time, lc.flux, exclude=exclude)[0]
+    else:
+        trend = robust_spline_trend(lc.time, lc.flux, knot_spacing=knot_spacing)
     detrended = lc.flux / trend
     global_view, local_view = make_views(lc.time, detrended, period, t0, duration / 24.0, statistic=statistic)
     return global_view[0], local_view[0]
