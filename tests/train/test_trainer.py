@@ -175,3 +175,12 @@ def test_group_split_keeps_groups_together():
     assert not (seen["train"] & seen["val"]) and not (seen["train"] & seen["test"]) and not (seen["val"] & seen["test"])
     assert sum(len(idx) for idx in splits.values()) == 200
     assert len(seen["val"]) == 10 and len(seen["test"]) == 10
+
+
+def test_negative_group_ids_are_ungrouped():
+    groups = np.r_[np.repeat(np.arange(20), 5), np.full(100, -1)]
+    splits = split_indices(len(groups), 0.2, 0.2, seed=1, groups=groups)
+    for name, expected in (("val", 40), ("test", 40)):
+        # 20% of the 120 groups (20 real groups + 100 singletons), each split holding some of both kinds
+        assert (groups[splits[name]] == -1).any() and (groups[splits[name]] >= 0).any()
+    assert sum(len(i) for i in splits.values()) == 200

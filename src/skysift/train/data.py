@@ -42,7 +42,7 @@ def split_indices(
     groups : numpy.ndarray, optional
         Samples sharing a group value (e.g. GW samples made from one waveform)
         always land in the same split, so nothing leaks between splits; the
-        fractions then apply to groups.
+        fractions then apply to groups. Negative integer ids mean no group.
 
     Returns
     -------
@@ -53,7 +53,13 @@ def split_indices(
     if not (0 <= val_fraction < 1 and 0 <= test_fraction < 1 and val_fraction + test_fraction < 1):
         raise ValueError(f"bad split fractions val={val_fraction}, test={test_fraction}")
     if groups is not None:
-        unique, inverse = np.unique(np.asarray(groups), return_inverse=True)
+        groups = np.asarray(groups)
+        if groups.dtype.kind in "iu":
+            # Negative ids mean "no group" (e.g. noise-only GW samples): each is its own group.
+            ungrouped = groups < 0
+            groups = groups.astype(np.int64)
+            groups[ungrouped] = groups.max(initial=0) + 1 + np.arange(ungrouped.sum())
+        unique, inverse = np.unique(groups, return_inverse=True)
         group_splits = split_indices(len(unique), val_fraction, test_fraction, seed)
         return {name: np.flatnonzero(np.isin(inverse, chosen)) for name, chosen in group_splits.items()}
     order = np.random.default_rng([seed, 0x5B117]).permutation(n_samples)
