@@ -143,3 +143,53 @@ def test_real_galsim_galaxies(tmp_path: Path) -> None:
     assert np.all(product.table["galaxy_id"] > 0)
     assert len(product.provenance.inputs) >= 3
     assert np.isfinite(product.arrays["image"]).all()
+
+
+def test_arc_signal_to_noise_hand_made() -> None:
+    from skysift.lens.simulator import arc_signal_to_noise
+
+    arc = torch.zeros((2, 8, 8), dtype=torch.float64)
+    variance = torch.full((2, 8, 8), 4.0, dtype=torch.float64)  # sigma = 2
+    arc[0, 3, 2:6] = 6.0  # four pixels at 3 sigma
+    arc[0, 5, 5] = 1.5  # below 1 sigma: not counted
+    variance[0, 3, 2] = 9.0  # sigma = 3, still under the 6 e-/s arc
+    # S/N = 24 / sqrt(9 + 3 * 4) over the four selected pixels; the second image has no arc.
+    snr = arc_signal_to_noise(arc, variance)
+    np.testing.assert_allclose(snr.numpy(), [24.0 / np.sqrt(21.0), 0.0])
+    # A 2-sigma selection drops the pixel with sigma = 3 (6 e-/s is not above 2 x 3).
+    np.testing.assert_allclose(arc_signal_to_noise(arc, variance, threshold=2.0).numpy(), [18.0 / np.sqrt(12.0), 0.0])
+
+
+def test_noise_variance_matches_add_noise() -> None:
+    simulator = LensSimulator("lsst", 16, 1, psf=None, dtype=torch.float64)
+    clean = torch.full((400, 16, 16), 5.0, dtype=torch.float64)
+    noisy = simulator.add_noise(clean, np.random.default_rng(0))
+    variance = simulator.noise_variance(clean)
+    assert float((noisy - clean).var()) == pytest.approx(float(variance.mean()), rel=0.02)
+
+
+def test_detectability_cuts_are_respected(tmp_path: Path) -> None:
+    path = make_lens_training_set(tmp_path / "cut.h5", 40, image_size=32, supersampling=1, seed=5,
+                                  min_arc_snr=150.0, min_magnification=4.0, resolution_factor=4.0)
+    product = read_product(path)
+    table = product.table
+    lenses = table["label"] == 1
+    assert product.attrs["min_arc_snr"] == 150.0
+    assert np.all(table["arc_snr"][lenses] >= 150.0) and np.all(np.isnan(table["arc_snr"][~lenses]))
+    assert np.all(table["magnification"][lenses] >= 4.0)
+    assert np.all(table["theta_E"][lenses] >= 4.0 * 0.71 / 2.0)
+    # The stored S/N is that of the arc rendered from the stored parameters.
+    from skysift.lens.simulator import arc_signal_to_noise
+
+    simulator = LensSimulator("lsst", 32, 1)
+    params = {name: np.asarray(table[name][lenses], dtype=np.float64) for name in LENS_PRIORS}
+    arc, light, _ = simulator.render_components(params)
+    snr = arc_signal_to_noise(arc, simulator.noise_variance(arc + light)).numpy()
+    np.testing.assert_allclose(snr, table["arc_snr"][lenses], rtol=1e-4)
+
+
+def test_unreachable_detectability_cut_raises(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="detectability"):
+        make_lens_training_set(tmp_path / "never.h5", 4, image_size=16, supersampling=1, seed=0, min_arc_snr=1e9)
+    with pytest.raises(ValueError, match="must be >= 0"):
+        make_lens_training_set(tmp_path / "bad.h5", 4, image_size=16, supersampling=1, min_magnification=-1.0)

@@ -21,6 +21,16 @@ def test_model_forward_shapes(channels: int, size: int) -> None:
     assert model(torch.randn(1, channels, size, size)).shape == (1,)
 
 
+def test_model_stem_stride() -> None:
+    """A stride-2 stem halves every feature map; the output contract is unchanged."""
+    full, strided = build_model(widths=(8, 16), depths=(1, 1)), build_model(widths=(8, 16), depths=(1, 1), stem_stride=2)
+    image = torch.randn(3, 1, 32, 32)
+    assert strided(image).shape == (3,) == full(image).shape
+    assert strided.stem(image).shape[-1] == 16 and full.stem(image).shape[-1] == 32
+    with pytest.raises(ValueError, match="stem_stride"):
+        build_model(stem_stride=3)
+
+
 def test_model_gradients_flow() -> None:
     model = build_model()
     loss = torch.nn.functional.binary_cross_entropy_with_logits(model(torch.randn(4, 1, 32, 32)), torch.ones(4))

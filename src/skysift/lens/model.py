@@ -87,6 +87,10 @@ class LensFinder(nn.Module):
         Residual blocks per stage (same length as ``widths``).
     dropout : float
         Dropout before the final linear layer.
+    stem_stride : int
+        Stride of the 7x7 stem convolution; 2 halves every feature map (4x
+        fewer operations at the same widths, the ResNet stem), 1 (default)
+        keeps the full resolution.
     """
 
     def __init__(
@@ -95,11 +99,14 @@ class LensFinder(nn.Module):
         widths: Sequence[int] = (16, 32, 64),
         depths: Sequence[int] = (1, 1, 1),
         dropout: float = 0.0,
+        stem_stride: int = 1,
     ) -> None:
         super().__init__()
         if len(widths) != len(depths) or not widths:
             raise ValueError(f"widths and depths need the same non-zero length, got {widths}, {depths}")
-        self.stem = nn.Conv2d(in_channels, widths[0], 7, padding=3, bias=False)
+        if stem_stride not in (1, 2):
+            raise ValueError(f"stem_stride must be 1 or 2, got {stem_stride}")
+        self.stem = nn.Conv2d(in_channels, widths[0], 7, stride=stem_stride, padding=3, bias=False)
         blocks: list[nn.Module] = []
         channels = widths[0]
         for stage, (width, depth) in enumerate(zip(widths, depths)):
@@ -125,6 +132,8 @@ def build_model(
     widths: Sequence[int] = (16, 32, 64),
     depths: Sequence[int] = (1, 1, 1),
     dropout: float = 0.0,
+    stem_stride: int = 1,
 ) -> LensFinder:
     """Build a :class:`LensFinder`; DeepLens proper is ``widths=(16, 32, 64, 128, 256), depths=(3,) * 5``."""
-    return LensFinder(in_channels=in_channels, widths=tuple(widths), depths=tuple(depths), dropout=dropout)
+    return LensFinder(in_channels=in_channels, widths=tuple(widths), depths=tuple(depths), dropout=dropout,
+                      stem_stride=stem_stride)
