@@ -93,3 +93,13 @@ def test_bundle_refuses_to_overwrite_and_needs_products(run, tmp_path):
     with pytest.raises(FileNotFoundError, match="gone.h5"):
         create_bundle(tmp_path / "c", results_dir=results, products=[results / "gone.h5"])
     assert not (tmp_path / "c").exists()
+
+
+def test_metrics_table(tmp_path):
+    from skysift.report import write_metrics_table
+
+    for task, auc in (("lens", 0.9), ("transit", 0.95)):
+        (tmp_path / task / "evaluation").mkdir(parents=True)
+        (tmp_path / task / "evaluation" / "metrics.json").write_text(json.dumps({"task": task, "split": "test", "roc_auc": auc}))
+    html = write_metrics_table(sorted(tmp_path.glob("*/evaluation/metrics.json")), tmp_path / "m.html").read_text()
+    assert html.count("<tr>") == 3 and "0.95" in html and "<td>lens</td>" in html

@@ -420,6 +420,13 @@ def _cmd_gw_evaluate(arguments: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_metrics_table(arguments: argparse.Namespace) -> int:
+    from skysift.report import write_metrics_table
+
+    write_metrics_table(arguments.metrics, arguments.out)
+    return 0
+
+
 def _cmd_provenance_show(arguments: argparse.Namespace) -> int:
     from skysift.io import read_provenance
 
@@ -953,6 +960,14 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate_parser.add_argument("--outdir", required=True, type=Path)
     evaluate_parser.add_argument("--plugin", action="append", default=[], help="import this module first (it may register tasks)")
     evaluate_parser.set_defaults(handler=_cmd_evaluate)
+    table_parser = commands.add_parser(
+        "metrics-table",
+        help="HTML table of every model's held-out metrics, for the report",
+        description="Collect metrics.json files written by skysift evaluate into one HTML table (one row per model).",
+    )
+    table_parser.add_argument("metrics", nargs="+", type=Path, help="metrics.json files")
+    table_parser.add_argument("--out", required=True, type=Path, help="output HTML")
+    table_parser.set_defaults(handler=_cmd_metrics_table)
 
     # train -------------------------------------------------------------------
     from skysift.train.config import TrainConfig

@@ -17,7 +17,7 @@ from typing import Any
 from skysift.io import atomic_output, read_provenance
 from skysift.provenance import git_commit, package_versions, sha256_file
 
-__all__ = ["provenance_summary", "summary_to_html", "write_provenance_summary"]
+__all__ = ["metrics_table_html", "provenance_summary", "summary_to_html", "write_metrics_table", "write_provenance_summary"]
 
 
 def provenance_summary(
@@ -96,3 +96,36 @@ def write_provenance_summary(
     with atomic_output(html_path) as temporary:
         temporary.write_text(summary_to_html(summary))
     return summary
+
+
+_METRIC_COLUMNS = ("n", "accuracy", "fpr", "fnr", "precision", "recall", "roc_auc", "tpr_at_fpr_0.01", "tpr0", "tpr10")
+
+
+def metrics_table_html(metrics_files: Iterable[str | os.PathLike[str]]) -> str:
+    """One row per model: the held-out metrics written by ``skysift evaluate``."""
+    rows = []
+    for path in sorted(Path(p) for p in metrics_files):
+        metrics = json.loads(path.read_text())
+        cells = "".join(
+            f"<td>{metrics[c]:.4g}</td>" if isinstance(metrics.get(c), (int, float)) else "<td>-</td>"
+            for c in _METRIC_COLUMNS
+        )
+        rows.append(f"<tr><td>{html.escape(str(metrics.get('task', path.parent.parent.name)))}</td>"
+                    f"<td>{html.escape(str(metrics.get('split', '')))}</td>{cells}</tr>")
+    header = "".join(f"<th>{html.escape(c)}</th>" for c in ("task", "split", *_METRIC_COLUMNS))
+    return (
+        "<!DOCTYPE html><html><head><meta charset='utf-8'><title>skysift model metrics</title>"
+        "<style>table{border-collapse:collapse;font-family:sans-serif;font-size:13px}"
+        "td,th{border:1px solid #bbb;padding:3px 8px;text-align:right}</style></head><body>"
+        "<h3>Held-out metrics per model</h3><p>FPR, FNR, precision and recall at a score threshold of 0.5; "
+        "TPR at FPR 1%; TPR0/TPR10 (lens finding, Bologna challenge): TPR before the first and with fewer "
+        "than ten false positives.</p>"
+        f"<table><tr>{header}</tr>{''.join(rows)}</table></body></html>"
+    )
+
+
+def write_metrics_table(metrics_files: Iterable[str | os.PathLike[str]], html_path: str | os.PathLike[str]) -> Path:
+    """Write :func:`metrics_table_html` atomically."""
+    with atomic_output(html_path) as temporary:
+        temporary.write_text(metrics_table_html(metrics_files))
+    return Path(html_path)

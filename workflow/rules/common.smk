@@ -262,6 +262,8 @@ def all_targets():
             f"{RESULTS}/{task}/evaluation/roc.png",
             f"{RESULTS}/{task}/evaluation/gallery.png",
         ]
+    if enabled_tasks():
+        targets.append(f"{RESULTS}/evaluation/metrics.html")
     if config["gw"]["enabled"]:
         targets += [f"{RESULTS}/gw/sensitivity.png", f"{RESULTS}/gw/sensitivity.json"]
     targets += [f"{RESULTS}/provenance/summary.json", f"{RESULTS}/provenance/summary.html"]

@@ -105,3 +105,27 @@ rule evaluate:
     shell:
         "{params.skysift} evaluate --task {wildcards.task} --scores {input.scores} "
         "--product {input.product} --outdir {params.outdir} > {log} 2>&1"
+
+
+rule metrics_table:
+    input:
+        expand(f"{RESULTS}/{{task}}/evaluation/metrics.json", task=enabled_tasks()),
+    output:
+        report(
+            f"{RESULTS}/evaluation/metrics.html",
+            caption="../report/metrics_table.rst",
+            category="6. Evaluation",
+            labels={"table": "held-out metrics per model"},
+        ),
+    params:
+        skysift=SKYSIFT_CLI,
+        code=code_version(),
+    log:
+        f"{LOGS}/metrics_table.log",
+    conda:
+        "../../envs/provenance.yaml"
+    resources:
+        mem_mb=500,
+        runtime=5,
+    shell:
+        "{params.skysift} metrics-table {input} --out {output} > {log} 2>&1"
