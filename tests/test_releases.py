@@ -42,6 +42,8 @@ def test_diff_and_affected_outputs(releases):
     diff = diff_releases(read_release(dr1, base_dir=root), read_release(dr2, base_dir=root))
     assert diff.unchanged == ["p1"] and diff.added == ["p3"] and diff.changed == {"p2": ["science", "reference"]}
     outputs = dict(affected_outputs(diff, "results"))
+    assert "results/realbogus/candidates/p3.ecsv" in outputs
+    assert not any("cutouts" in path for path in dict(affected_outputs(diff, "results", realbogus=False)))
     assert "results/diffim/p3/difference.fits" in outputs and "results/diffim/p2/scorr.fits" in outputs
     assert not any("/p1/" in path for path in outputs)
     assert outputs["results/provenance/prov.json"] == "aggregates every product of the run"
@@ -90,6 +92,7 @@ def test_switching_release_reruns_exactly_the_affected_jobs(releases, repo_root)
     config = {
         "run_name": "releases", "seed": 1, "release": "releases/dr1.tsv",
         "simulate": {"pairs": {"n_pairs": 0}}, "transit": {"enabled": False}, "lens": {"enabled": False},
+        "gw": {"enabled": False}, "realbogus": {"enabled": False},
     }
     (root / "config.yaml").write_text(yaml.safe_dump(config))
     common = [str(SNAKEMAKE), "--snakefile", str(repo_root / "Snakefile"), "--directory", str(root),

@@ -283,7 +283,7 @@ def _cmd_release_diff(arguments: argparse.Namespace) -> int:
     print(f"  changed:   {len(diff.changed)} pair(s)")
     for pair_id, columns in sorted(diff.changed.items()):
         print(f"    {pair_id}: {', '.join(columns)}")
-    outputs = affected_outputs(diff, arguments.results)
+    outputs = affected_outputs(diff, arguments.results, realbogus=not arguments.no_realbogus)
     print(f"outputs that rerun ({len(outputs)}):" if outputs else "nothing reruns")
     for output, reason in outputs:
         print(f"  {output}  <- {reason}")
@@ -818,6 +818,7 @@ def build_parser() -> argparse.ArgumentParser:
     release_diff.add_argument("new", type=Path)
     release_diff.add_argument("--results", default="results", help="results directory of the run")
     release_diff.add_argument("--base-dir", default=".", help="directory the manifests' paths are relative to")
+    release_diff.add_argument("--no-realbogus", action="store_true", help="the run has realbogus.enabled: false")
     release_diff.set_defaults(handler=_cmd_release_diff)
     release_verify = release_commands.add_parser(
         "verify",

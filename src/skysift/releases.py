@@ -131,19 +131,24 @@ def diff_releases(old: dict[str, dict[str, Any]], new: dict[str, dict[str, Any]]
     return diff
 
 
-def affected_outputs(diff: ReleaseDiff, results_dir: str | os.PathLike[str] = "results") -> list[tuple[str, str]]:
+def affected_outputs(
+    diff: ReleaseDiff, results_dir: str | os.PathLike[str] = "results", *, realbogus: bool = True
+) -> list[tuple[str, str]]:
     """Outputs that rerun after moving between releases, each with the reason.
 
-    Per-pair products of every added or changed pair, and the run-level
+    Per-pair products of every added or changed pair (differencing, and with
+    ``realbogus`` its cutouts and scored candidates), and the run-level
     aggregates (provenance summary and PROV documents) when anything changed.
     """
     results = Path(results_dir).as_posix()
+    per_pair = [f"diffim/{{pair}}/{name}" for name in DIFFIM_OUTPUTS]
+    if realbogus:
+        per_pair += ["cutouts/{pair}/cutouts.h5", "realbogus/candidates/{pair}.h5", "realbogus/candidates/{pair}.ecsv"]
+    reasons = {pair_id: f"new pair {pair_id}" for pair_id in diff.added}
+    reasons.update({p: f"{', '.join(c)} of {p} changed (sha256)" for p, c in diff.changed.items()})
     outputs = []
-    for pair_id in diff.added:
-        outputs += [(f"{results}/diffim/{pair_id}/{name}", f"new pair {pair_id}") for name in DIFFIM_OUTPUTS]
-    for pair_id, columns in sorted(diff.changed.items()):
-        reason = f"{', '.join(columns)} of {pair_id} changed (sha256)"
-        outputs += [(f"{results}/diffim/{pair_id}/{name}", reason) for name in DIFFIM_OUTPUTS]
+    for pair_id in sorted(reasons):
+        outputs += [(f"{results}/{template.format(pair=pair_id)}", reasons[pair_id]) for template in per_pair]
     if diff.added or diff.changed or diff.removed:
         reason = "aggregates every product of the run"
         for name in ("summary.json", "summary.html", "prov.json", "prov.provn", "ivoa_provenance.json"):
