@@ -25,7 +25,7 @@ fi
 started=$(date +%s)
 test -x "$VENV/bin/python" || "$PYTHON" -m venv "$VENV"
 "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check torch==2.13.0
-"$VENV/bin/python" -m pip install --quiet --disable-pip-version-check -e ".[workflow,test]" \
+"$VENV/bin/python" -m pip install --quiet --disable-pip-version-check -e ".[workflow,test,gw]" \
     "$SNAKEMAKE_SPEC" "$PLUGIN_SPEC" "$JOBQUEUE_SPEC"
 touch "$STAMP"
 echo "$VENV ready in $(( $(date +%s) - started )) s:" \

@@ -385,7 +385,11 @@ def _cmd_gw_search(arguments: argparse.Namespace) -> int:
     if arguments.matched_filter:
         from skysift.gw.matched_filter import matched_filter_search
 
-        matched_filter_search(arguments.strain, arguments.out, mass_range=(arguments.mass_min, arguments.mass_max),
+        from skysift.gw.matched_filter import template_bank
+
+        mass_range = (arguments.mass_min, arguments.mass_max)
+        bank = template_bank(mass_range, n_chirp_mass=arguments.bank_chirp_masses, n_mass_ratio=arguments.bank_mass_ratios)
+        matched_filter_search(arguments.strain, arguments.out, mass_range=mass_range, bank=bank,
                               rule=arguments.rule or "gw_matched_filter", config_digest=arguments.config_hash)
         return 0
     from skysift.gw.search import run_search, torch_scorer
@@ -738,6 +742,8 @@ def build_parser() -> argparse.ArgumentParser:
     gw_search.add_argument("--step", type=float, default=0.1, help="window step (s)")
     gw_search.add_argument("--mass-min", type=float, default=10.0)
     gw_search.add_argument("--mass-max", type=float, default=50.0)
+    gw_search.add_argument("--bank-chirp-masses", type=int, default=40, help="matched filter: chirp-mass grid points")
+    gw_search.add_argument("--bank-mass-ratios", type=int, default=12, help="matched filter: mass-ratio grid points")
     _add_provenance_arguments(gw_search)
     gw_search.set_defaults(handler=_cmd_gw_search)
     gw_eval = gw_commands.add_parser(
