@@ -60,3 +60,11 @@ def test_matched_filter_baseline_finds_injections(stage):
                  "--matched-filter"]) == 0
     events = read_events(stage / "mf.hdf")
     assert len(events["time"]) > 0
+
+
+@pytest.mark.slow
+def test_matched_filter_on_data_shorter_than_its_segment(tmp_path):
+    assert main(["gw", "testdata", "--outdir", str(tmp_path), "--duration", "60", "--seed", "3"]) == 0
+    assert main(["gw", "search", "--strain", str(tmp_path / "foreground.hdf"), "--out", str(tmp_path / "ev.hdf"),
+                 "--matched-filter"]) == 0
+    assert len(read_events(tmp_path / "ev.hdf")["time"]) > 0

@@ -32,6 +32,7 @@ from pathlib import Path
 import numpy as np
 from scipy.ndimage import maximum_filter1d
 
+from skysift.errors import InputDataError
 from skysift.gw.noise import welch_psd
 from skysift.gw.series import PSD, Strain
 from skysift.gw.waveforms import chirp_time
@@ -210,11 +211,19 @@ def matched_filter_search(
     cached: dict[tuple[float, float], np.ndarray] = {}
     for strain in read_strain(strain_path):
         fs = strain.sample_rate
-        key = (fs, segment_duration)
+        # Data shorter than the filter segment: use the longest power-of-two
+        # seconds that fit, so the FFT length matches the templates.
+        segment = float(min(segment_duration, 2.0 ** np.floor(np.log2(strain.duration))))
+        if segment <= template_duration + welch_segment + 2.0:
+            raise InputDataError(
+                f"{strain_path}: a segment of {strain.duration:.0f} s is too short for the matched filter "
+                f"(templates last up to {template_duration:.1f} s)"
+            )
+        key = (fs, segment)
         if key not in cached:
-            n_seg = int(segment_duration * fs)
-            cached[key] = template_waveforms(bank, delta_f=1.0 / segment_duration, n_freq=n_seg // 2 + 1, f_lower=f_lower)
-        network, covered = _search_strain(strain, cached[key], template_duration, segment_duration=segment_duration, f_lower=f_lower, f_high=min(f_high, fs / 2), welch_segment=welch_segment, template_batch=template_batch)
+            n_seg = int(segment * fs)
+            cached[key] = template_waveforms(bank, delta_f=1.0 / segment, n_freq=n_seg // 2 + 1, f_lower=f_lower)
+        network, covered = _search_strain(strain, cached[key], template_duration, segment_duration=segment, f_lower=f_lower, f_high=min(f_high, fs / 2), welch_segment=welch_segment, template_batch=template_batch)
         # Loudest sample of every 0.1 s, then clustering.
         block = int(0.1 * fs)
         n_blocks = network.size // block
