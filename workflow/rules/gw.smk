@@ -103,6 +103,7 @@ rule gw_matched_filter:
         skysift=SKYSIFT_CLI,
         code=code_version("gw"),
         masses=f"--mass-min {config['gw']['mass_min']} --mass-max {config['gw']['mass_max']}",
+        bank=f"--bank-chirp-masses {config['gw']['bank_chirp_masses']} --bank-mass-ratios {config['gw']['bank_mass_ratios']}",
         provenance=provenance_flags("gw_matched_filter", "gw"),
     wildcard_constraints:
         which="foreground|background",
@@ -117,7 +118,7 @@ rule gw_matched_filter:
         cpus_per_task=2,
     shell:
         "{params.skysift} gw search --strain {input.strain} --out {output.events} --matched-filter "
-        "{params.masses} {params.provenance} > {log} 2>&1"
+        "{params.masses} {params.bank} {params.provenance} > {log} 2>&1"
 
 
 rule gw_sensitivity:
