@@ -24,9 +24,17 @@ def roc_figure(labels: np.ndarray, scores: np.ndarray, *, title: str = "", mark_
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    figure, axes = plt.subplots(1, 2, figsize=(8.5, 3.6))
+    labels = np.asarray(labels).astype(bool)
+    if labels.all() or not labels.any():
+        for axis in axes:
+            axis.text(0.5, 0.5, "ROC undefined: the held-out split holds one class only", ha="center", va="center",
+                      fontsize=9, transform=axis.transAxes)
+        if title:
+            figure.suptitle(title)
+        return figure
     fpr, tpr, _ = roc_curve(labels, scores)
     auc = float(np.trapezoid(tpr, fpr))
-    figure, axes = plt.subplots(1, 2, figsize=(8.5, 3.6))
     for axis, log in zip(axes, (False, True), strict=True):
         axis.plot(fpr, tpr, lw=1.5, label=f"AUC = {auc:.4f}")
         axis.axvline(mark_fpr, color="grey", ls=":", lw=1)
@@ -125,12 +133,14 @@ def evaluate_scores(
     gallery = task.gallery_function()
     if gallery is not None:
         order = np.argsort(-scores, kind="stable")
-        chosen = np.r_[order[:n_gallery], order[-n_gallery:]]
+        shown = max(1, min(n_gallery, len(order) // 2))
+        chosen = np.r_[order[:shown], order[len(order) - shown :]]
         indices = np.asarray(table["index"])[chosen]
+        # h5py reads strictly increasing indices: read each row once, then reorder.
+        unique_indices = np.unique(indices)
         with open_product(product_path) as product:
-            sorted_indices = np.sort(indices)
-            arrays = {name: product.arrays[name][sorted_indices] for name in task.inputs}
-        position = np.searchsorted(sorted_indices, indices)
+            arrays = {name: product.arrays[name][unique_indices] for name in task.inputs}
+        position = np.searchsorted(unique_indices, indices)
         arrays = {name: values[position] for name, values in arrays.items()}
         figure = gallery(arrays, scores[chosen], labels[chosen], f"{task_name}: highest (left) and lowest scored held-out samples")
         save_figure(figure, out_dir / "gallery.png")
