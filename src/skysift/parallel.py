@@ -26,7 +26,7 @@ from skysift.log import get_logger, progress
 if TYPE_CHECKING:
     from dask.distributed import Client
 
-__all__ = ["close_client", "get_client", "parallel_map"]
+__all__ = ["close_client", "compute_in_windows", "get_client", "parallel_map"]
 
 log = get_logger(__name__)
 
@@ -234,6 +234,40 @@ def parallel_map(
         client.cancel(futures)
         raise
     return results
+
+
+def compute_in_windows(
+    tasks: Sequence[object],
+    *,
+    client: Client | None = None,
+    scheduler: str | None = None,
+    desc: str = "chunks",
+) -> Iterable[object]:
+    """Compute dask delayed ``tasks`` a window at a time, yielding results in order.
+
+    Only a window of results is held at once (8 tasks, or twice the cluster's
+    threads), so a training set larger than memory streams into its writer.
+
+    Parameters
+    ----------
+    tasks : sequence of dask.delayed
+        The chunks to compute.
+    client : dask.distributed.Client, optional
+        Any cluster; without one dask's ``scheduler`` runs the tasks.
+    scheduler : str, optional
+        Dask scheduler name when no client is given (default ``"threads"``).
+    desc : str
+        Progress-bar label.
+    """
+    import dask
+
+    window = 8 if client is None else max(8, 2 * sum(client.nthreads().values()))
+    for start in progress(range(0, len(tasks), window), desc=desc, unit="window"):
+        group = list(tasks[start : start + window])
+        if client is not None:
+            yield from client.gather(client.compute(group))
+        else:
+            yield from dask.compute(*group, scheduler=scheduler or "threads")
 
 
 def _name_item(exc: BaseException, desc: str, index: int, item: object, total: int) -> None:

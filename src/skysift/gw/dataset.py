@@ -63,7 +63,8 @@ from skysift.gw.waveforms import (
     source_parameters,
 )
 from skysift.io import ProductWriter
-from skysift.log import get_logger, progress
+from skysift.log import get_logger
+from skysift.parallel import compute_in_windows
 from skysift.provenance import Provenance
 from skysift.simulate.priors import Prior, Uniform, describe, sample_parameters
 
@@ -494,7 +495,6 @@ def make_gw_training_set(
     ]
     provenance = Provenance.collect(rule=rule, inputs=list(inputs or []), config_digest=config_digest, seed=seed)
     attrs = config.attrs() | {"signal_fraction": signal_fraction}
-    window = 8 if client is None else max(8, 2 * sum(client.nthreads().values()))
     log.info("gw training set: %d samples (%s, %g s at %g Hz) in %d chunks", n_samples, approximant, duration, sample_rate, len(tasks))
     with ProductWriter(out_path, PRODUCT_TYPE, provenance, attrs=attrs) as writer:
         writer.add_array("strain", (len(DETECTORS), config.n_window), "float32", description="whitened, band-passed H1 and L1 strain (unit-variance noise)")
@@ -502,9 +502,6 @@ def make_gw_training_set(
         writer.add_column("waveform_id", "int64", description="intrinsic waveform shared by samples (-1: noise)")
         for name, (unit, description) in TABLE_COLUMNS.items():
             writer.add_column(name, "float64", unit=unit, description=description)
-        for start in progress(range(0, len(tasks), window), desc="gw chunks", unit="window"):
-            group = tasks[start : start + window]
-            results = client.gather(client.compute(group)) if client is not None else dask.compute(*group, scheduler=scheduler or "threads")
-            for strain, label, columns in results:
-                writer.append({"strain": strain}, {"label": label, **columns})
+        for strain, label, columns in compute_in_windows(tasks, client=client, scheduler=scheduler, desc="gw chunks"):
+            writer.append({"strain": strain}, {"label": label, **columns})
     return Path(out_path)

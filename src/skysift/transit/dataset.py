@@ -21,7 +21,8 @@ import numpy as np
 
 from skysift.errors import InputDataError
 from skysift.io import ProductWriter
-from skysift.log import get_logger, progress
+from skysift.log import get_logger
+from skysift.parallel import compute_in_windows
 from skysift.provenance import Provenance
 from skysift.simulate.priors import LogUniform, Prior, describe, sample_parameters
 from skysift.transit.injection import (
@@ -408,8 +409,6 @@ def make_transit_training_set(
     for kind, kind_priors in _PRIOR_SETS.items():
         merged = {**kind_priors, **(priors or {}).get(kind, {})}
         attrs.update({f"prior.{kind}.{k}": v for k, v in describe(merged).items()})
-    # Compute a few chunks at a time, so memory stays bounded by the window.
-    window = 8 if client is None else max(8, 2 * sum(client.nthreads().values()))
     log.info("transit training set: %d samples in %d chunks (%s)", n_samples, len(tasks), mission)
     with ProductWriter(out_path, PRODUCT_TYPE, provenance, attrs=attrs) as writer:
         writer.add_array("global_view", (GLOBAL_BINS,), "float32", description="AstroNet global view (median 0, min -1)")
@@ -418,14 +417,10 @@ def make_transit_training_set(
         writer.add_column("kind", str, description="planet, eb, blend or noise")
         for name, (unit, description) in TABLE_COLUMNS.items():
             writer.add_column(name, "float64", unit=unit, description=description)
-        for start in progress(range(0, len(tasks), window), desc="transit chunks", unit="window"):
-            group = tasks[start : start + window]
-            if client is not None:
-                results = client.gather(client.compute(group))
-            else:
-                results = dask.compute(*group, scheduler=scheduler or "threads")
-            for global_view, local_view, columns in results:
-                writer.append({"global_view": global_view, "local_view": local_view}, columns)
+        for global_view, local_view, columns in compute_in_windows(
+            tasks, client=client, scheduler=scheduler, desc="transit chunks"
+        ):
+            writer.append({"global_view": global_view, "local_view": local_view}, columns)
     return Path(out_path)
 
 
