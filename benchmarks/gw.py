@@ -28,12 +28,7 @@ from __future__ import annotations
 
 import os
 
-for _name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-    os.environ[_name] = "1"
-try:
-    os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[0]})
-except (AttributeError, OSError):
-    pass
+import _one_core  # noqa: F401  (first: one core, one thread)
 
 import time  # noqa: E402
 import warnings  # noqa: E402
