@@ -37,7 +37,8 @@ from astropy.io import fits
 from astropy.table import Table
 from scipy.spatial import cKDTree
 
-from skysift.diffim import DiffimOptions, detect_candidates, difference_images, zogy
+from skysift.diffim import DiffimOptions, detect_candidates, difference_images
+from skysift.diffim.zogy import zogy
 from skysift.diffim.detect import FLAG_NEAR_SATURATED
 from skysift.io import FitsImage
 from skysift.simulate.starfield import FieldSpec, double_gaussian_psf, render_point_sources, simulate_pair

@@ -6,6 +6,9 @@ in the submodules; :func:`run_diffim` is the only function that touches files.
 
 # Submodules are imported on first use (PEP 562), so that the CLI can read
 # DiffimOptions without paying for scipy, astropy and photutils imports.
+# The ZOGY function is not re-exported: its name is also the submodule's, and
+# once the submodule is imported the package attribute is the module. Use
+# ``from skysift.diffim.zogy import zogy``.
 import importlib
 from typing import Any
 
@@ -34,7 +37,6 @@ _LAZY = {
     "register": "skysift.diffim.registration",
     "run_diffim": "skysift.diffim.pipeline",
     "saturation_mask": "skysift.diffim.masks",
-    "zogy": "skysift.diffim.zogy",
     "zogy_grid": "skysift.diffim.zogy",
 }
 
@@ -63,7 +65,6 @@ __all__ = [
     "register",
     "run_diffim",
     "saturation_mask",
-    "zogy",
     "zogy_grid",
 ]
 
