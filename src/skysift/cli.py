@@ -322,7 +322,7 @@ def _cmd_realbogus_simulate(arguments: argparse.Namespace) -> int:
             n_injections_per_image=arguments.n_injections, snr_range=(arguments.snr_min, arguments.snr_max),
             n_cosmic_rays_per_image=arguments.n_cosmic_rays, real_fraction=arguments.real_fraction,
             cutout_size=arguments.cutout_size, n_repeats=arguments.n_repeats, seed=arguments.seed,
-            diffim_options=dataclass_from_arguments(DiffimOptions, arguments),
+            detected_only=arguments.detected_only, diffim_options=dataclass_from_arguments(DiffimOptions, arguments),
             rule=arguments.rule or "realbogus_training_set", config_digest=arguments.config_hash, client=client,
         )
     finally:
@@ -638,7 +638,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="injection training set from science/reference pairs -> HDF5 product",
         description=(
             "For each science/reference pair: inject point sources made with the science image's own PSF over "
-            "an S/N range, add cosmic-ray hits, difference (ZOGY), and cut triplets at the injections (label 1) "
+            "an S/N range, add cosmic-ray hits, difference (ZOGY), and cut triplets at the detected injections (label 1) "
             "and at candidates where nothing was injected: star residuals, saturated cores, cosmic rays, "
             "misalignment from a deliberately shifted WCS (label 0). Dask-parallel over pairs."
         ),
@@ -654,6 +654,9 @@ def build_parser() -> argparse.ArgumentParser:
     rb_sim.add_argument("--real-fraction", type=float, default=0.5)
     rb_sim.add_argument("--cutout-size", type=int, default=63)
     rb_sim.add_argument("--n-repeats", type=int, default=1, help="independent injection rounds per pair")
+    rb_sim.add_argument("--detected-only", type=_parse_bool, default=True, metavar="BOOL",
+                        help="keep only injections and cosmic rays the subtraction detected, cut at the candidate "
+                             "(default true: the classifier only ever sees candidates)")
     rb_sim.add_argument("--cluster", default="none", choices=["none", "local", "slurm"])
     rb_sim.add_argument("--workers", type=int, default=None)
     add_dataclass_arguments(rb_sim, DiffimOptions, "differencing options (skysift.diffim.options.DiffimOptions)")

@@ -79,10 +79,45 @@ def test_classes_balanced_and_labelled(training_set):
     table = training_set.table
     assert training_set.product_type == "realbogus-training-set"
     kinds = Counter(table["kind"].tolist())
-    assert kinds["injected"] == 40
+    # detected_only (the default): injections the subtraction missed are left out
+    assert 30 <= kinds["injected"] <= 40
+    assert np.all(table["detected"])
     assert set(kinds) <= set(KINDS) and {"cosmic-ray", "misalignment"} <= set(kinds)
     assert np.mean(table["label"]) == pytest.approx(0.5)
     assert np.all((table["label"] == 1) == (table["kind"] == "injected"))
+
+
+def test_detected_samples_are_cut_at_their_candidate(training_set):
+    table = training_set.table
+    planted = np.isin(np.asarray(table["kind"]), ["injected", "cosmic-ray"])
+    offset = np.hypot(table["x"] - table["x_true"], table["y"] - table["y_true"])[planted]
+    assert np.all(offset <= 3.0) and np.any(offset > 0)
+    assert np.all(np.isnan(table["x_true"][~planted]))
+    assert np.all(np.isfinite(table["candidate_flux"][planted]))
+
+
+def test_all_injections_kept_without_detected_only(pairs, training_set, tmp_path):
+    path = make_realbogus_training_set(
+        pairs, tmp_path / "all.h5", n_injections_per_image=20, n_cosmic_rays_per_image=8, snr_range=(8.0, 60.0),
+        cutout_size=31, seed=3, rule="test", config_digest="abc", scheduler="sync", detected_only=False,
+    )
+    table = read_product(path).table
+    injected = table[table["kind"] == "injected"]
+    assert len(injected) == 40
+    # undetected ones are cut where they were planted
+    missed = ~np.asarray(injected["detected"])
+    np.testing.assert_array_equal(injected["x"][missed], injected["x_true"][missed])
+    assert np.sum(~missed) == np.sum(training_set.table["kind"] == "injected")
+    # planted objects never blend, and bogus candidates are clear of all of them
+    for pair in (0, 1):
+        here = table[(table["pair_index"] == pair) & (table["repeat"] == 0)]
+        planted = np.isin(np.asarray(here["kind"]), ["injected", "cosmic-ray"])
+        px, py = np.asarray(here["x_true"])[planted], np.asarray(here["y_true"])[planted]
+        spacing = np.hypot(px[:, None] - px[None, :], py[:, None] - py[None, :]) + np.eye(len(px)) * 1e9
+        assert spacing.min() >= 16.0
+        bogus = here[~planted]
+        clearance = np.hypot(np.asarray(bogus["x"])[:, None] - px[None, :], np.asarray(bogus["y"])[:, None] - py[None, :])
+        assert clearance.min() > 8.0
 
 
 def test_injected_sources_recovered_in_difference(training_set):
@@ -136,7 +171,8 @@ def test_real_images_as_fits_image_input(pairs):
 
     science, reference = (read_fits_image(p, require_wcs=True) for p in pairs[0])
     assert isinstance(science, FitsImage)
-    settings = InjectionSettings(n_injections=5, n_cosmic_rays=2, misalignment_range=None, cutout_size=15, real_fraction=1.0)
+    settings = InjectionSettings(n_injections=5, n_cosmic_rays=2, misalignment_range=None, cutout_size=15, real_fraction=1.0,
+                                 detected_only=False)
     cutouts, edge_mask, table = training_samples(science, reference, settings, np.random.default_rng(0))
     assert cutouts.shape == (5, 3, 15, 15) and edge_mask.shape == (5, 15, 15)
     # The science channel holds the injected image's pixels: brighter at the centre than the plain image.

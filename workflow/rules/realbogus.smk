@@ -49,6 +49,7 @@ rule realbogus_training_set:
                 "snr_max": config["realbogus"]["snr_max"],
                 "n_cosmic_rays": config["realbogus"]["n_cosmic_rays"],
                 "cutout_size": config["realbogus"]["cutout_size"],
+                "detected_only": config["realbogus"]["detected_only"],
             }
         ),
         diffim=cli_flags(config["diffim"]),

@@ -70,6 +70,7 @@ __all__ = [
     "inject_point_sources",
     "make_realbogus_training_set",
     "psf_at",
+    "sky_cells",
     "training_samples",
 ]
 
@@ -108,8 +109,19 @@ class InjectionSettings:
     match_radius : float
         Candidates within this distance (pixels) of an injection or a
         cosmic ray belong to it (and set its ``detected`` flag).
+    exclusion_radius : float
+        Bogus samples come only from candidates farther than this (pixels)
+        from every planted object; planted objects are at least twice this
+        far apart (and from each other's cosmic rays).
     margin : int
         Injections stay this far (pixels) from the image edges.
+    detected_only : bool
+        Keep only the injections and cosmic rays the subtraction detected
+        (a candidate within ``match_radius``), cut at that candidate's
+        position, as the classifier will see them: it only ever scores
+        candidates (braai and Deep-HiTS train on detections too). Without it,
+        injections below the detection threshold, invisible in ``D``, are
+        labelled real.
     diffim : DiffimOptions
         Subtraction settings (near-saturated candidates are always kept, flagged).
     """
@@ -123,7 +135,9 @@ class InjectionSettings:
     real_fraction: float = 0.5
     cutout_size: int = 63
     match_radius: float = 3.0
+    exclusion_radius: float = 8.0
     margin: int = 20
+    detected_only: bool = True
     diffim: DiffimOptions = DiffimOptions()
 
     def __post_init__(self) -> None:
@@ -135,6 +149,8 @@ class InjectionSettings:
             raise ValueError(f"cutout_size must be odd, got {self.cutout_size}")
         if self.n_injections < 1:
             raise ValueError(f"n_injections must be >= 1, got {self.n_injections}")
+        if self.exclusion_radius < self.match_radius:
+            raise ValueError(f"exclusion_radius ({self.exclusion_radius}) must be >= match_radius ({self.match_radius})")
 
 
 # ---------------------------------------------------------------------------
@@ -279,21 +295,58 @@ def _gain(header: Mapping[str, Any]) -> float:
     return gain if np.isfinite(gain) and gain > 0 else 1.0
 
 
-def _clear_positions(params: dict[str, np.ndarray], unusable: np.ndarray, radius: int, n: int) -> dict[str, np.ndarray]:
-    """The first ``n`` draws whose surroundings hold no unusable pixel (prior truncated to the usable area)."""
+def _clear_positions(
+    params: dict[str, np.ndarray],
+    unusable: np.ndarray,
+    radius: int,
+    n: int,
+    *,
+    separation: float = 0.0,
+    occupied: tuple[np.ndarray, np.ndarray] | None = None,
+) -> dict[str, np.ndarray]:
+    """The first ``n`` draws whose surroundings hold no unusable pixel and no other planted object.
+
+    The prior is truncated to the usable area, and a draw closer than
+    ``separation`` pixels to an earlier accepted draw or to an ``occupied``
+    position is skipped, so that no two planted objects blend (a cosmic ray on
+    an injection, two injections in one candidate) and every sample has one
+    unambiguous label.
+    """
     grown = ndimage.binary_dilation(unusable, iterations=radius) if radius > 0 else unusable
     cx = np.ceil(params["x"] - 0.5).astype(int)
     cy = np.ceil(params["y"] - 0.5).astype(int)
-    keep = np.flatnonzero(~grown[cy, cx])[:n]
+    usable = np.flatnonzero(~grown[cy, cx])
+    if separation <= 0:
+        keep = usable[:n]
+    else:
+        taken_x = list(np.asarray(occupied[0], float)) if occupied is not None else []
+        taken_y = list(np.asarray(occupied[1], float)) if occupied is not None else []
+        chosen: list[int] = []
+        for index in usable:
+            if len(chosen) == n:
+                break
+            x, y = float(params["x"][index]), float(params["y"][index])
+            if taken_x and np.min(np.hypot(np.asarray(taken_x) - x, np.asarray(taken_y) - y)) < separation:
+                continue
+            chosen.append(int(index))
+            taken_x.append(x)
+            taken_y.append(y)
+        keep = np.asarray(chosen, dtype=int)
     return {name: values[keep] for name, values in params.items()}
 
 
 def _nearest(x: np.ndarray, y: np.ndarray, px: np.ndarray, py: np.ndarray) -> np.ndarray:
     """Distance from each (x, y) to the nearest (px, py) (inf if there is none)."""
+    return _nearest_index(x, y, px, py)[0]
+
+
+def _nearest_index(x: np.ndarray, y: np.ndarray, px: np.ndarray, py: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Distance from each (x, y) to the nearest (px, py) and its index (inf and -1 if there is none)."""
     if len(px) == 0 or len(x) == 0:
-        return np.full(len(x), np.inf)
+        return np.full(len(x), np.inf), np.full(len(x), -1)
     d2 = (np.asarray(x)[:, None] - np.asarray(px)[None, :]) ** 2 + (np.asarray(y)[:, None] - np.asarray(py)[None, :]) ** 2
-    return np.sqrt(d2.min(axis=1))
+    index = d2.argmin(axis=1)
+    return np.sqrt(d2[np.arange(len(x)), index]), index
 
 
 def _candidate_kinds(result: DiffimResult, candidates: Table) -> np.ndarray:
@@ -334,6 +387,7 @@ def _balanced_choice(kinds: np.ndarray, n_wanted: int, rng: np.random.Generator)
 def _samples_table(n: int, **columns: Any) -> Table:
     defaults = {
         "label": np.zeros(n, np.int8), "kind": np.full(n, "noise"), "x": np.full(n, np.nan), "y": np.full(n, np.nan),
+        "x_true": np.full(n, np.nan), "y_true": np.full(n, np.nan),
         "injected_flux": np.full(n, np.nan), "injected_snr": np.full(n, np.nan), "cr_length": np.zeros(n, np.int16),
         "scorr": np.full(n, np.nan), "candidate_flux": np.full(n, np.nan), "detected": np.zeros(n, bool),
         "wcs_shift": np.zeros(n), "flags": np.zeros(n, np.int32),
@@ -375,8 +429,10 @@ def training_samples(
     edge_mask : numpy.ndarray
         ``(N, S, S)`` bool.
     table : astropy.table.Table
-        ``label`` (1 = injected), ``kind``, ``x``, ``y``, ``injected_flux``,
-        ``injected_snr``, ``cr_length``, ``scorr`` (S_corr at the position),
+        ``label`` (1 = injected), ``kind``, ``x``, ``y`` (the cutout centre: the
+        candidate's position where one was detected), ``x_true``, ``y_true``
+        (where an injection or cosmic ray was planted), ``injected_flux``,
+        ``injected_snr``, ``cr_length``, ``scorr`` (S_corr at the planted position),
         ``candidate_flux``, ``detected``, ``wcs_shift``, ``flags``, ``psf_fwhm``.
 
     Raises
@@ -399,7 +455,11 @@ def training_samples(
     # 2. Parameters from the declared priors (oversampled, then truncated to usable places).
     flux_unit = str(science.header.get("BUNIT", ""))
     priors = injection_priors(shape, margin=margin, snr_range=settings.snr_range, flux_range=settings.flux_range, flux_unit=flux_unit)
-    drawn = _clear_positions(sample_parameters(priors, 4 * settings.n_injections, rng), unusable, radius, settings.n_injections)
+    separation = 2.0 * max(radius, settings.exclusion_radius)
+    drawn = _clear_positions(sample_parameters(priors, 8 * settings.n_injections, rng), unusable, radius, settings.n_injections,
+                             separation=separation)
+    if len(drawn["x"]) < settings.n_injections:
+        log.warning("%s: room for only %d of %d injections %.0f px apart", science.path, len(drawn["x"]), settings.n_injections, separation)
     if "snr" in drawn:
         drawn["flux"] = flux_for_snr(drawn["snr"], psf_mean, sigma, gain)
     else:
@@ -407,7 +467,7 @@ def training_samples(
         drawn["snr"] = drawn["flux"] / np.sqrt(drawn["flux"] / gain + sigma**2 * area)
     rays = _clear_positions(
         sample_parameters(cosmic_ray_priors(shape, margin=margin, snr_range=settings.cosmic_ray_snr_range), 4 * settings.n_cosmic_rays, rng),
-        unusable, radius, settings.n_cosmic_rays,
+        unusable, radius, settings.n_cosmic_rays, separation=separation, occupied=(drawn["x"], drawn["y"]),
     ) if settings.n_cosmic_rays > 0 else {k: np.zeros(0) for k in ("x", "y", "snr", "length", "angle")}
 
     # 3. Inject into the science image before subtraction, and subtract again.
@@ -419,21 +479,35 @@ def training_samples(
     planted_x = np.concatenate([drawn["x"], rays["x"]])
     planted_y = np.concatenate([drawn["y"], rays["y"]])
     candidates = result.candidates
-    distance_to_candidate = _nearest(planted_x, planted_y, candidates["x"], candidates["y"])
+    distance_to_candidate, nearest_candidate = _nearest_index(planted_x, planted_y, candidates["x"], candidates["y"])
+    detected = distance_to_candidate <= settings.match_radius
     n_inj = len(drawn["x"])
     pixel = lambda xs, ys: (np.clip(np.ceil(ys - 0.5).astype(int), 0, shape[0] - 1), np.clip(np.ceil(xs - 0.5).astype(int), 0, shape[1] - 1))  # noqa: E731
+    # Cutouts are centred where the pipeline put the candidate when it found one.
+    centre_x, centre_y = planted_x.copy(), planted_y.copy()
+    candidate_flux = np.full(len(planted_x), np.nan)
+    if detected.any():
+        centre_x[detected] = np.asarray(candidates["x"], float)[nearest_candidate[detected]]
+        centre_y[detected] = np.asarray(candidates["y"], float)[nearest_candidate[detected]]
+        candidate_flux[detected] = np.asarray(candidates["flux"], float)[nearest_candidate[detected]]
     real = _samples_table(
-        n_inj, label=np.ones(n_inj, np.int8), kind="injected", x=drawn["x"], y=drawn["y"], injected_flux=drawn["flux"],
+        n_inj, label=np.ones(n_inj, np.int8), kind="injected", x=centre_x[:n_inj], y=centre_y[:n_inj],
+        x_true=drawn["x"], y_true=drawn["y"], injected_flux=drawn["flux"],
         injected_snr=drawn["snr"], scorr=result.score_corr[pixel(drawn["x"], drawn["y"])],
-        detected=distance_to_candidate[:n_inj] <= settings.match_radius,
+        candidate_flux=candidate_flux[:n_inj], detected=detected[:n_inj],
     )
     n_rays = len(rays["x"])
     cosmic = _samples_table(
-        n_rays, kind="cosmic-ray", x=rays["x"], y=rays["y"], injected_flux=rays["snr"] * sigma * rays["length"],
+        n_rays, kind="cosmic-ray", x=centre_x[n_inj:], y=centre_y[n_inj:], x_true=rays["x"], y_true=rays["y"],
+        injected_flux=rays["snr"] * sigma * rays["length"],
         injected_snr=rays["snr"], cr_length=rays["length"].astype(np.int16), scorr=result.score_corr[pixel(rays["x"], rays["y"])],
-        detected=distance_to_candidate[n_inj:] <= settings.match_radius,
+        candidate_flux=candidate_flux[n_inj:], detected=detected[n_inj:],
     )
-    far = _nearest(candidates["x"], candidates["y"], planted_x, planted_y) > settings.match_radius
+    if settings.detected_only:
+        real, cosmic = real[np.asarray(real["detected"])], cosmic[np.asarray(cosmic["detected"])]
+    # Beyond match_radius but within exclusion_radius: fragments of a planted
+    # object (deblending, centroid error), neither cleanly real nor bogus.
+    far = _nearest(candidates["x"], candidates["y"], planted_x, planted_y) > settings.exclusion_radius
     natural = candidates[far]
     natural_rows = _candidate_rows(natural, _candidate_kinds(result, natural))
 
@@ -458,7 +532,7 @@ def training_samples(
             log.warning("%s: misaligned subtraction failed, no misalignment samples (%s)", science.path, exc)
         else:
             found = misaligned.candidates
-            found = found[_nearest(found["x"], found["y"], planted_x, planted_y) > settings.match_radius]
+            found = found[_nearest(found["x"], found["y"], planted_x, planted_y) > settings.exclusion_radius]
             rows = _candidate_rows(found, np.full(len(found), "misalignment"), wcs_shift=magnitude)
             if len(rows):
                 triplets = extract_triplets(science_pixels, misaligned.reference_aligned, misaligned.difference, rows["x"], rows["y"], size=settings.cutout_size)
@@ -492,7 +566,25 @@ def _pair_task(
     table["pair_index"] = np.full(len(table), pair_index, dtype=np.int32)
     table["repeat"] = np.full(len(table), repeat, dtype=np.int32)
     table["science_file"] = np.full(len(table), str(science_path))
+    table["sky_cell"] = sky_cells(pair_index, table["x"], table["y"])
     return cutouts, edge_mask, table
+
+
+#: Side (pixels) of the sky cells that group samples for train/val/test splits.
+SPLIT_CELL = 128
+
+
+def sky_cells(pair_index: int, x: Any, y: Any, cell: int = SPLIT_CELL) -> np.ndarray:
+    """Group id of ``cell`` x ``cell`` pixel squares of one pair's images.
+
+    Every repeat injects into, and misaligns, the same images, so one star's
+    residual or dipole recurs across repeats; splitting by sky cell (the
+    ``realbogus`` task's ``split_group``) keeps each patch of sky in one split,
+    so held-out figures are measured on sky the network has not seen.
+    """
+    column = np.floor(np.asarray(x, float) / cell).astype(np.int64)
+    row = np.floor(np.asarray(y, float) / cell).astype(np.int64)
+    return (int(pair_index) * 1_000_000 + row * 1000 + column).astype(np.int64)
 
 
 # ---------------------------------------------------------------------------
@@ -511,6 +603,7 @@ def make_realbogus_training_set(
     cutout_size: int = 63,
     n_repeats: int = 1,
     seed: int = 0,
+    detected_only: bool = True,
     diffim_options: DiffimOptions = DiffimOptions(),
     rule: str = "realbogus_training_set",
     config_digest: str = "",
@@ -544,6 +637,8 @@ def make_realbogus_training_set(
         Independent injection rounds per pair (different positions and fluxes).
     seed : int
         Master seed; pair ``i``, repeat ``r`` uses ``default_rng([seed, i, r])``.
+    detected_only : bool
+        Keep only detected injections and cosmic rays (see :class:`InjectionSettings`).
     diffim_options : DiffimOptions
         Subtraction settings.
     rule, config_digest : str
@@ -561,10 +656,11 @@ def make_realbogus_training_set(
     -----
     Product: array ``cutout`` ``(N, 3, S, S)`` float32, RAW (normalised in the
     model's ``forward``), channels ``science, reference, difference``; array
-    ``edge_mask``; table ``label``, ``kind``, ``x``, ``y``, ``injected_flux``,
+    ``edge_mask``; table ``label``, ``kind``, ``x``, ``y``, ``x_true``, ``y_true``, ``injected_flux``,
     ``injected_snr``, ``cr_length``, ``scorr``, ``candidate_flux``,
     ``detected``, ``wcs_shift``, ``flags``, ``psf_fwhm``, ``edge_fraction``,
-    ``pair_index``, ``repeat``, ``science_file``; ``meta.prior.*`` the priors,
+    ``pair_index``, ``repeat``, ``science_file``, ``sky_cell`` (split group,
+    :func:`sky_cells`); ``meta.prior.*`` the priors,
     ``meta.settings.*`` the settings. Samples are written in (pair, repeat)
     order whatever the scheduler.
     """
@@ -577,7 +673,7 @@ def make_realbogus_training_set(
     settings = InjectionSettings(
         n_injections=n_injections_per_image, snr_range=snr_range, flux_range=flux_range,
         n_cosmic_rays=n_cosmic_rays_per_image, misalignment_range=misalignment_range, real_fraction=real_fraction,
-        cutout_size=cutout_size, diffim=diffim_options,
+        cutout_size=cutout_size, detected_only=detected_only, diffim=diffim_options,
     )
     jobs = [(str(s), str(r), index, repeat) for index, (s, r) in enumerate(pairs) for repeat in range(n_repeats)]
     tasks = [dask.delayed(_pair_task, pure=True)(s, r, index, repeat, seed, settings) for s, r, index, repeat in jobs]

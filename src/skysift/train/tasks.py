@@ -165,6 +165,7 @@ register_task(
         "skysift.realbogus.model:build_model",
         augment=rot90_flip,
         description="braai-like VGG on science/reference/difference triplets (Duev et al. 2019)",
+        split_group="sky_cell",
         gallery="skysift.realbogus.plots:realbogus_gallery",
     )
 )
