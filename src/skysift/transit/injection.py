@@ -28,10 +28,14 @@ Every drawn and derived parameter is returned so it can be stored per sample.
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 import numpy as np
+from scipy import special
 
 from skysift.simulate.priors import Choice, LogUniform, Prior, Uniform
 from skysift.transit.transit_model import (
+    _transit_points,
     semi_major_axis_from_density,
     transit_duration,
     transit_light_curve,
@@ -45,6 +49,7 @@ __all__ = [
     "SYSTEMATICS",
     "eb_parameters",
     "eclipsing_binary_flux",
+    "gaussian_noise",
     "inject_systematics",
     "inject_transits",
     "kipping_to_quadratic",
@@ -133,7 +138,7 @@ def inject_transits(
 
     Parameters
     ----------
-    flux : numpy.ndarray, shape (N, T)
+    flux : numpy.ndarray, shape (N, T) or (T,)
         Relative fluxes.
     time : numpy.ndarray, shape (T,) or (N, T)
         Times, days.
@@ -144,20 +149,114 @@ def inject_transits(
         Unused (the transit is deterministic); accepted for the injector contract.
     exposure_time, supersample
         Integration-time smearing, see :func:`transit_light_curve`.
+
+    Returns
+    -------
+    numpy.ndarray, shape (N, T) ((T,) for one light curve and scalar parameters)
+        ``flux`` times the transit model, in ``flux``'s floating dtype
+        (float64 for other inputs): float32 light curves stay float32.
+
+    Notes
+    -----
+    Only the cadences near a transit are multiplied (the model is exactly 1
+    elsewhere), so the cost beyond copying ``flux`` scales with the
+    in-transit cadences.
     """
-    model = transit_light_curve(
-        time,
-        params["period"],
-        params["t0"],
-        params["rp"],
-        params["a_rs"],
-        params["b"],
-        params["u1"],
-        params["u2"],
-        exposure_time=exposure_time,
-        supersample=supersample,
-    )
-    return np.asarray(flux) * model
+    time = np.asarray(time, dtype=np.float64)
+    flux = np.asarray(flux)
+    values = [np.asarray(params[k], dtype=np.float64) for k in ("period", "t0", "rp", "a_rs", "b", "u1", "u2")]
+    single = flux.ndim == 1 and time.ndim == 1 and all(v.ndim == 0 for v in values)
+    # Rows: one per planet, per light curve or per time grid, whichever is more (broadcasting).
+    n = max([v.size for v in values] + [flux.shape[0] if flux.ndim == 2 else 1, time.shape[0] if time.ndim == 2 else 1])
+    values = [np.broadcast_to(np.atleast_1d(v), (n,)) for v in values]
+    dtype = flux.dtype if np.issubdtype(flux.dtype, np.floating) else np.float64
+    out = np.array(np.broadcast_to(flux, (n, time.shape[-1])), dtype=dtype, order="C", copy=True)
+    rows, cols, model = _transit_points(time, *values, exposure_time, supersample)
+    # The product is formed in float64 and rounded once, as flux * model would be.
+    out[rows, cols] = out[rows, cols] * model
+    return out[0] if single else out
+
+
+#: Equiprobable cells of the tabulated normal in :func:`gaussian_noise`.
+_NORMAL_CELLS = 1 << 16
+#: Samples drawn at a time by :func:`gaussian_noise` (a multiple of 4).
+_NOISE_CHUNK = 1 << 18
+
+
+@lru_cache(maxsize=1)
+def _normal_cell_means() -> np.ndarray:
+    """Mean of N(0, 1) within each of ``_NORMAL_CELLS`` equiprobable cells (float64).
+
+    For the cell between quantiles ``q_k = Phi^-1(k / M)``: ``M (phi(q_k) - phi(q_k+1))``.
+    """
+    edges = special.ndtri(np.arange(_NORMAL_CELLS + 1) / _NORMAL_CELLS)
+    density = np.exp(-0.5 * edges**2) / np.sqrt(2.0 * np.pi)
+    return (density[:-1] - density[1:]) * _NORMAL_CELLS
+
+
+def gaussian_noise(
+    rng: np.random.Generator,
+    shape: int | tuple[int, ...],
+    *,
+    loc: float = 0.0,
+    scale: float = 1.0,
+    dtype: type = np.float32,
+) -> np.ndarray:
+    """White Gaussian noise from a 65,536-cell table: one 16-bit random draw per sample.
+
+    About four times cheaper than ``rng.standard_normal`` (float32), which
+    would otherwise dominate injection benchmarks.
+
+    Parameters
+    ----------
+    rng : numpy.random.Generator
+        Source of randomness (its bit generator's raw output is used).
+    shape : int or tuple of int
+        Output shape.
+    loc, scale : float
+        Mean and standard deviation.
+    dtype : numpy dtype
+        Output floating type.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``loc + scale * x`` with ``x`` approximately N(0, 1), as described below.
+
+    Notes
+    -----
+    The real line is cut into ``M = 2^16`` cells of probability ``1 / M``
+    each (edges at the normal quantiles ``Phi^-1(k / M)``); a uniformly drawn
+    16-bit integer picks a cell, and the sample is the normal's mean within
+    that cell. Hence:
+
+    * the distribution function is exact at every cell edge, i.e. every
+      tail probability ``P(x < Phi^-1(k / M))`` is exact (to 4.17 sigma),
+      and the Kolmogorov-Smirnov distance to N(0, 1) is at most ``1 / M =
+      1.5e-5``;
+    * within a cell the value is quantised: the levels are ``4e-5`` sigma
+      apart at the centre (finer than float32 resolves in ``1 + 3e-4 x``),
+      ``0.003`` sigma at 3 sigma, ``0.12`` sigma at 4 sigma;
+    * the two outermost cells (``|x| > 4.17``, probability ``3e-5``) are
+      not tabulated: those draws are exact samples of the normal tail
+      (inversion of a fresh uniform), so there is no cut-off;
+    * the mean is exact (the table is symmetric) and the variance is
+      ``1 - 1.4e-7`` (the within-cell variance of the interior cells is lost).
+    """
+    table = (loc + scale * _normal_cell_means()).astype(dtype)
+    out = np.empty(int(np.prod(shape)), dtype=dtype)
+    # Chunks of _NOISE_CHUNK samples keep the random bits in cache.
+    for begin in range(0, out.size, _NOISE_CHUNK):
+        part = out[begin : begin + _NOISE_CHUNK]
+        # Four 16-bit cell indices from every 64 random bits.
+        cell = rng.bit_generator.random_raw(-(-part.size // 4)).view(np.uint16)[: part.size]
+        np.take(table, cell, out=part)
+        # Cells 0 and M - 1 (uint16 wrap-around: cell - 1 >= M - 2) get exact tail draws.
+        tail = np.flatnonzero(cell - np.uint16(1) >= np.uint16(_NORMAL_CELLS - 2))
+        if tail.size:
+            lower = special.ndtri(rng.random(tail.size) / _NORMAL_CELLS)
+            part[tail] = loc + scale * np.where(cell[tail] == 0, lower, -lower)
+    return out.reshape(shape)
 
 
 def eb_parameters(draws: dict[str, np.ndarray], time_start: float) -> dict[str, np.ndarray]:
