@@ -100,3 +100,18 @@ def test_make_cutouts_from_a_diffim_directory(tmp_path, provenance):
     assert np.all(centres > 3.0)
     np.testing.assert_array_equal(product.arrays["cutout"][:, 2], extract_triplets(*(result.difference,) * 3, result.candidates["x"], result.candidates["y"], size=21).cutouts[:, 0])
     assert product.provenance.rule == "cutouts" and len(product.provenance.inputs) == 4
+
+
+def test_many_positions_float64_images_and_mask_near_edges():
+    """More stamps than one gather block, float64 input, a bad-pixel mask seen by interior and edge stamps."""
+    rng = np.random.default_rng(8)
+    images = [rng.normal(size=(90, 70)) for _ in range(3)]
+    mask = rng.random((90, 70)) < 0.02
+    x, y = rng.uniform(-5, 74, 300), rng.uniform(-5, 94, 300)
+    cutouts, edge_mask = extract_triplets(*images, x, y, size=11, mask=mask)
+    for i, (xi, yi) in enumerate(zip(x, y, strict=True)):
+        for channel, image in enumerate(images):
+            expected = Cutout2D(image, (xi, yi), 11, mode="partial", fill_value=np.nan).data.astype(np.float32)
+            np.testing.assert_array_equal(cutouts[i, channel], expected)
+        expected_mask = Cutout2D(mask.astype(float), (xi, yi), 11, mode="partial", fill_value=1.0).data > 0
+        np.testing.assert_array_equal(edge_mask[i], expected_mask)

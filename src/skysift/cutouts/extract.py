@@ -74,11 +74,8 @@ def _centres(values: Any) -> np.ndarray:
     return np.ceil(values - 0.5).astype(np.intp)
 
 
-def _padded(image: np.ndarray, half: int, fill: float, dtype: Any) -> np.ndarray:
-    ny, nx = image.shape
-    padded = np.full((ny + 2 * half, nx + 2 * half), fill, dtype=dtype)
-    padded[half : half + ny, half : half + nx] = image
-    return padded
+#: Stamps gathered per block: 64 stamps of 63 x 63 float32 (1 MB) stay in cache.
+_CHUNK = 64
 
 
 def extract_triplets(
@@ -127,8 +124,10 @@ def extract_triplets(
     Centring matches :class:`astropy.nddata.Cutout2D` (``mode="partial"``):
     the stamp is centred on pixel ``ceil(x - 0.5)``; there is no
     sub-pixel resampling, so cutouts keep the noise properties of the images.
-    Cost: one padded float32 copy per image plus ``N * 3 * size**2`` copied
-    values, done by numpy's fancy indexing on a strided window view.
+    Cost: ``N * 3 * size**2`` copied values, gathered by numpy's fancy
+    indexing on a strided window view of each image in cache-sized blocks;
+    no padded copy of the images is made (stamps that cross an edge are cut
+    one by one).
     """
     if not isinstance(size, (int, np.integer)) or size < 1 or size % 2 == 0:
         raise ValueError(f"cutout size must be a positive odd integer (the stamp is centred on a pixel), got {size!r}")
@@ -148,40 +147,43 @@ def extract_triplets(
     n = cx.size
     half = size // 2
     ny, nx = shape
-    offsets = np.arange(-half, half + 1)
 
-    # Stamps that miss the image entirely are cut at a clipped centre, then blanked.
-    outside = (cx < -half) | (cx > nx - 1 + half) | (cy < -half) | (cy > ny - 1 + half)
-    cx_clipped = np.clip(cx, -half, nx - 1 + half)
-    cy_clipped = np.clip(cy, -half, ny - 1 + half)
-    # Padding by half a stamp serves centres inside the image; centres up to
-    # half a stamp outside (partial overlap) need a full stamp of padding.
-    centred_inside = n == 0 or (cx_clipped.min() >= 0 and cy_clipped.min() >= 0 and cx_clipped.max() < nx and cy_clipped.max() < ny)
-    pad = half if centred_inside else 2 * half
-    ix = cx_clipped - half + pad  # window start in padded coordinates
-    iy = cy_clipped - half + pad
-
-    # Gathering in raster order of the stamps keeps overlapping stamps' rows in
-    # cache (about 1.6x faster than the caller's order for random positions);
-    # the stamps are then scattered back to the caller's order.
-    order = np.lexsort((ix, iy))
-    iy_sorted, ix_sorted = iy[order], ix[order]
     cutouts = np.empty((n, 3, size, size), dtype=np.float32)
-    for channel, image in enumerate(images):
-        padded = _padded(image, pad, fill_value, np.float32)
-        windows = np.lib.stride_tricks.sliding_window_view(padded, (size, size))
-        cutouts[order, channel] = windows[iy_sorted, ix_sorted]
-
     # np.zeros maps zero pages lazily: only stamps that cross an edge are written.
     edge_mask = np.zeros((n, size, size), dtype=bool)
-    crosses = (cx < half) | (cx > nx - 1 - half) | (cy < half) | (cy > ny - 1 - half)
-    if crosses.any():
-        rows = cy[crosses, None] + offsets
-        columns = cx[crosses, None] + offsets
-        edge_mask[crosses] = ((rows < 0) | (rows >= ny))[:, :, None] | ((columns < 0) | (columns >= nx))[:, None, :]
-    if mask is not None:
-        padded_mask = _padded(np.asarray(mask, dtype=bool), pad, True, bool)
-        edge_mask[order] |= np.lib.stride_tricks.sliding_window_view(padded_mask, (size, size))[iy_sorted, ix_sorted]
+    outside = (cx < -half) | (cx > nx - 1 + half) | (cy < -half) | (cy > ny - 1 + half)
+    crosses = ((cx < half) | (cx > nx - 1 - half) | (cy < half) | (cy > ny - 1 - half)) & ~outside
+    interior = np.flatnonzero(~(crosses | outside))
+
+    # Interior stamps: gathered from a strided window view of each image (no
+    # padded copy), in raster order so that overlapping stamps' rows are still
+    # in cache, in chunks small enough that the gathered block is still in
+    # cache when it is scattered back to the caller's order (about 2.5x faster
+    # than one gather of everything).
+    order = interior[np.lexsort((cx[interior], cy[interior]))]
+    rows, columns = cy[order] - half, cx[order] - half
+    windows = [np.lib.stride_tricks.sliding_window_view(image, (size, size)) for image in images]
+    mask_windows = None if mask is None else np.lib.stride_tricks.sliding_window_view(np.asarray(mask, dtype=bool), (size, size))
+    for first in range(0, order.size, _CHUNK):
+        chunk = slice(first, first + _CHUNK)
+        where = order[chunk]
+        for channel, window in enumerate(windows):
+            cutouts[where, channel] = window[rows[chunk], columns[chunk]]
+        if mask_windows is not None:
+            edge_mask[where] = mask_windows[rows[chunk], columns[chunk]]
+
+    # Stamps that cross an edge (a few per cent in practice): one at a time,
+    # fill everywhere, then the overlapping part of the image.
+    for index in np.flatnonzero(crosses).tolist():
+        y0, x0 = int(cy[index]) - half, int(cx[index]) - half
+        top, bottom = max(0, -y0), min(size, ny - y0)
+        left, right = max(0, -x0), min(size, nx - x0)
+        cutouts[index] = fill_value
+        for channel, image in enumerate(images):
+            cutouts[index, channel, top:bottom, left:right] = image[y0 + top : y0 + bottom, x0 + left : x0 + right]
+        stamp_mask = edge_mask[index]
+        stamp_mask[...] = True
+        stamp_mask[top:bottom, left:right] = False if mask is None else np.asarray(mask[y0 + top : y0 + bottom, x0 + left : x0 + right], dtype=bool)
     if outside.any():
         cutouts[outside] = fill_value
         edge_mask[outside] = True
