@@ -17,7 +17,10 @@ supersampling 3 and 1, noise added) and caustics' ``LensSource`` (batched with
 Rates are the median over repeats of images / CPU-seconds of this process
 (``time.process_time``), so that other jobs on a shared machine do not count
 against us; wall-clock rates are printed beside them. On ``--device cuda`` the
-skysift figure is wall-clock on the GPU.
+skysift figure is wall-clock on the GPU. The untimed warm-up compiles the
+``torch.compile`` kernels: several minutes when inductor's on-disk cache is cold.
+On a shared machine the CPU-time rates still vary by ~10 % from run to run
+(other processes on the sibling hyperthread and in the shared caches).
 """
 
 from __future__ import annotations
