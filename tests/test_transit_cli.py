@@ -79,3 +79,41 @@ def test_evaluate_with_very_few_held_out_samples(trained, tmp_path):
         pytest.skip("the three rows hold one class only")
     evaluate_scores(tmp_path / "few.h5", trained / "set.h5", tmp_path / "ev", task_name="transit")
     assert (tmp_path / "ev" / "gallery.png").is_file()
+
+
+def _kepler_lightcurve(path, time, flux):
+    from astropy.io import fits
+
+    columns = [fits.Column(name="TIME", format="D", array=time),
+               fits.Column(name="PDCSAP_FLUX", format="E", array=5000.0 * flux),
+               fits.Column(name="PDCSAP_FLUX_ERR", format="E", array=np.full(time.size, 1.0)),
+               fits.Column(name="SAP_QUALITY", format="J", array=np.zeros(time.size, dtype=np.int32))]
+    primary = fits.PrimaryHDU()
+    primary.header["TELESCOP"] = "Kepler"
+    fits.HDUList([primary, fits.BinTableHDU.from_columns(columns, name="LIGHTCURVE")]).writeto(path)
+    return path
+
+
+def test_score_kepler_lightcurve_and_tce_table(trained, tmp_path):
+    """A FITS light curve with its ephemeris, alone and through a TCE table, gives the model all its inputs."""
+    from skysift.transit.transit_model import transit_light_curve
+
+    time = 131.5 + np.arange(4000) * 29.4244 / 1440
+    flux = transit_light_curve(time, np.array([3.3]), np.array([132.4]), np.array([0.08]), np.array([10.0]),
+                               np.array([0.3]), np.array([0.4]), np.array([0.25]))[0]
+    flux = flux + 2e-4 * np.random.default_rng(3).standard_normal(time.size)
+    path = _kepler_lightcurve(tmp_path / "kplr000757450-2009166043257_llc.fits", time, flux)
+    duration_hours = 3.3 / np.pi * np.arcsin(np.sqrt(1.08**2 - 0.3**2) / 10.0) * 24.0
+    assert main(["transit", "score", "--model", str(trained / "model"), "--lightcurve", str(path), "--period", "3.3",
+                 "--t0", "132.4", "--duration", f"{duration_hours:.4f}", "--out", str(tmp_path / "one.ecsv")]) == 0
+    single = read_table(tmp_path / "one.ecsv")["score"][0]
+    assert 0.0 <= single <= 1.0
+    (tmp_path / "tces.csv").write_text(
+        "# DR24-like\nkepid,tce_plnt_num,tce_period,tce_time0bk,tce_duration,av_training_set\n"
+        f"757450,1,3.3,132.4,{duration_hours:.4f},PC\n11111111,1,5.0,131.0,3.0,AFP\n"
+    )
+    assert main(["transit", "score", "--model", str(trained / "model"), "--tce-table", str(tmp_path / "tces.csv"),
+                 "--lightcurve-dir", str(tmp_path), "--out", str(tmp_path / "table.ecsv")]) == 0
+    table = read_table(tmp_path / "table.ecsv")
+    assert list(table["flag"]) == ["ok", "no-lightcurve"]
+    assert table["score"][0] == pytest.approx(single, rel=1e-5) and np.isnan(table["score"][1])

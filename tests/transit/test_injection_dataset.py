@@ -9,7 +9,14 @@ import pytest
 
 from skysift.io import read_product
 from skysift.simulate.priors import Fixed, sample_parameters
-from skysift.transit.dataset import TABLE_COLUMNS, make_transit_training_set, read_tce_table, simulate_batch
+from skysift.transit.dataset import (
+    INPUT_NAMES,
+    PLANET_PRIORS_DWARF_HOSTS,
+    TABLE_COLUMNS,
+    make_transit_training_set,
+    read_tce_table,
+    simulate_batch,
+)
 from skysift.transit.injection import (
     EB_PRIORS,
     NOISE_PRIORS,
@@ -66,9 +73,12 @@ def test_systematics_kinds():
 
 
 def test_simulate_batch_views_and_labels():
-    global_view, local_view, columns = simulate_batch({"planet": 6, "eb": 3, "blend": 2, "noise": 3}, seed=4)
+    inputs, columns = simulate_batch({"planet": 6, "eb": 3, "blend": 2, "noise": 3}, seed=4)
+    assert tuple(inputs) == INPUT_NAMES
+    global_view, local_view = inputs["global_view"], inputs["local_view"]
     assert global_view.shape == (14, 2001) and local_view.shape == (14, 201)
-    assert np.isfinite(global_view).all() and np.isfinite(local_view).all()
+    assert inputs["odd_view"].shape == (14, 201) and inputs["scalars"].shape == (14, 11)
+    assert all(np.isfinite(a).all() and a.dtype == np.float32 for a in inputs.values())
     np.testing.assert_allclose(np.median(global_view, axis=1), 0.0, atol=1e-6)
     np.testing.assert_allclose(global_view.min(axis=1), -1.0, atol=1e-6)
     assert sorted(np.unique(columns["kind"])) == ["blend", "eb", "noise", "planet"]
@@ -88,6 +98,10 @@ def test_training_set_product_round_trip(tmp_path):
     assert product.product_type == "transit-training-set"
     assert product.arrays["global_view"].shape == (40, 2001)
     assert product.arrays["local_view"].dtype == np.float32
+    assert {name: product.arrays[name].shape[1:] for name in INPUT_NAMES} == {
+        "global_view": (2001,), "local_view": (201,), "secondary_view": (201,), "odd_view": (201,),
+        "even_view": (201,), "scalars": (11,)}
+    assert product.attrs["scalar_names"].split(",")[0] == "log_depth"
     table = product.table
     assert set(TABLE_COLUMNS) | {"label", "kind"} <= set(table.colnames)
     assert str(table["period"].unit) == "d" and str(table["duration"].unit) == "h"
@@ -144,13 +158,27 @@ def test_views_of_real_eclipsing_binary():
 
 def test_mes_threshold_is_respected():
     counts = {"planet": 12, "eb": 5, "blend": 5, "noise": 6}
-    _, _, columns = simulate_batch(counts, seed=21, mes_threshold=10.0)
+    _, columns = simulate_batch(counts, seed=21, mes_threshold=10.0)
     signals = columns["kind"] != "noise"
     assert signals.sum() == 22 and np.isfinite(columns["mes"]).all()
     assert np.all(columns["mes"][signals] >= 10.0)
     for kind, n in counts.items():
         assert (columns["kind"] == kind).sum() == n
     # Without the threshold some injected signals fall below it (so the cut matters).
-    _, _, loose = simulate_batch(counts, seed=21, mes_threshold=None)
+    _, loose = simulate_batch(counts, seed=21, mes_threshold=None)
     assert np.any(loose["mes"][loose["kind"] != "noise"] < 10.0)
     assert "mes" in TABLE_COLUMNS
+
+
+def test_planet_prior_of_training_sets_caps_the_radius_ratio():
+    """Rp/Rs above 0.2 needs an M-dwarf host, outside the stellar density prior."""
+    assert PLANET_PRIORS_DWARF_HOSTS["rp"].limits == (0.01, 0.2)
+    assert PLANET_PRIORS_DWARF_HOSTS["stellar_density"] == PLANET_PRIORS["stellar_density"]
+    _, columns = simulate_batch({"planet": 8}, seed=5)
+    assert np.all(columns["rp"] <= 0.2)
+
+
+def test_transit_task_takes_the_product_inputs():
+    from skysift.train.tasks import get_task
+
+    assert get_task("transit").inputs == INPUT_NAMES

@@ -90,13 +90,26 @@ def test_model_forward_contract():
     torch = pytest.importorskip("torch")
     from skysift.transit.model import build_model
 
+    def inputs(n, global_shape=(2001,)):
+        return (torch.randn(n, *global_shape), *(torch.randn(n, 201) for _ in range(4)), torch.randn(n, 11))
+
     model = build_model(width_scale=0.25)
-    logits = model(torch.randn(5, 2001), torch.randn(5, 201))
+    logits = model(*inputs(5))
     assert logits.shape == (5,) and logits.dtype == torch.float32
     with pytest.raises(ValueError, match="global_view must be"):
-        model(torch.randn(5, 1, 2001), torch.randn(5, 201))
+        model(*inputs(5, (1, 2001)))
+    bad_odd = list(inputs(5))
+    bad_odd[3] = torch.randn(5, 200)
+    with pytest.raises(ValueError, match="odd_view must be"):
+        model(*bad_odd)
     full = build_model()
-    assert full(torch.zeros(2, 2001), torch.zeros(2, 201)).shape == (2,)
+    assert full(*(torch.zeros_like(t[:2]) for t in inputs(2))).shape == (2,)
+    # The original two-view AstroNet ignores the added inputs.
+    plain = build_model(width_scale=0.25, extra_views=False, n_scalars=0)
+    first = inputs(3)
+    changed = (*first[:2], *(torch.randn_like(t) for t in first[2:]))
+    torch.testing.assert_close(plain(*first), plain(*changed))
+    assert not torch.allclose(model(*first), model(*changed))
 
 
 def test_gallery_figure():
@@ -105,3 +118,16 @@ def test_gallery_figure():
     rng = np.random.default_rng(0)
     figure = view_gallery(rng.normal(size=(10, 2001)), rng.normal(size=(10, 201)), rng.random(10), n_show=2, labels=["planet"] * 10)
     assert len(figure.axes) == 8
+
+
+def test_score_views_needs_every_input():
+    pytest.importorskip("torch")
+    from skysift.transit.model import build_model
+    from skysift.transit.scoring import score_views
+
+    model = build_model(width_scale=0.125, fc_width=16, n_fc=1)
+    rng = np.random.default_rng(1)
+    inputs = (rng.normal(size=2001), *(rng.normal(size=201) for _ in range(4)), rng.normal(size=11))
+    assert score_views(model, *inputs).shape == (1,)
+    with pytest.raises(ValueError, match="expected 6 inputs"):
+        score_views(model, *inputs[:2])

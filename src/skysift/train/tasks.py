@@ -130,9 +130,11 @@ def get_task(name: str) -> TaskSpec:
 register_task(
     TaskSpec(
         "transit",
-        ("global_view", "local_view"),
+        # skysift.transit.dataset.INPUT_NAMES (not imported here: tasks load their modules on use).
+        ("global_view", "local_view", "secondary_view", "odd_view", "even_view", "scalars"),
         "skysift.transit.model:build_model",
-        description="AstroNet two-column 1-D CNN on global and local views (Shallue & Vanderburg 2018)",
+        description="AstroNet 1-D CNN on global/local views (Shallue & Vanderburg 2018) with secondary, odd/even "
+        "views and scalar diagnostics (Ansdell et al. 2018; Yu et al. 2019)",
         gallery="skysift.evaluation:transit_gallery",
     )
 )

@@ -3,9 +3,10 @@
 Entry points for the CLI:
 
 * :func:`make_transit_training_set`: simulate stars, inject planets and
-  negatives, detrend, make global/local views and write a
+  negatives, detrend, make the model inputs (:data:`INPUT_NAMES`: global and
+  local views, secondary, odd and even views, scalar diagnostics) and write a
   ``transit-training-set`` HDF5 product; parallel over chunks with dask.
-* :func:`views_for_lightcurve`: the same views for a real light curve.
+* :func:`views_for_lightcurve`: the same inputs for a real light curve.
 * :func:`read_tce_table`: the Kepler DR24 TCE table with AstroNet labels.
 """
 
@@ -41,16 +42,20 @@ from skysift.transit.preprocess import (
     GLOBAL_BINS,
     LOCAL_BINS,
     MES_THRESHOLD,
+    VETTING_INPUT_NAMES,
+    VETTING_SCALARS,
     adaptive_spline_trend,
     detection_statistic,
-    make_views,
+    make_vetting_views,
     robust_spline_trend,
     transit_mask,
 )
 from skysift.transit.transit_model import transit_light_curve
 
 __all__ = [
+    "INPUT_NAMES",
     "KINDS",
+    "PLANET_PRIORS_DWARF_HOSTS",
     "PRODUCT_TYPE",
     "TABLE_COLUMNS",
     "make_transit_training_set",
@@ -63,6 +68,17 @@ log = get_logger(__name__)
 
 PRODUCT_TYPE = "transit-training-set"
 KINDS = ("planet", "eb", "blend", "noise")
+#: Arrays of the product that the model takes, in the order of its ``forward``
+#: (:func:`~skysift.transit.preprocess.make_vetting_views`).
+INPUT_NAMES = VETTING_INPUT_NAMES
+#: Planet prior of the training sets: :data:`~skysift.transit.injection.PLANET_PRIORS`
+#: with the radius ratio capped at 0.2 instead of 0.3. The stellar density prior
+#: (0.2-3 g/cm3) describes FGK dwarfs and subgiants (R* >~ 0.7 R_sun); Jupiter
+#: around the Sun gives Rp/Rs = 0.1, inflated hot Jupiters 0.15-0.2, and larger
+#: ratios need M-dwarf hosts (densities above ~5 g/cm3), outside that prior. A
+#: "planet" of Rp/Rs 0.3 around a solar-density star is a 3 R_J body, i.e. a
+#: low-mass star: the eclipsing-binary class, not a planet label.
+PLANET_PRIORS_DWARF_HOSTS: dict[str, Prior] = {**PLANET_PRIORS, "rp": LogUniform(0.01, 0.2, "")}
 #: Detection signal-to-noise drawn for every sample (all classes alike, so the
 #: noise level carries no label information).
 SNR_PRIOR: Prior = LogUniform(8.0, 80.0, "")
@@ -100,7 +116,7 @@ TABLE_COLUMNS: dict[str, tuple[str, str]] = {
     "gap_fraction": ("", "fraction of cadences lost"),
 }
 
-_PRIOR_SETS = {"planet": PLANET_PRIORS, "eb": EB_PRIORS, "blend": BLEND_PRIORS, "noise": NOISE_PRIORS}
+_PRIOR_SETS = {"planet": PLANET_PRIORS_DWARF_HOSTS, "eb": EB_PRIORS, "blend": BLEND_PRIORS, "noise": NOISE_PRIORS}
 
 
 def _signal(kind: str, time: np.ndarray, n: int, rng: np.random.Generator, priors: Mapping[str, Prior]) -> tuple[dict, np.ndarray]:
@@ -171,8 +187,8 @@ def simulate_batch(
     mes_threshold: float | None = MES_THRESHOLD,
     noise_mes_threshold: float | None = None,
     max_rounds: int = 12,
-) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
-    """Simulate, detrend, select like a survey and make views for one chunk of samples.
+) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """Simulate, detrend, select like a survey and make the model inputs for one chunk of samples.
 
     Each light curve is a simulated star times its signal, detrended with the
     BIC-chosen, transit-masked robust spline
@@ -213,8 +229,9 @@ def simulate_batch(
 
     Returns
     -------
-    global_view : numpy.ndarray, (N, 2001) float32
-    local_view : numpy.ndarray, (N, 201) float32
+    inputs : dict of str to numpy.ndarray
+        The :data:`INPUT_NAMES` arrays
+        (:func:`~skysift.transit.preprocess.make_vetting_views`), float32.
     columns : dict of str to numpy.ndarray
         ``label``, ``kind`` and every :data:`TABLE_COLUMNS` entry, in sample order.
     """
@@ -261,7 +278,7 @@ def simulate_batch(
     detrended = np.concatenate(fluxes)
     valid = np.concatenate(valids)
     params = {k: np.concatenate([t[k] for t in tables]) for k in tables[0]}
-    global_view, local_view = make_views(
+    inputs = make_vetting_views(
         time, detrended, params["tce_period"], params["tce_t0"], params["tce_duration"], valid=valid, statistic=statistic
     )
     out = {}
@@ -276,7 +293,7 @@ def simulate_batch(
     out["kind"] = out["kind"].astype(str)
     # Kinds were simulated in blocks; interleave them.
     order = rng.permutation(n_total)
-    return global_view[order], local_view[order], {k: v[order] for k, v in out.items()}
+    return {k: v[order] for k, v in inputs.items()}, {k: v[order] for k, v in out.items()}
 
 
 def _split_counts(n_samples: int, positive_fraction: float, negative_mix: Mapping[str, float], rng: np.random.Generator) -> np.ndarray:
@@ -311,7 +328,7 @@ def make_transit_training_set(
     client: Any | None = None,
     scheduler: str | None = None,
 ) -> Path:
-    """Write a ``transit-training-set`` HDF5 product of AstroNet views.
+    """Write a ``transit-training-set`` HDF5 product of AstroNet views and vetting inputs.
 
     Parameters
     ----------
@@ -360,8 +377,11 @@ def make_transit_training_set(
 
     Notes
     -----
-    Arrays: ``global_view`` (N, 2001) and ``local_view`` (N, 201), float32.
-    Table: ``label`` (int8), ``kind`` and :data:`TABLE_COLUMNS` with units.
+    Arrays (float32): ``global_view`` (N, 2001); ``local_view``,
+    ``secondary_view``, ``odd_view`` and ``even_view`` (N, 201); ``scalars``
+    (N, 11), the :data:`~skysift.transit.preprocess.VETTING_SCALARS` (their
+    names in the ``scalar_names`` attribute). Table: ``label`` (int8),
+    ``kind`` and :data:`TABLE_COLUMNS` with units.
     Each light curve is a simulated star (rotation, granulation, white noise,
     gaps; :func:`~skysift.transit.lightcurves.simulate_stars`) times the signal,
     detrended with the transit-masked robust spline whose knot spacing BIC
@@ -402,6 +422,7 @@ def make_transit_training_set(
         "statistic": statistic,
         "global_bins": GLOBAL_BINS,
         "local_bins": LOCAL_BINS,
+        "scalar_names": ",".join(VETTING_SCALARS),
         "detrend": "adaptive_spline_trend (BIC knot spacing, transit-masked)",
         "mes_threshold": float("nan") if mes_threshold is None else float(mes_threshold),
         "noise_mes_threshold": float("nan") if noise_mes_threshold is None else float(noise_mes_threshold),
@@ -413,14 +434,18 @@ def make_transit_training_set(
     with ProductWriter(out_path, PRODUCT_TYPE, provenance, attrs=attrs) as writer:
         writer.add_array("global_view", (GLOBAL_BINS,), "float32", description="AstroNet global view (median 0, min -1)")
         writer.add_array("local_view", (LOCAL_BINS,), "float32", description="AstroNet local view (median 0, min -1)")
+        for name, where in (("secondary", "centred half an orbit after t0"), ("odd", "of odd transits only"),
+                            ("even", "of even transits only")):
+            writer.add_array(f"{name}_view", (LOCAL_BINS,), "float32",
+                             description=f"local view {where} (median 0, in units of the primary depth)")
+        writer.add_array("scalars", (len(VETTING_SCALARS),), "float32",
+                         description="vetting diagnostics: " + ", ".join(VETTING_SCALARS))
         writer.add_column("label", "int8", description="1 planet, 0 otherwise")
         writer.add_column("kind", str, description="planet, eb, blend or noise")
         for name, (unit, description) in TABLE_COLUMNS.items():
             writer.add_column(name, "float64", unit=unit, description=description)
-        for global_view, local_view, columns in compute_in_windows(
-            tasks, client=client, scheduler=scheduler, desc="transit chunks"
-        ):
-            writer.append({"global_view": global_view, "local_view": local_view}, columns)
+        for inputs, columns in compute_in_windows(tasks, client=client, scheduler=scheduler, desc="transit chunks"):
+            writer.append(inputs, columns)
     return Path(out_path)
 
 
@@ -432,8 +457,8 @@ def views_for_lightcurve(
     *,
     knot_spacing: float | None = None,
     statistic: str = "median",
-) -> tuple[np.ndarray, np.ndarray]:
-    """Global (2001,) and local (201,) views of one real light curve.
+) -> tuple[np.ndarray, ...]:
+    """The model inputs (:data:`INPUT_NAMES`, in that order) of one real light curve.
 
     The flux is detrended as the training sets are: the robust spline with
     the candidate's transits masked and the knot spacing chosen by BIC
@@ -442,7 +467,15 @@ def views_for_lightcurve(
     :func:`~skysift.transit.preprocess.robust_spline_trend` (the former
     behaviour, default 1 d). Then the flux is folded on the ephemeris:
     ``period`` and ``t0`` in days (same time system as ``lc.time``),
-    ``duration`` the total transit duration in **hours** (as in TCE tables).
+    ``duration`` the total transit duration in **hours** (as in TCE tables),
+    and the views and scalars are made as for the training sets
+    (:func:`~skysift.transit.preprocess.make_vetting_views`).
+
+    Returns
+    -------
+    tuple of numpy.ndarray
+        ``global_view`` (2001,), ``local_view``, ``secondary_view``,
+        ``odd_view``, ``even_view`` (201,) and ``scalars`` (11,).
     """
     if knot_spacing is None:
         exclude = transit_mask(lc.time, period, t0, duration / 24.0)
@@ -450,8 +483,8 @@ def views_for_lightcurve(
     else:
         trend = robust_spline_trend(lc.time, lc.flux, knot_spacing=knot_spacing)
     detrended = lc.flux / trend
-    global_view, local_view = make_views(lc.time, detrended, period, t0, duration / 24.0, statistic=statistic)
-    return global_view[0], local_view[0]
+    inputs = make_vetting_views(lc.time, detrended, period, t0, duration / 24.0, statistic=statistic)
+    return tuple(inputs[name][0] for name in INPUT_NAMES)
 
 
 _TCE_COLUMNS = {

@@ -24,6 +24,7 @@ and the runs are sorted in short, padded rows (see :func:`binned_statistic`).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 from scipy import linalg, sparse
@@ -36,6 +37,8 @@ __all__ = [
     "LOCAL_NUM_DURATIONS",
     "KNOT_SPACINGS",
     "MES_THRESHOLD",
+    "VETTING_INPUT_NAMES",
+    "VETTING_SCALARS",
     "BLSResult",
     "adaptive_spline_trend",
     "detection_statistic",
@@ -47,6 +50,7 @@ __all__ = [
     "global_view",
     "local_view",
     "make_views",
+    "make_vetting_views",
     "normalise_views",
     "phase_fold",
     "robust_spline_trend",
@@ -1106,3 +1110,321 @@ def detection_statistic(
         n_transits = n_in / width
         mes = np.where(n_in > 0, depth / noise * np.sqrt(n_transits), 0.0)
     return {"mes": mes, "depth": depth, "noise": noise, "n_in": n_in, "n_transits": n_transits}
+
+
+# ---------------------------------------------------------------------------
+# Vetting inputs: secondary, odd and even views and scalar diagnostics
+# ---------------------------------------------------------------------------
+#: Arrays returned by :func:`make_vetting_views`, in the order the transit model takes them.
+VETTING_INPUT_NAMES = ("global_view", "local_view", "secondary_view", "odd_view", "even_view", "scalars")
+#: Scalar diagnostics of :func:`make_vetting_views`, in column order: name -> description.
+#: Each is a fixed transform of a measured quantity (no per-dataset statistics), of order one.
+VETTING_SCALARS: dict[str, str] = {
+    "log_depth": "log10(primary depth) + 3, depth of the binned local view (relative flux)",
+    "log_duration_fraction": "log10(duration / period) + 1.5",
+    "log_period": "log10(period / 1 d) - 1",
+    "secondary_ratio": "depth at phase 0.5 / primary depth (box depths), clipped to [-1, 2]",
+    "secondary_significance": "arcsinh(MES of a box at phase 0.5) / 2 (weak-secondary test)",
+    "odd_even_significance": "arcsinh(|odd - even depth| / its error) / 2 (odd/even depth test, central half of the transits)",
+    "depth_consistency": "log10 reduced chi^2 of the individual transits' depths (central half), clipped to [-1, 3]",
+    "ingress_fraction": "1 - T23 / T14 of the trapezoid fitted to the local view (0 box, 1 V)",
+    "log_fit_duration": "log10(fitted T14 / TCE duration)",
+    "impact_squared": "b^2 from the trapezoid (Seager & Mallen-Ornelas 2003, k = sqrt(depth)), clipped to [-2, 2]",
+    "log_density": "log10(stellar density implied by P, T14, T23 and depth / 1 g cm^-3), clipped to [-3, 3]",
+}
+#: Trapezoid grid of :func:`_trapezoid_fit`: total durations (TCE durations) and flat-bottom
+#: fractions T23/T14, denser towards box shapes (small planets' ingress is a few per cent).
+_TRAPEZOID_T14 = np.geomspace(0.4, 2.5, 25)
+_TRAPEZOID_FLAT = 1.0 - np.geomspace(0.02, 1.0, 20)
+#: Secondary, odd and even views may exceed the primary's depth; keep outliers bounded.
+_VIEW_CLIP = 5.0
+_GRAVITY_CGS = 6.674e-8
+#: Fractional systematic error added to each odd/even and single-transit depth (see
+#: :func:`_vetting_scalars`).
+_DEPTH_ERROR_FLOOR = 0.01
+
+
+def _depth_scaled(raw: np.ndarray, depth: np.ndarray) -> np.ndarray:
+    """A raw local view with its own median subtracted, divided by the primary's depth."""
+    view = fill_empty_bins(raw)
+    centred = view - _row_medians(view)[:, None]
+    return np.clip(centred / depth[:, None], -_VIEW_CLIP, _VIEW_CLIP).astype(np.float32)
+
+
+def _trapezoid_templates(half_span: float | np.ndarray, n_bins: int = LOCAL_BINS) -> np.ndarray:
+    """Unit trapezoid dips of the :data:`_TRAPEZOID_T14` x :data:`_TRAPEZOID_FLAT` grid, (..., B, K).
+
+    A dip is 1 on the flat bottom and falls linearly to 0 at the first and
+    fourth contacts, sampled at the bin centres of a local view spanning
+    ``+-half_span`` durations (a scalar, or (N,) for one grid per row). Not
+    averaged over the bins: a median over a bin of a monotonic ingress is its
+    value at the bin centre.
+    """
+    half_span = np.asarray(half_span, dtype=np.float64)
+    x = (-1.0 + (2.0 * np.arange(n_bins) + 1.0) / n_bins) * half_span[..., None]
+    half_total = 0.5 * np.repeat(_TRAPEZOID_T14, _TRAPEZOID_FLAT.size)
+    slope = np.maximum(half_total * (1.0 - np.tile(_TRAPEZOID_FLAT, _TRAPEZOID_T14.size)), 1e-9)
+    return np.clip((half_total - np.abs(x)[..., None]) / slope, 0.0, 1.0)
+
+
+@lru_cache(maxsize=1)
+def _standard_trapezoid_templates() -> np.ndarray:
+    """Templates of the uncapped local view (+-``LOCAL_NUM_DURATIONS`` durations), (B, K)."""
+    templates = _trapezoid_templates(LOCAL_NUM_DURATIONS)
+    templates.setflags(write=False)
+    return templates
+
+
+def _trapezoid_fit(view: np.ndarray, half_span: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Least-squares trapezoid (depth, T14, T23/T14) on a normalised local view, by grid search.
+
+    ``view`` (N, B) spans ``+-half_span`` (N,) transit durations. Returns
+    the depth in view units (primary minimum -1 gives about 1), T14 in
+    durations and the flat fraction T23/T14 of the best template per row.
+    """
+    view = view.astype(np.float64)
+    standard = _standard_trapezoid_templates()
+    overlap = -(view @ standard)
+    norm = np.broadcast_to(np.einsum("bk,bk->k", standard, standard), overlap.shape).copy()
+    # Views capped at half an orbit (long durations) span fewer durations: their own templates.
+    capped = np.flatnonzero(half_span < LOCAL_NUM_DURATIONS - 1e-9)
+    if capped.size:
+        templates = _trapezoid_templates(half_span[capped])
+        overlap[capped] = -np.einsum("nb,nbk->nk", view[capped], templates)
+        norm[capped] = np.einsum("nbk,nbk->nk", templates, templates)
+    norm = np.maximum(norm, 1e-12)
+    # Best dip (not bump): the largest drop of chi^2, overlap^2 / norm, with positive depth.
+    gain = np.where(overlap > 0, overlap**2 / norm, -1.0)
+    best = np.argmax(gain, axis=1)
+    rows = np.arange(view.shape[0])
+    depth = np.maximum(overlap[rows, best] / norm[rows, best], 0.0)
+    t14 = np.repeat(_TRAPEZOID_T14, _TRAPEZOID_FLAT.size)
+    flat = np.tile(_TRAPEZOID_FLAT, _TRAPEZOID_T14.size)
+    return depth, t14[best], flat[best]
+
+
+def _density_from_trapezoid(
+    period: np.ndarray, t14: np.ndarray, flat: np.ndarray, depth: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Impact parameter squared and stellar density (g cm^-3) of a transit shape.
+
+    Seager & Mallen-Ornelas (2003, eqs. 7, 8 and 9) for a dark planet of
+    radius ratio ``k = sqrt(depth)`` on a circular orbit; ``t14`` in days.
+    The density is the one a real planet would need; diluted or stellar
+    eclipses give values the star cannot have.
+    """
+    k = np.sqrt(np.clip(depth, 0.0, 1.0))
+    sin14 = np.sin(np.pi * np.minimum(t14 / period, 0.5)) ** 2
+    sin23 = np.sin(np.pi * np.minimum(flat * t14 / period, 0.5)) ** 2
+    ratio = np.minimum(sin23 / np.maximum(sin14, 1e-300), 0.99)
+    impact_squared = ((1.0 - k) ** 2 - ratio * (1.0 + k) ** 2) / (1.0 - ratio)
+    a_rs_squared = ((1.0 + k) ** 2 - impact_squared * (1.0 - sin14)) / np.maximum(sin14, 1e-300)
+    seconds = period * 86400.0
+    density = 3.0 * np.pi / (_GRAVITY_CGS * seconds**2) * np.maximum(a_rs_squared, 1e-6) ** 1.5
+    return impact_squared, density
+
+
+def _depth_consistency(
+    time: np.ndarray,
+    flux: np.ndarray,
+    usable: np.ndarray,
+    cycle: np.ndarray,
+    period: np.ndarray,
+    t0: np.ndarray,
+    half_duration: np.ndarray,
+) -> np.ndarray:
+    """Reduced chi^2 of the individual transits' depths about their weighted mean, (N,).
+
+    Each transit's depth is the mean flux deficit within ``half_duration / 2``
+    of its mid-time (the central half, as for the odd/even depths), with the
+    error of a box of that many cadences from :func:`detection_statistic`'s
+    noise, plus :data:`_DEPTH_ERROR_FLOOR` of the mean depth. A planet gives
+    about 1 whatever its number of transits; a single event (one transit much
+    deeper than the others) or alternating depths give much more. Rows with
+    fewer than two covered transits give 1. This is the idea of the Kepler
+    pipeline's and Robovetter's individual-transit tests (Twicken et al. 2018;
+    Thompson et al. 2018), reduced to one statistic.
+    """
+    n_rows, n_time = flux.shape
+    statistic = detection_statistic(time, flux, period, t0, half_duration, valid=usable)
+    inside = usable & (np.abs(phase_fold(time, period, t0)) < 0.5 * half_duration[:, None])
+    first = np.where(inside, cycle, np.inf).min(axis=1)
+    first = np.where(np.isfinite(first), first, 0.0)
+    index = (cycle - first[:, None]).astype(np.int64)
+    n_cycles = int(index[inside].max(initial=0)) + 1
+    key = (np.arange(n_rows)[:, None] * n_cycles + index)[inside]
+    counts = np.bincount(key, minlength=n_rows * n_cycles).reshape(n_rows, n_cycles)
+    sums = np.bincount(key, weights=flux[inside], minlength=n_rows * n_cycles).reshape(n_rows, n_cycles)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        covered = counts > 0
+        # detection_statistic's depth is the out-of-transit median minus the mean in transit.
+        baseline = statistic["depth"] + sums.sum(axis=1) / np.maximum(counts.sum(axis=1), 1)
+        depth = np.where(covered, baseline[:, None] - sums / np.maximum(counts, 1), 0.0)
+        width = np.where(statistic["n_transits"] > 0, statistic["n_in"] / statistic["n_transits"], 1.0)
+        variance = statistic["noise"][:, None] ** 2 * width[:, None] / np.maximum(counts, 1)
+        weight = np.where(covered, 1.0 / variance, 0.0)
+        mean = (weight * depth).sum(axis=1) / weight.sum(axis=1)
+        variance = variance + (_DEPTH_ERROR_FLOOR * mean[:, None]) ** 2
+        chi2 = np.where(covered, (depth - mean[:, None]) ** 2 / variance, 0.0).sum(axis=1)
+        dof = covered.sum(axis=1) - 1
+        reduced = np.where((dof >= 1) & np.isfinite(chi2), chi2 / np.maximum(dof, 1), 1.0)
+    return reduced
+
+
+def _vetting_scalars(
+    period: np.ndarray,
+    duration: np.ndarray,
+    primary_depth: np.ndarray,
+    local: np.ndarray,
+    half_span: np.ndarray,
+    primary: dict[str, np.ndarray],
+    secondary: dict[str, np.ndarray],
+    odd: dict[str, np.ndarray] | None,
+    even: dict[str, np.ndarray] | None,
+    consistency: np.ndarray,
+) -> np.ndarray:
+    """The columns of :data:`VETTING_SCALARS` (N, 11) float32 from the measured diagnostics."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        box_depth = primary["depth"]
+        secondary_ratio = np.where(box_depth > 0, secondary["depth"] / box_depth, 0.0)
+        secondary_mes = np.where(np.isfinite(secondary["noise"]), secondary["mes"], 0.0)
+        if odd is None or even is None:
+            odd_even = np.zeros_like(period)
+        else:
+            errors = [np.where(d["n_transits"] > 0, d["noise"] / np.sqrt(d["n_transits"]), np.inf) for d in (odd, even)]
+            # Plus 1 % of the depth: at very high S/N, sampling a curved eclipse bottom at different
+            # cadence phases in odd and even transits alone gives "significant" differences.
+            floor = _DEPTH_ERROR_FLOOR * np.abs(0.5 * (odd["depth"] + even["depth"]))
+            error = np.sqrt(errors[0] ** 2 + errors[1] ** 2 + 2.0 * floor**2)
+            odd_even = np.where(np.isfinite(error) & (error > 0), np.abs(odd["depth"] - even["depth"]) / error, 0.0)
+    fit_depth, t14, flat = _trapezoid_fit(local, half_span)
+    impact_squared, density = _density_from_trapezoid(period, t14 * duration, flat, fit_depth * primary_depth)
+    columns = [
+        np.log10(np.maximum(primary_depth, 1e-6)) + 3.0,
+        np.log10(duration / period) + 1.5,
+        np.log10(period) - 1.0,
+        np.clip(np.nan_to_num(secondary_ratio), -1.0, 2.0),
+        np.arcsinh(np.nan_to_num(secondary_mes)) / 2.0,
+        np.arcsinh(np.nan_to_num(odd_even)) / 2.0,
+        np.clip(np.log10(np.maximum(np.nan_to_num(consistency, nan=1.0), 1e-3)), -1.0, 3.0),
+        1.0 - flat,
+        np.log10(t14),
+        np.clip(impact_squared, -2.0, 2.0),
+        np.clip(np.log10(density), -3.0, 3.0),
+    ]
+    return np.stack(columns, axis=1).astype(np.float32)
+
+
+def make_vetting_views(
+    time: np.ndarray,
+    flux: np.ndarray,
+    period: np.ndarray,
+    t0: np.ndarray,
+    duration: np.ndarray,
+    *,
+    valid: np.ndarray | None = None,
+    statistic: str = "median",
+    odd_even: bool = True,
+) -> dict[str, np.ndarray]:
+    """AstroNet views plus the secondary, odd and even views and scalar diagnostics.
+
+    ``global_view`` and ``local_view`` equal :func:`make_views`. The extra
+    inputs follow the later AstroNet vetting models (Shallue & Vanderburg
+    2018, section 7; Yu et al. 2019, AJ 158, 25) and Exonet (Ansdell et al.
+    2018), and the Kepler pipeline's diagnostics (Twicken et al. 2018):
+
+    * ``secondary_view``: the local view centred half an orbit after ``t0``
+      (where a circular binary's secondary eclipse falls);
+    * ``odd_view`` and ``even_view``: local views of the odd- and
+      even-numbered transits only (numbered from ``t0``);
+    * ``scalars``: the :data:`VETTING_SCALARS`, among them the depth that the
+      normalised views discard, the weak-secondary and odd/even significances
+      (box depths and noise of :func:`detection_statistic`), the consistency
+      of the individual transits' depths (single events), and a trapezoid
+      fitted to the local view with the impact parameter and stellar density
+      it implies (Seager & Mallen-Ornelas 2003).
+
+    The three extra views are median-subtracted and divided by the depth of
+    the primary local view (not by their own minimum, as AstroNet's views
+    are), so a missing secondary stays flat, a secondary half as deep reaches
+    -0.5 and odd/even depth differences survive, as in Yu et al. (2019).
+
+    Parameters
+    ----------
+    time : numpy.ndarray, shape (T,)
+        Sorted times (days), shared by all rows.
+    flux, period, t0, duration, valid, statistic
+        As :func:`make_views` (durations in days).
+    odd_even : bool
+        Measure odd and even transits separately. False (for light curves
+        already folded, whose transit numbers are lost) copies the local view
+        into both and sets the odd/even significance to 0 and the depth
+        consistency to 1 (the values of a consistent signal).
+
+    Returns
+    -------
+    dict of str to numpy.ndarray
+        ``global_view`` (N, 2001); ``local_view``, ``secondary_view``,
+        ``odd_view``, ``even_view`` (N, 201); ``scalars`` (N, 11); all float32.
+    """
+    _check_statistic(statistic)
+    time = np.asarray(time, dtype=np.float64)
+    if time.ndim != 1:
+        raise ValueError(f"time must be one grid (T,) shared by all rows, got shape {time.shape}")
+    flux = np.atleast_2d(flux)
+    n_rows = flux.shape[0]
+    period, t0, duration = (
+        np.broadcast_to(np.asarray(v, dtype=np.float64), (n_rows,)) for v in (period, t0, duration)
+    )
+    if valid is not None:
+        valid = np.broadcast_to(valid, flux.shape)
+    blocks: dict[str, list[np.ndarray]] = {name: [] for name in VETTING_INPUT_NAMES}
+    local_args = (LOCAL_BINS, LOCAL_NUM_DURATIONS, LOCAL_BIN_WIDTH_FACTOR, statistic)
+    for begin in range(0, n_rows, _ROWS_PER_BLOCK):
+        rows = slice(begin, begin + _ROWS_PER_BLOCK)
+        block_flux = np.ascontiguousarray(flux[rows], dtype=np.float32)
+        block_valid = None if valid is None else valid[rows]
+        p, d, e = period[rows], duration[rows], t0[rows]
+        phase = _orbital_phase(time, p, e)
+        good = _usable_points(block_flux, block_valid, time)
+        raw_local = fill_empty_bins(_local_from_phase(phase, block_flux, good, p, d, *local_args))
+        centred = raw_local - _row_medians(raw_local)[:, None]
+        depth = -centred.min(axis=1)
+        depth = np.where(depth > 0, depth, 1.0)
+        local = normalise_views(raw_local)
+        raw_global = _global_from_phase(phase, block_flux, good, GLOBAL_BINS, statistic)
+        blocks["global_view"].append(normalise_views(fill_empty_bins(raw_global)))
+        blocks["local_view"].append(local)
+        # Secondary: fold on t0 + P/2, i.e. shift the phase by half an orbit.
+        secondary_phase = phase + 0.5
+        secondary_phase -= np.floor(secondary_phase)
+        blocks["secondary_view"].append(
+            _depth_scaled(_local_from_phase(secondary_phase, block_flux, good, p, d, *local_args), depth)
+        )
+        detrended = block_flux.astype(np.float64)
+        usable = np.ones(block_flux.shape, dtype=bool) if good is None else good
+        primary = detection_statistic(time, detrended, p, e, d, valid=usable)
+        secondary = detection_statistic(time, detrended, p, e + 0.5 * p, d, valid=usable)
+        odd = even = None
+        if odd_even:
+            # Transit number of each cadence (the nearest mid-transit), and views of each parity.
+            cycle = np.floor((time[None, :] - e[:, None]) / p[:, None] + 0.5)
+            is_even = np.mod(cycle, 2.0) == 0.0
+            for name, parity in (("even_view", is_even), ("odd_view", ~is_even)):
+                raw = _local_from_phase(phase, block_flux, usable & parity, p, d, *local_args)
+                blocks[name].append(_depth_scaled(raw, depth))
+            # Depths of the central half of the transits: over the whole duration, how many
+            # cadences catch ingress and egress differs between odd and even transits (many
+            # sigma at high S/N, a difference of sampling rather than of depth).
+            odd = detection_statistic(time, detrended, p, e, 0.5 * d, valid=usable & ~is_even)
+            even = detection_statistic(time, detrended, p, e, 0.5 * d, valid=usable & is_even)
+            consistency = _depth_consistency(time, detrended, usable, cycle, p, e, 0.5 * d)
+        else:
+            blocks["odd_view"].append(local.copy())
+            blocks["even_view"].append(local.copy())
+            consistency = np.ones(p.shape)
+        half_span = np.minimum(LOCAL_NUM_DURATIONS * d, 0.5 * p) / d
+        blocks["scalars"].append(
+            _vetting_scalars(p, d, depth, local, half_span, primary, secondary, odd, even, consistency)
+        )
+    return {name: np.concatenate(parts) for name, parts in blocks.items()}

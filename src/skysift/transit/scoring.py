@@ -2,8 +2,10 @@
 
 Light curves come with an ephemeris (period, epoch, duration), one at a time or
 from a TCE table, or already phase-folded (as many eclipsing-binary catalogues
-ship them). Views are built exactly as for the training set (AstroNet global
-and local views) and scored with the model saved by the shared trainer.
+ship them). The inputs are built exactly as for the training set (AstroNet
+global and local views, secondary and odd/even views, scalar diagnostics:
+:data:`~skysift.transit.dataset.INPUT_NAMES`) and scored with the model saved
+by the shared trainer.
 """
 
 from __future__ import annotations
@@ -17,9 +19,9 @@ from astropy.table import Table
 
 from skysift.errors import InputDataError
 from skysift.log import get_logger, progress
-from skysift.transit.dataset import read_tce_table, views_for_lightcurve
+from skysift.transit.dataset import INPUT_NAMES, read_tce_table, views_for_lightcurve
 from skysift.transit.lightcurves import read_lightcurve
-from skysift.transit.preprocess import make_views
+from skysift.transit.preprocess import make_vetting_views
 
 __all__ = ["score_folded", "score_tce_table", "score_views"]
 
@@ -27,11 +29,16 @@ log = get_logger(__name__)
 
 
 @torch.no_grad()
-def score_views(model: torch.nn.Module, global_views: np.ndarray, local_views: np.ndarray) -> np.ndarray:
-    """Probabilities for stacks of views, (N, 2001) and (N, 201)."""
+def score_views(model: torch.nn.Module, *inputs: np.ndarray) -> np.ndarray:
+    """Probabilities for stacks of model inputs, in :data:`~skysift.transit.dataset.INPUT_NAMES` order.
+
+    Each input is (N, ...) or a single sample without the batch axis, as
+    :func:`~skysift.transit.dataset.views_for_lightcurve` returns them.
+    """
+    if len(inputs) != len(INPUT_NAMES):
+        raise ValueError(f"expected {len(INPUT_NAMES)} inputs ({', '.join(INPUT_NAMES)}), got {len(inputs)}")
     model.eval()
-    logits = model(torch.as_tensor(np.atleast_2d(global_views), dtype=torch.float32),
-                   torch.as_tensor(np.atleast_2d(local_views), dtype=torch.float32))
+    logits = model(*(torch.as_tensor(np.atleast_2d(a), dtype=torch.float32) for a in inputs))
     return torch.sigmoid(logits).numpy()
 
 
@@ -43,7 +50,10 @@ def score_folded(
     The deepest point is taken as the epoch; the duration, if not given, is the
     width of the region below half the maximum depth. The folded curve is used
     as one orbit of period 1 (no detrending: folded catalogues are already
-    detrended).
+    detrended). Folding lost the transit numbers, so the odd and even views
+    are the local view and their depth difference counts as zero
+    (``odd_even=False`` of :func:`~skysift.transit.preprocess.make_vetting_views`);
+    the period-dependent scalars take period 1 d.
 
     Returns
     -------
@@ -61,8 +71,9 @@ def score_folded(
         depth = 1.0 - flux.min()
         below = np.mod(phase[flux < 1.0 - 0.5 * depth] - t0 + 0.5, 1.0) - 0.5
         duration_phase = float(np.clip(2.0 * np.abs(below).max(), 0.005, 0.25))
-    global_view, local_view = make_views(phase, flux, np.array([1.0]), np.array([t0]), np.array([duration_phase]))
-    return float(score_views(model, global_view, local_view)[0]), global_view[0], local_view[0]
+    inputs = make_vetting_views(phase, flux, np.array([1.0]), np.array([t0]), np.array([duration_phase]), odd_even=False)
+    score = float(score_views(model, *(inputs[name] for name in INPUT_NAMES))[0])
+    return score, inputs["global_view"][0], inputs["local_view"][0]
 
 
 def score_tce_table(
@@ -100,8 +111,8 @@ def score_tce_table(
         merged = type(parts[0])(time=time, flux=flux, flux_err=np.concatenate([p.flux_err for p in parts]),
                                 quality=np.concatenate([p.quality for p in parts]), cadence=parts[0].cadence,
                                 mission=parts[0].mission, source=directory)
-        global_view, local_view = views_for_lightcurve(merged, float(row["period"]), float(row["t0"]), float(row["duration"]))
-        scores[index] = score_views(model, global_view, local_view)[0]
+        inputs = views_for_lightcurve(merged, float(row["period"]), float(row["t0"]), float(row["duration"]))
+        scores[index] = score_views(model, *inputs)[0]
     table["score"] = scores
     table["flag"] = flags
     return table
