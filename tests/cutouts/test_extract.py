@@ -115,3 +115,20 @@ def test_many_positions_float64_images_and_mask_near_edges():
             np.testing.assert_array_equal(cutouts[i, channel], expected)
         expected_mask = Cutout2D(mask.astype(float), (xi, yi), 11, mode="partial", fill_value=1.0).data > 0
         np.testing.assert_array_equal(edge_mask[i], expected_mask)
+
+
+def test_threads_give_the_same_stamps():
+    """Enough stamps for several gather threads: identical to one thread and to Cutout2D."""
+    rng = np.random.default_rng(9)
+    images = [rng.normal(size=(160, 150)).astype(np.float32) for _ in range(3)]
+    mask = rng.random((160, 150)) < 0.01
+    x, y = rng.uniform(-3, 152, 2000), rng.uniform(-3, 162, 2000)
+    threaded = extract_triplets(*images, x, y, size=9, mask=mask, workers=3)
+    single = extract_triplets(*images, x, y, size=9, mask=mask, workers=1)
+    np.testing.assert_array_equal(threaded.cutouts, single.cutouts)
+    np.testing.assert_array_equal(threaded.edge_mask, single.edge_mask)
+    for i in rng.choice(2000, 50, replace=False):
+        expected = Cutout2D(images[1], (x[i], y[i]), 9, mode="partial", fill_value=np.nan).data
+        np.testing.assert_array_equal(threaded.cutouts[i, 1], expected)
+    with pytest.raises(ValueError, match="workers"):
+        extract_triplets(*images, x, y, size=9, workers=0)

@@ -4,10 +4,11 @@ A real/bogus classifier sees three stamps per candidate, centred on the same
 pixel of the science grid: the science image, the reference aligned onto the
 science grid, and the difference image (Bloom et al. 2012; Goldstein et al.
 2015; Duev et al. 2019, "braai"). :func:`extract_triplets` cuts them for all
-candidates at once: each image is copied once into a NaN-padded float32 buffer
-and every stamp is one slice of a :func:`numpy.lib.stride_tricks.sliding_window_view`
-of it, gathered with a single fancy index per channel, so there is no Python
-loop per cutout and stamps crossing an edge need no special case.
+candidates at once: interior stamps are gathered with one fancy index per
+channel on a :func:`numpy.lib.stride_tricks.sliding_window_view` of each image
+(no padded copy), in cache-sized blocks shared among threads; only the few
+stamps that cross an edge are cut one by one. There is no Python loop per
+interior cutout.
 
 Centring follows :class:`astropy.nddata.Cutout2D` exactly: a stamp of odd side
 ``S`` around ``(x, y)`` is centred on pixel ``(ceil(x - 0.5), ceil(y - 0.5))``
@@ -20,6 +21,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from pathlib import Path
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -76,6 +78,15 @@ def _centres(values: Any) -> np.ndarray:
 
 #: Stamps gathered per block: 64 stamps of 63 x 63 float32 (1 MB) stay in cache.
 _CHUNK = 64
+#: Fewer interior stamps than this per thread are not worth a thread.
+_MIN_STAMPS_PER_WORKER = 256
+
+
+def _usable_cpus() -> int:
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return max(1, os.cpu_count() or 1)
 
 
 def extract_triplets(
@@ -88,6 +99,7 @@ def extract_triplets(
     mask: np.ndarray | None = None,
     *,
     fill_value: float = np.nan,
+    workers: int | None = None,
 ) -> Triplets:
     """Cut ``size`` x ``size`` stamps of three aligned images around many positions.
 
@@ -105,6 +117,9 @@ def extract_triplets(
     fill_value : float
         Value of the pixels outside the image (NaN by default; 0 is the other
         usual choice). They are flagged in ``edge_mask`` either way.
+    workers : int, optional
+        Threads that gather the stamps; default the CPUs this process may use.
+        The result does not depend on it.
 
     Returns
     -------
@@ -127,11 +142,16 @@ def extract_triplets(
     Cost: ``N * 3 * size**2`` copied values, gathered by numpy's fancy
     indexing on a strided window view of each image in cache-sized blocks;
     no padded copy of the images is made (stamps that cross an edge are cut
-    one by one).
+    one by one). The blocks are shared among ``workers`` threads: numpy
+    releases the GIL while copying, and one thread does not saturate the
+    memory bandwidth.
     """
     if not isinstance(size, (int, np.integer)) or size < 1 or size % 2 == 0:
         raise ValueError(f"cutout size must be a positive odd integer (the stamp is centred on a pixel), got {size!r}")
     size = int(size)
+    n_workers = _usable_cpus() if workers is None else int(workers)
+    if n_workers < 1:
+        raise ValueError(f"workers must be >= 1, got {workers!r}")
     images = [np.asarray(image) for image in (science, reference, difference)]
     shape = images[0].shape
     if len(shape) != 2:
@@ -164,17 +184,59 @@ def extract_triplets(
     rows, columns = cy[order] - half, cx[order] - half
     windows = [np.lib.stride_tricks.sliding_window_view(image, (size, size)) for image in images]
     mask_windows = None if mask is None else np.lib.stride_tricks.sliding_window_view(np.asarray(mask, dtype=bool), (size, size))
-    for first in range(0, order.size, _CHUNK):
-        chunk = slice(first, first + _CHUNK)
-        where = order[chunk]
-        for channel, window in enumerate(windows):
-            cutouts[where, channel] = window[rows[chunk], columns[chunk]]
-        if mask_windows is not None:
-            edge_mask[where] = mask_windows[rows[chunk], columns[chunk]]
 
+    def gather(first: int, last: int) -> None:
+        for start in range(first, last, _CHUNK):
+            chunk = slice(start, min(start + _CHUNK, last))
+            where = order[chunk]
+            for channel, window in enumerate(windows):
+                cutouts[where, channel] = window[rows[chunk], columns[chunk]]
+            if mask_windows is not None:
+                edge_mask[where] = mask_windows[rows[chunk], columns[chunk]]
+
+    # numpy releases the GIL while it copies, so threads gathering disjoint
+    # blocks of stamps scale with the cores (the copy is memory-bound; one
+    # thread does not saturate the memory bus). Small batches stay inline.
+    n_workers = min(n_workers, max(1, order.size // _MIN_STAMPS_PER_WORKER))
+    pool = ThreadPoolExecutor(n_workers) if n_workers > 1 else None
+    try:
+        if pool is None:
+            gather(0, order.size)
+            pending = []
+        else:
+            # Contiguous blocks of the raster order, a few per worker so that an
+            # unlucky thread does not leave the others idle.
+            bounds = np.linspace(0, order.size, 4 * n_workers + 1).astype(int)
+            pending = [pool.submit(gather, int(a), int(b)) for a, b in zip(bounds[:-1], bounds[1:]) if b > a]
+        _cut_edge_stamps(images, mask, cutouts, edge_mask, np.flatnonzero(crosses), cx, cy, half, fill_value)
+        for future in pending:
+            future.result()
+    finally:
+        if pool is not None:
+            pool.shutdown(wait=True)
+    if outside.any():
+        cutouts[outside] = fill_value
+        edge_mask[outside] = True
+    return Triplets(cutouts, edge_mask)
+
+
+def _cut_edge_stamps(
+    images: list[np.ndarray],
+    mask: np.ndarray | None,
+    cutouts: np.ndarray,
+    edge_mask: np.ndarray,
+    indices: np.ndarray,
+    cx: np.ndarray,
+    cy: np.ndarray,
+    half: int,
+    fill_value: float,
+) -> None:
     # Stamps that cross an edge (a few per cent in practice): one at a time,
-    # fill everywhere, then the overlapping part of the image.
-    for index in np.flatnonzero(crosses).tolist():
+    # fill everywhere, then the overlapping part of the image. Measured 4x
+    # faster than one clipped fancy-index gather of all of them.
+    size = 2 * half + 1
+    ny, nx = images[0].shape
+    for index in indices.tolist():
         y0, x0 = int(cy[index]) - half, int(cx[index]) - half
         top, bottom = max(0, -y0), min(size, ny - y0)
         left, right = max(0, -x0), min(size, nx - x0)
@@ -184,10 +246,6 @@ def extract_triplets(
         stamp_mask = edge_mask[index]
         stamp_mask[...] = True
         stamp_mask[top:bottom, left:right] = False if mask is None else np.asarray(mask[y0 + top : y0 + bottom, x0 + left : x0 + right], dtype=bool)
-    if outside.any():
-        cutouts[outside] = fill_value
-        edge_mask[outside] = True
-    return Triplets(cutouts, edge_mask)
 
 
 def write_cutout_product(
