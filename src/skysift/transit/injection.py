@@ -35,7 +35,7 @@ from scipy import special
 
 from skysift.simulate.priors import Choice, LogUniform, Prior, Uniform
 from skysift.transit.transit_model import (
-    _transit_points,
+    _multiply_transits,
     semi_major_axis_from_density,
     transit_duration,
     transit_light_curve,
@@ -160,7 +160,9 @@ def inject_transits(
     -----
     Only the cadences near a transit are multiplied (the model is exactly 1
     elsewhere), so the cost beyond copying ``flux`` scales with the
-    in-transit cadences.
+    in-transit cadences; on a shared sorted time grid a compiled kernel
+    evaluates the model cadence by cadence (see
+    :func:`skysift.transit.transit_model._multiply_transits`).
     """
     time = np.asarray(time, dtype=np.float64)
     flux = np.asarray(flux)
@@ -171,9 +173,8 @@ def inject_transits(
     values = [np.broadcast_to(np.atleast_1d(v), (n,)) for v in values]
     dtype = flux.dtype if np.issubdtype(flux.dtype, np.floating) else np.float64
     out = np.array(np.broadcast_to(flux, (n, time.shape[-1])), dtype=dtype, order="C", copy=True)
-    rows, cols, model = _transit_points(time, *values, exposure_time, supersample)
     # The product is formed in float64 and rounded once, as flux * model would be.
-    out[rows, cols] = out[rows, cols] * model
+    _multiply_transits(out, time, *values, exposure_time, supersample)
     return out[0] if single else out
 
 

@@ -8,6 +8,13 @@ The complete elliptic integrals K and E come from :mod:`scipy.special`
 (``ellipk``, ``ellipe``); the integral of the third kind from Bulirsch's
 ``cel`` iteration (:func:`_cel`).
 
+Light curves on a shared, sorted time grid (the usual case, including
+:func:`transit_light_curve` and :func:`skysift.transit.injection.inject_transits`)
+go through a compiled per-cadence version of the same formulas
+(:func:`skysift.transit._kernels.multiply_transits`, equal to this module's
+to about 1e-14), which leaves only the rare contact geometries to
+:func:`occult_quadratic`.
+
 Orbits are circular. ``b`` is the impact parameter ``a cos(i) / R_s`` and ``a``
 is the semi-major axis in stellar radii; :func:`transit_duration` and
 :func:`scaled_semi_major_axis` convert between ``a`` and the total duration.
@@ -17,6 +24,8 @@ from __future__ import annotations
 
 import numpy as np
 from scipy import special
+
+from skysift.transit import _kernels
 
 __all__ = [
     "occult_quadratic",
@@ -538,8 +547,8 @@ def transit_light_curve(
     (plus half an exposure) of a mid-transit time; every other cadence is
     exactly 1. This is what makes batches cheap: a few per cent of cadences
     are in transit, and with a shared time grid they are found per transit
-    epoch by binary search (:func:`transit_windows`) rather than by folding
-    every cadence.
+    epoch by a search in the sorted times (:func:`transit_windows`; compiled
+    in :func:`_multiply_transits`) rather than by folding every cadence.
     """
     time = np.asarray(time, dtype=float)
     params = [np.asarray(v, dtype=float) for v in (period, t0, rp, a, b, u1, u2)]
@@ -547,7 +556,39 @@ def transit_light_curve(
     params = [np.atleast_1d(v) for v in params]
     n = max(v.shape[0] for v in params)
     period, t0, rp, a, b, u1, u2 = (np.broadcast_to(v, (n,)) for v in params)
-    rows, cols, model = _transit_points(time, period, t0, rp, a, b, u1, u2, exposure_time, supersample)
     flux = np.ones((n, time.shape[-1]))
-    flux[rows, cols] = model
+    _multiply_transits(flux, time, period, t0, rp, a, b, u1, u2, exposure_time, supersample)
     return flux[0] if scalar else flux
+
+
+def _multiply_transits(
+    out: np.ndarray,
+    time: np.ndarray,
+    period: np.ndarray,
+    t0: np.ndarray,
+    rp: np.ndarray,
+    a: np.ndarray,
+    b: np.ndarray,
+    u1: np.ndarray,
+    u2: np.ndarray,
+    exposure_time: float | None = None,
+    supersample: int = 1,
+) -> None:
+    """Multiply ``out`` (N, T), in place, by the transits of (N,) planets at ``time`` (T,) or (N, T).
+
+    Each product is formed in float64 and rounded once to ``out``'s type.
+    A shared, sorted, finite time grid without exposure smearing (the common
+    case) goes through the compiled :func:`_kernels.multiply_transits`, which
+    leaves the rare geometries (contact points, full coverage) to
+    :func:`occult_quadratic`; other inputs through :func:`_transit_points`.
+    """
+    smear = supersample > 1 and bool(exposure_time)
+    if time.ndim == 1 and not smear and np.isfinite(time).all() and not np.any(time[1:] < time[:-1]):
+        params = [np.ascontiguousarray(v, dtype=np.float64) for v in (period, t0, rp, a, b, u1, u2)]
+        half_window = 0.5 * transit_duration(params[0], params[3], params[2], params[4]) * 1.0001 + 1e-6
+        rows, cols, z = _kernels.multiply_transits(out, np.ascontiguousarray(time), *params, half_window)
+        if rows.size:
+            out[rows, cols] = out[rows, cols] * occult_quadratic(z, rp[rows], u1[rows], u2[rows])
+        return
+    rows, cols, model = _transit_points(time, period, t0, rp, a, b, u1, u2, exposure_time, supersample)
+    out[rows, cols] = out[rows, cols] * model
