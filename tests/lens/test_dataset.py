@@ -193,3 +193,23 @@ def test_unreachable_detectability_cut_raises(tmp_path: Path) -> None:
         make_lens_training_set(tmp_path / "never.h5", 4, image_size=16, supersampling=1, seed=0, min_arc_snr=1e9)
     with pytest.raises(ValueError, match="must be >= 0"):
         make_lens_training_set(tmp_path / "bad.h5", 4, image_size=16, supersampling=1, min_magnification=-1.0)
+
+
+def test_arc_contrast_is_stored_and_cut(tmp_path: Path) -> None:
+    from skysift.lens.dataset import arc_contrast
+    from skysift.lens.simulator import arc_signal_to_noise
+
+    path = make_lens_training_set(tmp_path / "contrast.h5", 30, image_size=32, supersampling=1, seed=8,
+                                  min_arc_contrast=0.5)
+    product = read_product(path)
+    table = product.table
+    lenses = table["label"] == 1
+    assert product.attrs["min_arc_contrast"] == 0.5
+    assert np.all(table["arc_contrast"][lenses] >= 0.5) and np.all(np.isnan(table["arc_contrast"][~lenses]))
+    # Hand-made: an arc of 6 e-/s on four pixels (sigma 2) over a lens light of 3 e-/s -> contrast 2.
+    arc = torch.zeros((1, 8, 8), dtype=torch.float64)
+    arc[0, 3, 2:6] = 6.0
+    light = torch.full((1, 8, 8), 3.0, dtype=torch.float64)
+    variance = torch.full((1, 8, 8), 4.0, dtype=torch.float64)
+    assert float(arc_contrast(arc, light, variance)[0]) == pytest.approx(2.0)
+    assert float(arc_signal_to_noise(arc, variance)[0]) == pytest.approx(24.0 / 4.0)

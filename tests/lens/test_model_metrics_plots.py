@@ -26,9 +26,23 @@ def test_model_stem_stride() -> None:
     full, strided = build_model(widths=(8, 16), depths=(1, 1)), build_model(widths=(8, 16), depths=(1, 1), stem_stride=2)
     image = torch.randn(3, 1, 32, 32)
     assert strided(image).shape == (3,) == full(image).shape
-    assert strided.stem(image).shape[-1] == 16 and full.stem(image).shape[-1] == 32
+    stem_input = full.stem_input(image)
+    assert strided.stem(stem_input).shape[-1] == 16 and full.stem(stem_input).shape[-1] == 32
     with pytest.raises(ValueError, match="stem_stride"):
         build_model(stem_stride=3)
+
+
+def test_symmetric_residual_cancels_point_symmetric_light() -> None:
+    """A centred elliptical galaxy (point-symmetric) vanishes from the residual channel; an arc does not."""
+    yy, xx = np.mgrid[:32, :32] - 15.5
+    galaxy = np.exp(-np.hypot(xx * 0.8 + yy * 0.3, yy - xx * 0.2))
+    arc = np.where((np.abs(np.hypot(xx, yy) - 8.0) < 1.0) & (xx > 0), 0.5, 0.0)
+    model = build_model(widths=(8,), depths=(1,))
+    stem_input = model.stem_input(torch.tensor(np.stack([galaxy, galaxy + arc])[:, None], dtype=torch.float32))
+    assert stem_input.shape == (2, 2, 32, 32)
+    torch.testing.assert_close(stem_input[0, 1], torch.zeros(32, 32))
+    assert float(stem_input[1, 1].abs().sum()) == pytest.approx(2.0 * arc.sum(), rel=1e-5)
+    assert build_model(symmetric_residual=False).stem_input(stem_input[:, :1]).shape == (2, 1, 32, 32)
 
 
 def test_model_gradients_flow() -> None:

@@ -14,7 +14,8 @@ Layout (see ``docs/data-products.md``):
   ``lens_mag`` for real galaxies), ``magnification`` (lensed over intrinsic
   source flux inside the stamp; NaN for non-lenses), and the ``feature_*``
   parameters of hard negatives (:mod:`skysift.lens.negatives`; NaN otherwise),
-  ``arc_snr`` (integrated arc S/N, NaN for non-lenses). Lenses are redrawn
+  ``arc_snr`` (integrated arc S/N) and ``arc_contrast`` (arc over lens-light
+  flux in the arc's pixels; both NaN for non-lenses). Lenses are redrawn
   until detectable (arc S/N, magnification and resolution cuts; see
   :func:`make_lens_training_set`).
 
@@ -37,19 +38,21 @@ import torch
 
 from skysift.io import ProductWriter
 from skysift.lens.injection import degrade_to_survey, read_real_galaxies
-from skysift.lens.negatives import HARD_NEGATIVE_KINDS, HARD_NEGATIVE_PRIORS, render_hard_negative
+from skysift.lens.negatives import FEATURE_NAMES, HARD_NEGATIVE_KINDS, HARD_NEGATIVE_PRIORS, render_hard_negative
 from skysift.lens.simulator import LENS_PRIORS, SURVEYS, LensSimulator, arc_signal_to_noise
 from skysift.log import get_logger, progress
 from skysift.provenance import Provenance
 from skysift.simulate.priors import describe, sample_parameters
 
 __all__ = [
+    "DEFAULT_MIN_ARC_CONTRAST",
     "DEFAULT_MIN_ARC_SNR",
     "DEFAULT_MIN_MAGNIFICATION",
     "DEFAULT_RESOLUTION_FACTOR",
     "IMAGE_UNIT",
     "KINDS",
     "NEGATIVE_MIX",
+    "arc_contrast",
     "make_lens_training_set",
     "simulate_batch",
 ]
@@ -59,7 +62,6 @@ IMAGE_UNIT = "electron / s"
 KINDS = ("lens", "galaxy", *HARD_NEGATIVE_KINDS)
 #: Share of each negative kind among the negatives.
 NEGATIVE_MIX: dict[str, float] = {"galaxy": 0.4, "ring": 0.15, "spiral": 0.15, "companion": 0.15, "blend": 0.15}
-_FEATURE_NAMES = tuple(HARD_NEGATIVE_PRIORS["ring"])
 _ARC_NAMES = tuple(k for k in LENS_PRIORS if not k.startswith("lens_") and k not in ("x_lens", "y_lens"))
 _LIGHT_NAMES = tuple(k for k in LENS_PRIORS if k.startswith("lens_"))
 
@@ -78,8 +80,27 @@ def _assign_kinds(n_samples: int, positive_fraction: float, rng: np.random.Gener
 DEFAULT_MIN_ARC_SNR = 20.0
 DEFAULT_MIN_MAGNIFICATION = 3.0
 DEFAULT_RESOLUTION_FACTOR = 1.2
+DEFAULT_MIN_ARC_CONTRAST = 0.0
 #: Rounds of redrawing rejected lenses before giving up.
 MAX_REDRAW_ROUNDS = 50
+
+
+def arc_contrast(arc: torch.Tensor, lens_light: torch.Tensor, variance: torch.Tensor) -> torch.Tensor:
+    """Arc-to-lens-light flux ratio over the arc's pixels above 1 sigma, ``(N,)``.
+
+    ``C = sum_p A_p / sum_p L_p`` over the pixels where the noise-free arc
+    ``A`` exceeds the local noise (those of
+    :func:`~skysift.lens.simulator.arc_signal_to_noise`); ``L`` is the
+    noise-free lens light. This is the "contrast with the lens galaxy", one of
+    the lens characteristics (with lensed-image brightness and size) on which
+    lens-finder completeness depends in the challenge of Metcalf et al. (2019,
+    A&A 625, A119): an arc at ``C << 1`` is a small perturbation of the lens
+    light. Infinite where no lens light falls on the arc, zero where no pixel
+    passes.
+    """
+    mask = (arc > torch.sqrt(variance)).to(arc.dtype)
+    signal = (arc * mask).sum(dim=(-2, -1))
+    return torch.where(signal > 0, signal / (lens_light * mask).sum(dim=(-2, -1)), torch.zeros_like(signal))
 
 
 def _draw_detectable_arcs(
@@ -91,18 +112,19 @@ def _draw_detectable_arcs(
     min_arc_snr: float,
     min_magnification: float,
     resolution_factor: float,
-) -> tuple[torch.Tensor, np.ndarray, np.ndarray]:
+    min_arc_contrast: float,
+) -> tuple[torch.Tensor, np.ndarray, np.ndarray, np.ndarray]:
     """Draw arcs until every system passes the detectability cuts.
 
     ``params`` (one row per lens, every key of :data:`LENS_PRIORS`) has its arc
     parameters (:data:`_ARC_NAMES`) redrawn in place for the rejected systems;
     the lens light and position are kept. Vectorised: each round renders only
     the systems still rejected. Returns the PSF-convolved arcs ``(n, H, W)``,
-    their S/N and magnifications.
+    their S/N, magnifications and contrasts (:func:`arc_contrast`).
     """
     n = len(params["theta_E"])
     arcs = torch.zeros((n, simulator.image_size, simulator.image_size), dtype=simulator.dtype, device=simulator.device)
-    snr, magnification = np.zeros(n), np.zeros(n)
+    snr, magnification, contrast = np.zeros(n), np.zeros(n), np.zeros(n)
     min_theta_e = resolution_factor * simulator.survey.seeing / 2.0
     arc_priors = {name: LENS_PRIORS[name] for name in _ARC_NAMES}
     todo = np.arange(n)
@@ -117,19 +139,25 @@ def _draw_detectable_arcs(
         subset = {k: v[todo] for k, v in params.items() if not k.startswith("lens_")}
         arc, _, mu = simulator.render_components(subset, convolve=True)
         index = torch.as_tensor(todo, device=simulator.device)
-        variance = simulator.noise_variance(arc + lens_light.index_select(0, index))
+        light = lens_light.index_select(0, index)
+        variance = simulator.noise_variance(arc + light)
         arcs[index] = arc
         snr[todo] = arc_signal_to_noise(arc, variance).double().cpu().numpy()
         magnification[todo] = mu.double().cpu().numpy()
-        rejected = (snr[todo] < min_arc_snr) | (magnification[todo] < min_magnification) | (params["theta_E"][todo] < min_theta_e)
+        contrast[todo] = arc_contrast(arc, light, variance).double().cpu().numpy()
+        rejected = (
+            (snr[todo] < min_arc_snr) | (magnification[todo] < min_magnification)
+            | (params["theta_E"][todo] < min_theta_e) | (contrast[todo] < min_arc_contrast)
+        )
         todo = todo[rejected]
         if not len(todo):
-            return arcs, snr, magnification
+            return arcs, snr, magnification, contrast
         for name, values in sample_parameters(arc_priors, len(todo), rng).items():
             params[name][todo] = values
     raise ValueError(
         f"{len(todo)} of {n} simulated lenses still fail the detectability cuts (arc S/N >= {min_arc_snr}, "
-        f"magnification >= {min_magnification}, theta_E >= {min_theta_e:.3f} arcsec) after {MAX_REDRAW_ROUNDS} "
+        f"magnification >= {min_magnification}, theta_E >= {min_theta_e:.3f} arcsec, arc contrast >= "
+        f"{min_arc_contrast}) after {MAX_REDRAW_ROUNDS} "
         "redraws: lower the cuts or widen LENS_PRIORS for this survey"
     )
 
@@ -144,6 +172,7 @@ def simulate_batch(
     min_arc_snr: float = DEFAULT_MIN_ARC_SNR,
     min_magnification: float = DEFAULT_MIN_MAGNIFICATION,
     resolution_factor: float = DEFAULT_RESOLUTION_FACTOR,
+    min_arc_contrast: float = DEFAULT_MIN_ARC_CONTRAST,
 ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """Simulate one batch: images ``(N, 1, H, W)`` float32 and the per-sample columns.
 
@@ -162,7 +191,7 @@ def simulate_batch(
         sample draws one of them as its lens galaxy instead of a Sersic.
     galaxy_meta : mapping, optional
         ``ident`` and ``magnitude`` arrays of length G for the stamps.
-    min_arc_snr, min_magnification, resolution_factor : float
+    min_arc_snr, min_magnification, resolution_factor, min_arc_contrast : float
         Detectability cuts on the lenses (:func:`make_lens_training_set`).
     """
     n = len(kinds)
@@ -187,19 +216,22 @@ def simulate_batch(
     is_lens = kinds == "lens"
     columns["magnification"] = np.full(n, np.nan)
     columns["arc_snr"] = np.full(n, np.nan)
+    columns["arc_contrast"] = np.full(n, np.nan)
     clean = galaxies
     if is_lens.any():
         index = torch.as_tensor(np.flatnonzero(is_lens), device=simulator.device)
         lens_params = {k: v[is_lens] for k, v in params.items()}
-        arc, snr, magnification = _draw_detectable_arcs(
+        arc, snr, magnification, contrast = _draw_detectable_arcs(
             simulator, lens_params, galaxies.index_select(0, index), rng,
             min_arc_snr=min_arc_snr, min_magnification=min_magnification, resolution_factor=resolution_factor,
+            min_arc_contrast=min_arc_contrast,
         )
         for name in _ARC_NAMES:
             params[name][is_lens] = lens_params[name]
         clean = clean.index_add(0, index, arc)
         columns["magnification"][is_lens] = magnification
         columns["arc_snr"][is_lens] = snr
+        columns["arc_contrast"][is_lens] = contrast
     columns.update({name: values.copy() for name, values in params.items()})
     if galaxy_stamps is not None:
         for name in _LIGHT_NAMES:
@@ -207,7 +239,7 @@ def simulate_batch(
         columns["lens_mag"] = np.asarray(galaxy_meta["magnitude"], dtype=np.float64)[choice]
     for name in _ARC_NAMES:
         columns[name] = np.where(is_lens, columns[name], np.nan)
-    for name in _FEATURE_NAMES:
+    for name in FEATURE_NAMES:
         columns[name] = np.full(n, np.nan)
     for kind in HARD_NEGATIVE_KINDS:
         selected = kinds == kind
@@ -228,8 +260,9 @@ def simulate_batch(
 
 def _column_units() -> dict[str, str]:
     units = {name: prior.unit for name, prior in LENS_PRIORS.items()}
-    units.update({name: prior.unit for name, prior in HARD_NEGATIVE_PRIORS["ring"].items()})
-    # arcsec for rings, companions and blends, degrees (pitch angle) for spirals.
+    for priors in HARD_NEGATIVE_PRIORS.values():
+        units.update({name: prior.unit for name, prior in priors.items()})
+    # Ring radii for rings, arcsec for companions and blends, degrees (pitch angle) for spirals.
     units["feature_width"] = ""
     return units
 
@@ -253,6 +286,7 @@ def make_lens_training_set(
     min_arc_snr: float = DEFAULT_MIN_ARC_SNR,
     min_magnification: float = DEFAULT_MIN_MAGNIFICATION,
     resolution_factor: float = DEFAULT_RESOLUTION_FACTOR,
+    min_arc_contrast: float = DEFAULT_MIN_ARC_CONTRAST,
 ) -> Path:
     """Simulate a lens-finding training set and write it as an HDF5 product.
 
@@ -303,6 +337,13 @@ def make_lens_training_set(
     resolution_factor : float
         Keep only lenses with ``theta_E >= resolution_factor * seeing / 2``, i.e.
         an Einstein radius resolved from the lens centre; default 1.2.
+    min_arc_contrast : float
+        Keep only lenses whose arc-to-lens-light flux ratio over the arc's
+        pixels (:func:`arc_contrast`, stored as ``arc_contrast``) is at least
+        this; default 0 (no cut): the arcs buried in the lens light are the
+        hardest detectable lenses in one band, but they are kept, as a
+        survey's lens search meets them (Metcalf et al. 2019 report lens-finder
+        completeness above thresholds on this contrast).
 
     Lenses failing a cut get their arc parameters (mass model, shear and
     source) redrawn from :data:`~skysift.lens.simulator.LENS_PRIORS`, the lens
@@ -332,10 +373,11 @@ def make_lens_training_set(
         raise ValueError(f"positive_fraction must be in [0, 1], got {positive_fraction}")
     if survey not in SURVEYS:
         raise ValueError(f"unknown survey {survey!r}; known: {sorted(SURVEYS)}")
-    if min(min_arc_snr, min_magnification, resolution_factor) < 0:
+    if min(min_arc_snr, min_magnification, resolution_factor, min_arc_contrast) < 0:
         raise ValueError(
             f"detectability cuts must be >= 0, got min_arc_snr={min_arc_snr}, "
-            f"min_magnification={min_magnification}, resolution_factor={resolution_factor}"
+            f"min_magnification={min_magnification}, resolution_factor={resolution_factor}, "
+            f"min_arc_contrast={min_arc_contrast}"
         )
     rng = np.random.default_rng(seed)
     simulator = LensSimulator(survey, image_size, supersampling, device=device, compile=compile,
@@ -360,8 +402,11 @@ def make_lens_training_set(
         "min_arc_snr": float(min_arc_snr),
         "min_magnification": float(min_magnification),
         "resolution_factor": float(resolution_factor),
+        "min_arc_contrast": float(min_arc_contrast),
     }
     attrs.update({f"prior.{k}": v for k, v in describe(LENS_PRIORS).items()})
+    for kind, priors in HARD_NEGATIVE_PRIORS.items():
+        attrs.update({f"prior.{kind}.{k}": v for k, v in describe(priors).items()})
     units = _column_units()
     with ProductWriter(out_path, "lens-training-set", provenance, attrs=attrs) as writer:
         writer.add_array(
@@ -374,13 +419,16 @@ def make_lens_training_set(
         writer.add_column("magnification", "float64", description="lensed / intrinsic source flux in the stamp")
         writer.add_column("arc_snr", "float64",
                           description="integrated S/N of the arc over its pixels above 1 sigma (NaN for non-lenses)")
-        for name in (*LENS_PRIORS, *_FEATURE_NAMES):
+        writer.add_column("arc_contrast", "float64",
+                          description="arc / lens-light flux over the arc's pixels above 1 sigma (NaN for non-lenses)")
+        for name in (*LENS_PRIORS, *FEATURE_NAMES):
             writer.add_column(name, "float64", unit=units.get(name, ""))
         starts = range(0, n_samples, batch_size)
         for start in progress(starts, desc="lens training set", total=len(starts), unit="batch"):
             images, columns = simulate_batch(
                 simulator, kinds[start : start + batch_size], rng, stamps, meta, min_arc_snr=min_arc_snr,
                 min_magnification=min_magnification, resolution_factor=resolution_factor,
+                min_arc_contrast=min_arc_contrast,
             )
             writer.append({"image": images}, columns)
     return Path(out_path)

@@ -3,21 +3,30 @@
 Each kind is a declared prior (the skysift injector contract) plus a pure
 function rendering a batch on a :class:`~skysift.lens.simulator.LensSimulator`
 grid (supersampled, binned, PSF-convolved, noise-free, e-/s), to be added to a
-lens-galaxy image:
+lens-galaxy image. Every kind is something real lens searches confuse with
+lenses but that is physically *not* a lensed image (Petrillo et al. 2019,
+MNRAS 484, 3879; Jacobs et al. 2019, ApJS 243, 17; Metcalf et al. 2019, A&A
+625, A119):
 
-* ``"ring"``: a non-lensed elliptical annulus (ring galaxy, Einstein-ring
-  look-alike) with an azimuthal modulation, so it can look like a partial arc;
+* ``"ring"``: a collisional ring galaxy (Appleton & Struck-Marcell 1996,
+  Fund. Cosmic Phys. 16, 111): a ring of star-forming knots on a fainter
+  smooth ring, its centre offset from the nucleus (the lens galaxy), brighter
+  on the side nearest the nucleus, with no tangential stretching and no
+  counter-image;
 * ``"spiral"``: an exponential disc with a two-armed logarithmic spiral;
-* ``"companion"``: one to three small Sersic galaxies within a few arcsec;
+* ``"companion"``: one to three small Sersic galaxies at independent random
+  positions within a few arcsec (no lensing symmetry);
 * ``"blend"``: a second galaxy of similar brightness overlapping the first.
 
-These are the false positives that dominate real lens searches (Petrillo et al.
-2019; Jacobs et al. 2019) and must be in the training set.
+A ring *centred* on the galaxy, smooth and tangentially stretched, is what an
+Einstein ring or arc looks like; labelling such a thing a non-lens would make
+the task ill-posed, so no kind draws one.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -25,21 +34,60 @@ import torch
 from skysift.lens.simulator import LensSimulator, magnitude_to_flux, sersic_amplitude, sersic_bn, sersic_profile
 from skysift.simulate.priors import Choice, Prior, Uniform
 
-__all__ = ["HARD_NEGATIVE_KINDS", "HARD_NEGATIVE_PRIORS", "render_hard_negative"]
+__all__ = ["FEATURE_NAMES", "HARD_NEGATIVE_KINDS", "HARD_NEGATIVE_PRIORS", "SeedPrior", "render_hard_negative"]
 
 HARD_NEGATIVE_KINDS = ("ring", "spiral", "companion", "blend")
 
+
+@dataclass(frozen=True)
+class SeedPrior(Prior):
+    """Integer seed, uniform in ``[0, 2**31)`` and stored as a float (exact below 2**53).
+
+    Sub-structure with many random values (the knots of a ring, the positions
+    of several companions) is drawn from a generator seeded with this value, so
+    the rendering stays a pure function of the stored parameters.
+    """
+
+    unit: str = ""
+
+    def sample(self, rng: np.random.Generator, size: int) -> np.ndarray:
+        return rng.integers(0, 2**31, size=size).astype(np.float64)
+
+    @property
+    def limits(self) -> tuple[float, float]:
+        return (0.0, float(2**31 - 1))
+
+
+#: Gaussian sigma (arcsec) of a star-forming knot of a ring galaxy: giant HII
+#: complexes of ~1 kpc (Cartwheel: Higdon 1995) at the lens redshifts z ~ 0.2-0.7.
+RING_KNOT_SIGMA = 0.1
+#: Log-normal scatter (dex) of the knot fluxes.
+RING_KNOT_SCATTER_DEX = 0.3
+
 #: Declared priors per hard-negative kind; positions relative to the galaxy centre.
 HARD_NEGATIVE_PRIORS: dict[str, dict[str, Prior]] = {
+    # Collisional ring galaxies: ring diameters 10-50 kpc with narrow rings,
+    # width ~0.1-0.3 of the radius (Romano, Mayya & Vorobyov 2008, AJ 136, 1259;
+    # Madore, Nelson & Petrillo 2009, ApJS 181, 572), i.e. radii ~1-4 arcsec at
+    # z ~ 0.3-0.6, overlapping the Einstein radii of the lenses on purpose.
+    # The nucleus sits 0.1-0.5 ring radii from the ring centre (off-centre
+    # collisions; Appleton & Struck-Marcell 1996), and 5-16 knots carry 40-90 %
+    # of the ring light (the Cartwheel and Arp 147 rings are chains of HII
+    # complexes).
     "ring": {
-        "feature_mag": Uniform(20.5, 23.5, unit="mag"),
-        "feature_radius": Uniform(0.8, 2.5, unit="arcsec"),
-        "feature_width": Uniform(0.1, 0.3, unit="arcsec"),
-        "feature_q": Uniform(0.6, 1.0),
+        "feature_mag": Uniform(20.0, 23.5, unit="mag"),
+        "feature_radius": Uniform(1.0, 3.0, unit="arcsec"),
+        "feature_width": Uniform(0.1, 0.3),
+        "feature_q": Uniform(0.5, 1.0),
         "feature_phi": Uniform(0.0, 180.0, unit="deg"),
-        "feature_contrast": Uniform(0.0, 1.0),
+        "feature_contrast": Uniform(0.4, 0.9),
         "feature_angle": Uniform(0.0, 360.0, unit="deg"),
+        "feature_offset": Uniform(0.1, 0.5),
+        "feature_knots": Choice(tuple(float(k) for k in range(5, 17))),
+        "feature_seed": SeedPrior(),
     },
+    # Sa-Sc discs: scale lengths 2-8 kpc, arm pitch angles 10-30 deg (Kennicutt
+    # 1981, AJ 86, 1847), arm-interarm contrast 0.4-0.9.
     "spiral": {
         "feature_mag": Uniform(19.5, 22.0, unit="mag"),
         "feature_radius": Uniform(0.5, 1.5, unit="arcsec"),
@@ -57,6 +105,7 @@ HARD_NEGATIVE_PRIORS: dict[str, dict[str, Prior]] = {
         "feature_phi": Uniform(0.0, 180.0, unit="deg"),
         "feature_contrast": Choice((1.0, 2.0, 3.0)),
         "feature_angle": Uniform(0.0, 360.0, unit="deg"),
+        "feature_seed": SeedPrior(),
     },
     "blend": {
         "feature_mag": Uniform(18.5, 21.5, unit="mag"),
@@ -69,9 +118,42 @@ HARD_NEGATIVE_PRIORS: dict[str, dict[str, Prior]] = {
     },
 }
 
+#: Every hard-negative parameter name (the union over kinds, first-seen order):
+#: the ``feature_*`` columns of the training set (NaN where a kind lacks one).
+FEATURE_NAMES: tuple[str, ...] = tuple(
+    dict.fromkeys(name for priors in HARD_NEGATIVE_PRIORS.values() for name in priors)
+)
+
 
 def _column(simulator: LensSimulator, values: np.ndarray) -> torch.Tensor:
     return torch.tensor(np.asarray(values, dtype=np.float64), dtype=simulator.dtype, device=simulator.device).reshape(-1, 1, 1)
+
+
+def _normalised(simulator: LensSimulator, fine: torch.Tensor, flux: np.ndarray) -> torch.Tensor:
+    """Bin a supersampled shape and scale each image to ``flux`` inside the stamp (no closed form)."""
+    binned = simulator.bin(fine)
+    total = binned.sum(dim=(-2, -1), keepdim=True).clamp(min=1e-30)
+    return binned / total * _column(simulator, flux)
+
+
+def _ring_knots(params: Mapping[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Knot azimuths (rad, ring frame), radial offsets (ring widths) and relative fluxes, ``(N, max knots)``.
+
+    Knots are spread evenly round the ring with a random jitter of up to half
+    the spacing, scattered radially by half the ring width (rms), with log-normal
+    fluxes; unused slots (beyond ``feature_knots``) have zero flux.
+    """
+    n_knots = np.asarray(params["feature_knots"]).astype(int)
+    slots = int(n_knots.max())
+    azimuth, radial, weight = (np.zeros((len(n_knots), slots)) for _ in range(3))
+    for i, (count, seed) in enumerate(zip(n_knots, np.asarray(params["feature_seed"]).astype(np.int64))):
+        rng = np.random.default_rng(int(seed))
+        spacing = 2.0 * np.pi / count
+        phase, jitter = rng.uniform(0.0, 2.0 * np.pi), rng.uniform(-0.5, 0.5, count)
+        azimuth[i, :count] = phase + spacing * (np.arange(count) + jitter)
+        radial[i, :count] = rng.normal(0.0, 0.5, count)
+        weight[i, :count] = 10.0 ** (RING_KNOT_SCATTER_DEX * rng.normal(size=count))
+    return azimuth, radial, weight
 
 
 def render_hard_negative(
@@ -91,15 +173,40 @@ def render_hard_negative(
     params : mapping
         Values drawn from ``HARD_NEGATIVE_PRIORS[kind]``.
     centre : (array, array), optional
-        Host galaxy centres (arcsec); default the stamp centre.
+        Host galaxy (nucleus) centres (arcsec); default the stamp centre.
+
+    Returns
+    -------
+    torch.Tensor
+        ``(N, H, W)``; the flux inside the stamp before PSF convolution is
+        ``10**(-0.4 (feature_mag - zero_point))`` for rings and spirals (the
+        PSF spreads a little beyond the edges), at most that for companions and
+        blends (Sersic wings beyond the stamp).
+
+    Raises
+    ------
+    ValueError
+        Unknown ``kind``.
 
     Notes
     -----
-    Rings: ``I = A exp(-(R - R0)^2 / 2 w^2) (1 - c + c cos^2((theta - theta0) / 2))``.
+    Rings: a circular ring of radius ``R = feature_radius`` inclined to axis
+    ratio ``feature_q`` at position angle ``feature_phi``, centred
+    ``feature_offset * R`` from the nucleus towards ``feature_angle``. A
+    Gaussian annulus of sigma ``w = feature_width * R`` carries ``1 - c`` of the
+    flux (``c = feature_contrast``), ``feature_knots`` Gaussian knots of sigma
+    :data:`RING_KNOT_SIGMA` on it (positions and fluxes from ``feature_seed``,
+    see :func:`_ring_knots`) carry ``c``; both are brightened by
+    ``1 + d cos(theta - theta_n)`` towards the nucleus (azimuth ``theta_n``,
+    ``d = feature_offset``), where an off-centre collision compresses the ring
+    (Appleton & Struck-Marcell 1996).
     Spirals: ``I = I0 exp(-R / h) (1 + c cos(2 (theta - theta0) - 2 ln(R / h) / tan(pitch)))``
     with pitch angle ``feature_width``. Companions and blends are Sersic (n = 1
-    and 4) galaxies at distance ``feature_radius`` and angle ``feature_angle``;
-    ``feature_contrast`` is the number of companions or the blend's size ratio.
+    and 4) galaxies; ``feature_contrast`` is the number of companions or the
+    blend's size ratio. The first companion (and the blend) sits at distance
+    ``feature_radius`` and angle ``feature_angle``; further companions take
+    independent uniform angles, distances in [1, 3] arcsec, axis ratios and
+    position angles from ``feature_seed``, and the flux is shared equally.
     """
     if kind not in HARD_NEGATIVE_KINDS:
         raise ValueError(f"unknown hard-negative kind {kind!r}; known: {HARD_NEGATIVE_KINDS}")
@@ -124,37 +231,81 @@ def render_hard_negative(
         return xt * torch.sqrt(c(q)), yt / torch.sqrt(c(q))
 
     if kind == "ring":
-        xt, yt = elliptical(cx, cy)
-        r = torch.sqrt(xt * xt + yt * yt)
-        theta = torch.atan2(yt, xt)
-        modulation = 1.0 - c(contrast) + c(contrast) * torch.cos(0.5 * (theta - c(angle))) ** 2
-        shape = torch.exp(-0.5 * ((r - c(radius)) / c(width)) ** 2) * modulation
-    elif kind == "spiral":
+        return simulator.convolve(_render_ring(simulator, params, cx, cy, flux))
+    if kind == "spiral":
         xt, yt = elliptical(cx, cy)
         r = torch.sqrt(xt * xt + yt * yt) + 1e-6
         theta = torch.atan2(yt, xt)
         pitch = np.deg2rad(width)
         arms = torch.cos(2.0 * (theta - c(angle)) - 2.0 * torch.log(r / c(radius)) / c(np.tan(pitch)))
         shape = torch.exp(-r / c(radius)) * (1.0 + c(contrast) * arms)
+        return simulator.convolve(_normalised(simulator, shape, flux))
+    if kind == "companion":
+        copies, r_eff, sersic_n = contrast.astype(int), width, np.ones(n)
+        # Companions beyond the first: independent positions and shapes (satellites
+        # and line-of-sight galaxies know nothing of the lens symmetry).
+        extra = [np.random.default_rng(int(seed)) for seed in np.asarray(params["feature_seed"]).astype(np.int64)]
+        draws = np.array([[g.uniform(0.0, 2.0 * np.pi, 2), g.uniform(1.0, 3.0, 2), g.uniform(0.4, 1.0, 2),
+                           g.uniform(0.0, np.pi, 2)] for g in extra]).reshape(n, 4, 2)
+        angles = np.column_stack([angle, draws[:, 0]])
+        distances = np.column_stack([radius, draws[:, 1]])
+        axis_ratios = np.column_stack([q, draws[:, 2]])
+        position_angles = np.column_stack([phi, draws[:, 3]])
     else:
-        if kind == "companion":
-            copies, r_eff, sersic_n = contrast.astype(int), width, np.ones(n)
-        else:
-            copies, r_eff, sersic_n = np.ones(n, dtype=int), width * contrast / 2.0, np.full(n, 4.0)
-        shape = torch.zeros((n, *x.shape[-2:]), dtype=simulator.dtype, device=simulator.device)
-        for k in range(int(copies.max())):
-            # Companions spread in angle; each takes an equal share of the flux.
-            present = (k < copies).astype(np.float64)
-            a = angle + k * 2.0 * np.pi / np.maximum(copies, 1) + 0.4 * k
-            xc, yc = cx + radius * (1 + 0.3 * k) * np.cos(a), cy + radius * (1 + 0.3 * k) * np.sin(a)
-            amplitude = present * sersic_amplitude(flux / np.maximum(copies, 1), r_eff, sersic_n, simulator.sersic_bn_method)
-            shape = shape + sersic_profile(
-                x, y, c(amplitude), c(r_eff), c(sersic_n), c(sersic_bn(sersic_n, simulator.sersic_bn_method)),
-                c(np.cos(phi + k)), c(np.sin(phi + k)), c(q), c(xc), c(yc),
-            )
-        return simulator.convolve(simulator.bin(shape))
-    binned = simulator.bin(shape)
-    # Normalise numerically to the requested total flux (no closed form for the modulated shapes).
-    total = binned.sum(dim=(-2, -1), keepdim=True).clamp(min=1e-30)
-    binned = binned / total * c(flux)
-    return simulator.convolve(binned)
+        copies, r_eff, sersic_n = np.ones(n, dtype=int), width * contrast / 2.0, np.full(n, 4.0)
+        angles, distances = angle[:, None], radius[:, None]
+        axis_ratios, position_angles = q[:, None], phi[:, None]
+    shape = torch.zeros((n, *x.shape[-2:]), dtype=simulator.dtype, device=simulator.device)
+    for k in range(int(copies.max())):
+        present = (k < copies).astype(np.float64)
+        xc = cx + distances[:, k] * np.cos(angles[:, k])
+        yc = cy + distances[:, k] * np.sin(angles[:, k])
+        amplitude = present * sersic_amplitude(flux / np.maximum(copies, 1), r_eff, sersic_n, simulator.sersic_bn_method)
+        shape = shape + sersic_profile(
+            x, y, c(amplitude), c(r_eff), c(sersic_n), c(sersic_bn(sersic_n, simulator.sersic_bn_method)),
+            c(np.cos(position_angles[:, k])), c(np.sin(position_angles[:, k])), c(axis_ratios[:, k]), c(xc), c(yc),
+        )
+    return simulator.convolve(simulator.bin(shape))
+
+
+def _render_ring(
+    simulator: LensSimulator, params: Mapping[str, np.ndarray], cx: np.ndarray, cy: np.ndarray, flux: np.ndarray
+) -> torch.Tensor:
+    """Binned, unconvolved collisional ring galaxies (see :func:`render_hard_negative`)."""
+    c = lambda values: _column(simulator, values)  # noqa: E731
+    x, y = simulator.grid
+    radius = np.asarray(params["feature_radius"], dtype=np.float64)
+    width = np.asarray(params["feature_width"], dtype=np.float64) * radius
+    q = np.asarray(params["feature_q"], dtype=np.float64)
+    phi = np.deg2rad(np.asarray(params["feature_phi"], dtype=np.float64))
+    angle = np.deg2rad(np.asarray(params["feature_angle"], dtype=np.float64))
+    offset = np.asarray(params["feature_offset"], dtype=np.float64)
+    contrast = np.asarray(params["feature_contrast"], dtype=np.float64)
+    # The ring centre, offset from the nucleus in the sky plane.
+    rx, ry = cx + offset * radius * np.cos(angle), cy + offset * radius * np.sin(angle)
+    # Ring frame: u along the major axis, v along the minor axis (foreshortened by q).
+    dx, dy = x - c(rx), y - c(ry)
+    cos, sin = c(np.cos(phi)), c(np.sin(phi))
+    u, v = cos * dx + sin * dy, (cos * dy - sin * dx) / c(q)
+    r = torch.sqrt(u * u + v * v)
+    theta = torch.atan2(v, u)
+    # Azimuth of the nucleus as seen from the ring centre, in the ring frame.
+    nucleus_sky = angle + np.pi
+    theta_n = np.arctan2((np.cos(phi) * np.sin(nucleus_sky) - np.sin(phi) * np.cos(nucleus_sky)) / q,
+                         np.cos(phi) * np.cos(nucleus_sky) + np.sin(phi) * np.sin(nucleus_sky))
+    brightening = 1.0 + c(offset) * torch.cos(theta - c(theta_n))
+    smooth = torch.exp(-0.5 * ((r - c(radius)) / c(width)) ** 2) * brightening
+    image = _normalised(simulator, smooth, (1.0 - contrast) * flux)
+    azimuth, radial, weight = _ring_knots(params)
+    weight = weight * (1.0 + offset[:, None] * np.cos(azimuth - theta_n[:, None]))
+    weight = weight / weight.sum(axis=1, keepdims=True)
+    knots = torch.zeros_like(smooth)
+    for k in range(azimuth.shape[1]):
+        # Knot centre on the (inclined) ring, back in the sky frame.
+        kr = radius + radial[:, k] * width
+        ku, kv = kr * np.cos(azimuth[:, k]), kr * np.sin(azimuth[:, k]) * q
+        kx = rx + np.cos(phi) * ku - np.sin(phi) * kv
+        ky = ry + np.sin(phi) * ku + np.cos(phi) * kv
+        d2 = (x - c(kx)) ** 2 + (y - c(ky)) ** 2
+        knots = knots + c(weight[:, k]) * torch.exp(-0.5 * d2 / RING_KNOT_SIGMA**2)
+    return image + _normalised(simulator, knots, contrast * flux)
