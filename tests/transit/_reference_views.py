@@ -2,20 +2,27 @@
 
 Verbatim from ``skysift.transit.preprocess`` before the views moved to numba
 (:mod:`skysift.transit._kernels`), plus :func:`vetting_views`, the view part
-of the former ``make_vetting_views``. Fully vectorised (no loop over light
-curves or bins) and exact, so the compiled views must reproduce it.
+of the former ``make_vetting_views``; the view sizes and the helpers that
+did not change (input checks, row medians) are imported from it. Fully
+vectorised (no loop over light curves or bins) and exact, so the compiled
+views must reproduce it.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-GLOBAL_BINS = 2001
-LOCAL_BINS = 201
-LOCAL_NUM_DURATIONS = 4.0
-LOCAL_BIN_WIDTH_FACTOR = 0.16
-#: Rows per block in :func:`make_views` (temporaries of a block stay in cache).
-_ROWS_PER_BLOCK = 64
+from skysift.transit.preprocess import (
+    _ROWS_PER_BLOCK,
+    GLOBAL_BINS,
+    LOCAL_BIN_WIDTH_FACTOR,
+    LOCAL_BINS,
+    LOCAL_NUM_DURATIONS,
+    _check_statistic,
+    _row_medians,
+    _usable_points,
+)
+
 #: Overlapping bins whose medians are sorted in one array (bins of similar size together).
 _BINS_PER_CHUNK = 1024
 #: Pads short bins in the median sorts: above the sortable bits of every float32, NaN excepted.
@@ -25,23 +32,6 @@ _PAD = np.uint32(0xFFFFFFFF)
 # ---------------------------------------------------------------------------
 # Folding and binning
 # ---------------------------------------------------------------------------
-def phase_fold(time: np.ndarray, period: np.ndarray, t0: np.ndarray) -> np.ndarray:
-    """Time from the nearest mid-transit, in days, in ``[-P/2, P/2)``.
-
-    ``time`` is (T,) or (N, T); ``period`` and ``t0`` scalars or (N,).
-    """
-    time = np.asarray(time, dtype=np.float64)
-    period = np.asarray(period, dtype=np.float64)
-    t0 = np.asarray(t0, dtype=np.float64)
-    if period.ndim:
-        period, t0 = period[:, None], t0[:, None]
-    # floor of a product rather than np.mod: several times cheaper per element.
-    offset = time - t0
-    folded = offset - period * np.floor(offset * (1.0 / period) + 0.5)
-    # Rounding can land a point on +P/2; wrap it like np.mod would.
-    return np.where(folded >= 0.5 * period, folded - period, folded)
-
-
 def _orbital_phase(time: np.ndarray, period: np.ndarray, t0: np.ndarray) -> np.ndarray:
     """``phase_fold(...) / period + 1/2``: orbital phase in [0, 1], 0.5 at mid-transit, (N, T) float64.
 
@@ -372,15 +362,6 @@ def fill_empty_bins(view: np.ndarray) -> np.ndarray:
     return view
 
 
-def _row_medians(view: np.ndarray) -> np.ndarray:
-    """Median of each row of a float32 array (NaN if the row has any NaN), by partition."""
-    n = view.shape[1]
-    middle = (n - 1) // 2, n // 2
-    part = np.partition(view, sorted(set(middle)), axis=1)
-    median = 0.5 * (part[:, middle[0]] + part[:, middle[1]])
-    return np.where(np.isnan(view).any(axis=1), np.float32(np.nan), median)
-
-
 def normalise_views(view: np.ndarray) -> np.ndarray:
     """Shift each row to median 0 and scale it so its minimum is -1 (AstroNet)."""
     view = np.asarray(view, dtype=np.float32)
@@ -388,17 +369,6 @@ def normalise_views(view: np.ndarray) -> np.ndarray:
     floor = -centred.min(axis=1, keepdims=True)
     scale = np.where(floor > 0, floor, 1.0).astype(np.float32)
     return (centred / scale).astype(np.float32)
-
-
-def _usable_points(flux: np.ndarray, valid: np.ndarray | None, time: np.ndarray) -> np.ndarray | None:
-    """Points to bin (finite flux and time, ``valid``), or None when that is all of them."""
-    good = None if valid is None else np.array(np.broadcast_to(valid, flux.shape), dtype=bool)
-    if not np.isfinite(flux).all():
-        good = np.isfinite(flux) if good is None else good & np.isfinite(flux)
-    if not np.isfinite(time).all():
-        finite_time = np.broadcast_to(np.isfinite(time), flux.shape)
-        good = finite_time.copy() if good is None else good & finite_time
-    return good
 
 
 def _global_from_phase(
@@ -440,11 +410,6 @@ def _local_from_phase(
     values = np.ascontiguousarray(flux, dtype=np.float32).ravel()[flat]
     shift = (half_span - 0.5 * period) / spacing
     return _overlapping_statistic(rows, position, shift, values, n_bins, half_width / spacing, statistic)
-
-
-def _check_statistic(statistic: str) -> None:
-    if statistic not in ("median", "mean"):
-        raise ValueError(f"statistic must be 'median' or 'mean', got {statistic!r}")
 
 
 def global_view(

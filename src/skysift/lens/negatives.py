@@ -26,36 +26,16 @@ the task ill-posed, so no kind draws one.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 
 import numpy as np
 import torch
 
 from skysift.lens.simulator import LensSimulator, magnitude_to_flux, sersic_amplitude, sersic_bn, sersic_profile
-from skysift.simulate.priors import Choice, Prior, Uniform
+from skysift.simulate.priors import Choice, Prior, SeedPrior, Uniform
 
-__all__ = ["FEATURE_NAMES", "HARD_NEGATIVE_KINDS", "HARD_NEGATIVE_PRIORS", "SeedPrior", "render_hard_negative"]
+__all__ = ["FEATURE_NAMES", "HARD_NEGATIVE_KINDS", "HARD_NEGATIVE_PRIORS", "render_hard_negative"]
 
 HARD_NEGATIVE_KINDS = ("ring", "spiral", "companion", "blend")
-
-
-@dataclass(frozen=True)
-class SeedPrior(Prior):
-    """Integer seed, uniform in ``[0, 2**31)`` and stored as a float (exact below 2**53).
-
-    Sub-structure with many random values (the knots of a ring, the positions
-    of several companions) is drawn from a generator seeded with this value, so
-    the rendering stays a pure function of the stored parameters.
-    """
-
-    unit: str = ""
-
-    def sample(self, rng: np.random.Generator, size: int) -> np.ndarray:
-        return rng.integers(0, 2**31, size=size).astype(np.float64)
-
-    @property
-    def limits(self) -> tuple[float, float]:
-        return (0.0, float(2**31 - 1))
 
 
 #: Gaussian sigma (arcsec) of a star-forming knot of a ring galaxy: giant HII

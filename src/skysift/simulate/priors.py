@@ -24,6 +24,7 @@ __all__ = [
     "Fixed",
     "LogUniform",
     "Prior",
+    "SeedPrior",
     "TruncatedNormal",
     "Uniform",
     "describe",
@@ -156,6 +157,25 @@ class Choice(Prior):
     @property
     def limits(self) -> tuple[float, float]:
         return (float(min(self.values)), float(max(self.values)))
+
+
+@dataclass(frozen=True)
+class SeedPrior(Prior):
+    """Integer seed, uniform in ``[0, 2**31)`` and stored as a float (exact below 2**53).
+
+    Sub-structure with many random values (e.g. the knots of a ring galaxy,
+    :mod:`skysift.lens.negatives`) is drawn from a generator seeded with this value, so
+    the rendering stays a pure function of the stored parameters.
+    """
+
+    unit: str = ""
+
+    def sample(self, rng: np.random.Generator, size: int) -> np.ndarray:
+        return rng.integers(0, 2**31, size=size).astype(np.float64)
+
+    @property
+    def limits(self) -> tuple[float, float]:
+        return (0.0, float(2**31 - 1))
 
 
 _KINDS: dict[str, type[Prior]] = {

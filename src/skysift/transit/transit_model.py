@@ -447,6 +447,15 @@ def transit_windows(
     return rows, cols, dt
 
 
+def _half_window(period: np.ndarray, a: np.ndarray, rp: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Half-width (days) of the window around mid-transit where the model may differ from 1.
+
+    Half the total duration, widened by a hair so that rounding never drops
+    a cadence at first or fourth contact.
+    """
+    return 0.5 * transit_duration(period, a, rp, b) * 1.0001 + 1e-6
+
+
 #: Light curves per block in :func:`_transit_points`: the in-transit points of a
 #: block (a few thousand) keep the model's many temporaries in cache.
 _ROWS_PER_BLOCK = 64
@@ -476,7 +485,7 @@ def _transit_points(
             )
             parts.append((r + begin, c, f))
         return tuple(np.concatenate(x) for x in zip(*parts))
-    half_window = 0.5 * transit_duration(period, a, rp, b) * 1.0001 + 1e-6
+    half_window = _half_window(period, a, rp, b)
     smear = supersample > 1 and bool(exposure_time)
     if smear:
         half_window = half_window + 0.5 * exposure_time
@@ -585,8 +594,9 @@ def _multiply_transits(
     smear = supersample > 1 and bool(exposure_time)
     if time.ndim == 1 and not smear and np.isfinite(time).all() and not np.any(time[1:] < time[:-1]):
         params = [np.ascontiguousarray(v, dtype=np.float64) for v in (period, t0, rp, a, b, u1, u2)]
-        half_window = 0.5 * transit_duration(params[0], params[3], params[2], params[4]) * 1.0001 + 1e-6
-        rows, cols, z = _kernels.multiply_transits(out, np.ascontiguousarray(time), *params, half_window)
+        rows, cols, z = _kernels.multiply_transits(
+            out, np.ascontiguousarray(time), *params, _half_window(params[0], params[3], params[2], params[4])
+        )
         if rows.size:
             out[rows, cols] = out[rows, cols] * occult_quadratic(z, rp[rows], u1[rows], u2[rows])
         return
