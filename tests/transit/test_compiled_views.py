@@ -158,12 +158,41 @@ def test_median_selection_and_ranking_kernels():
             assert got == np.median(values), n
     special = np.array([0.0, -0.0, np.inf, -np.inf, 1e-42, -1e-42, 3.4e38, -3.4e38, 1.0, -1.0], dtype=np.float32)
     values = np.concatenate([special, rng.normal(0, 10, 500).astype(np.float32), special])
+    # Ties (a stable sort keeps positions) and one distinct value rank too.
+    for ranked in (rng.integers(-3, 4, 700).astype(np.float32), np.full(300, 1.5, dtype=np.float32)):
+        work = _kernels._overlap_workspace(ranked.size, 8)
+        _kernels._rank_values(ranked, ranked.size, work)
+        np.testing.assert_array_equal(work[7][: ranked.size], np.argsort(np.argsort(ranked, kind="stable"), kind="stable"))
     work = _kernels._overlap_workspace(values.size, 8)
     _kernels._rank_values(values, values.size, work)
     rank, by_rank = work[7][: values.size], work[8][: values.size]
     np.testing.assert_array_equal(np.sort(rank), np.arange(values.size))
     np.testing.assert_array_equal(by_rank, np.sort(values))
     np.testing.assert_array_equal(by_rank[rank], values)
+
+
+def test_radix_median_equals_numpy_median():
+    # Long rows take the radix selection (several passes where the values crowd one bucket), short
+    # rows quickselect; both must give numpy's (float32) median exactly, without reordering the row.
+    rng = np.random.default_rng(9)
+    special = np.array([0.0, -0.0, np.inf, -np.inf, 1e-42, -1e-42, 3.4e38, -3.4e38], dtype=np.float32)
+    work = _kernels._median_work(6000)
+    for n in (1, 2, 3, 95, 96, 97, 98, 201, 1000, 2001, 2002, 5999):
+        rows = [
+            rng.normal(size=n),
+            1.0 + 3e-4 * rng.normal(size=n) - 0.01 * (rng.random(n) < 0.05),  # a flux view with a dip
+            rng.integers(0, 3, n),  # ties across the middle
+            np.full(n, -2.5),
+            np.concatenate([rng.normal(size=n - 1), [1e30]]),  # one outlier stretches the first pass
+            np.resize(special, n),
+        ]
+        for values in rows:
+            values = values.astype(np.float32)
+            before = values.copy()
+            got = np.float32(_kernels._median_radix(values, n, work))
+            np.testing.assert_array_equal(values, before)
+            want = np.median(values)
+            assert got == want or (np.isnan(want) and np.isnan(got)), (n, values[:5])
 
 
 def test_compiled_transits_match_numpy_model():

@@ -1,4 +1,4 @@
-"""Compiled (numba) kernels: the AstroNet views and the Mandel & Agol transits near mid-transit.
+"""Compiled (numba) kernels: the AstroNet views (and the tabulated noise lookup).
 
 Views (:func:`views_from_phase`, :func:`adjacent_rows`,
 :func:`overlapping_rows`, :func:`fill_rows`, :func:`normalise_rows`) loop
@@ -12,17 +12,19 @@ call that stay in cache. For each light curve:
   a counting sort; the points are ranked by value (a radix sort) and each
   run's ranks kept in a bit set as it slides, so that every median is a
   select in the bit set (:func:`_overlap_row`);
-* empty bins are interpolated and the view normalised while still in cache.
+* empty bins are interpolated and the view normalised while still in cache,
+  its median found by radix selection on the float bits (:func:`_median_radix`).
+
+Rows whose every point is usable (no NaN, no ``valid`` mask: the usual
+simulated light curve) take branch-free loops that the compiler vectorises.
 
 Every median is an exact order statistic, and the arithmetic (phases, bin
 and cell numbers, interpolation weights, normalisation) is written operation
 for operation as in the vectorised numpy implementation it replaced, so the
 views are unchanged (``tests/transit/test_compiled_views.py`` checks this).
 
-Transits (:func:`multiply_transits`) evaluate the Mandel & Agol (2002)
-general cases per cadence near each mid-transit, with K, E and Pi from one
-Bulirsch iteration; the rare contact geometries are left to
-:func:`skysift.transit.transit_model.occult_quadratic`.
+The tabulated white noise's cell lookup (:func:`look_up_cells`) is here
+too; the transits are in :mod:`skysift.transit._transit_kernels`.
 
 Everything compiles lazily on first call and is cached on disk
 (``cache=True``): importing this module compiles nothing.
@@ -30,11 +32,9 @@ Everything compiles lazily on first call and is cached on disk
 
 from __future__ import annotations
 
-import math
-
 import numba
 import numpy as np
-from numba.cpython.unsafe.numbers import trailing_zeros
+from numba.cpython.unsafe.numbers import leading_zeros, trailing_zeros
 
 __all__: list[str] = []
 
@@ -45,6 +45,10 @@ _jit = numba.njit(cache=True, nogil=True, error_model="numpy")
 _RADIX_BITS = 11
 #: Ranges shorter than this are sorted by :func:`_small_sort` rather than partitioned.
 _SMALL = 16
+#: Bits per radix-selection pass of :func:`_median_radix`.
+_SELECT_BITS = 11
+#: Rows (or radix buckets) of at most this many values are selected by :func:`_select` directly.
+_SELECT_DIRECT = 96
 
 
 @_jit
@@ -79,25 +83,17 @@ def _partition(buf, left, right, pivot, or_equal):
 
 
 @_jit
-def _median_of(buf, n):
-    """Median of ``buf[:n]`` (n >= 1, no NaN) as float64; reorders ``buf``.
+def _select(buf, n, k):
+    """The ``k``-th smallest (0-based) of ``buf[:n]`` (n >= 1, no NaN); reorders ``buf``.
 
-    The mean of the two middle values for even ``n``, formed in float64 so
-    that rounding it to float32 gives the correctly rounded float32 median.
-    Quickselect with median-of-three pivots; short ranges are sorted by :func:`_small_sort`.
+    Afterwards every value after index ``k`` is >= it. Quickselect with
+    median-of-three pivots; short ranges are sorted by :func:`_small_sort`.
     """
-    if n == 1:
-        return float(buf[0])
-    if n == 2:
-        return 0.5 * (float(buf[0]) + float(buf[1]))
-    k = (n - 1) // 2
     left, right = 0, n - 1
-    low = buf[0]
     while True:
         if right - left < _SMALL:
             _small_sort(buf, left, right)
-            low = buf[k]
-            break
+            return buf[k]
         mid = (left + right) >> 1
         a, b, c = buf[left], buf[mid], buf[right]
         pivot = max(min(a, b), min(max(a, b), c))
@@ -106,19 +102,142 @@ def _median_of(buf, n):
             # The pivot is the range's minimum: split off the values equal to it instead.
             store = _partition(buf, left, right, pivot, True)
             if k < store:
-                low = pivot
-                break
+                return pivot
             left = store
         elif k < store:
             right = store - 1
         else:
             left = store
+
+
+@_jit
+def _median_of(buf, n):
+    """Median of ``buf[:n]`` (n >= 1, no NaN) as float64; reorders ``buf``.
+
+    The mean of the two middle values for even ``n``, formed in float64 so
+    that rounding it to float32 gives the correctly rounded float32 median.
+    """
+    if n == 1:
+        return float(buf[0])
+    if n == 2:
+        return 0.5 * (float(buf[0]) + float(buf[1]))
+    k = (n - 1) // 2
+    low = _select(buf, n, k)
     if n % 2:
         return float(low)
     # Every value after index k is >= the k-th: the upper middle value is their minimum.
     high = buf[k + 1]
     for i in range(k + 2, n):
         high = min(high, buf[i])
+    return 0.5 * (float(low) + float(high))
+
+
+@_jit
+def _sortable_keys(values, n, keys):
+    """``keys[:n]``: float32 ``values[:n]`` as uint32 whose unsigned order is the float order (no NaN).
+
+    Returns the smallest and largest key.
+    """
+    bits = values[:n].view(np.uint32)
+    lowest = np.uint32(0xFFFFFFFF)
+    highest = np.uint32(0)
+    for i in range(n):
+        key = bits[i]
+        # Negative floats: flip every bit; others: set the sign bit.
+        key ^= np.uint32(0xFFFFFFFF) if key >> np.uint32(31) else np.uint32(0x80000000)
+        keys[i] = key
+        lowest = min(lowest, key)
+        highest = max(highest, key)
+    return lowest, highest
+
+
+@_jit
+def _median_work(n):
+    """Work arrays of :func:`_median_radix` for up to ``n`` values."""
+    return (
+        np.empty(n, dtype=np.float32),
+        np.empty(n, dtype=np.uint32),
+        np.empty(1 << _SELECT_BITS, dtype=np.int64),
+    )
+
+
+@_jit
+def _median_radix(values, n, work):
+    """:func:`_median_of` of float32 ``values[:n]`` (no NaN) without reordering them.
+
+    For long rows (a global view's 2001 bins): radix selection on the
+    sortable bits, :data:`_SELECT_BITS` at a time, keeps only the bucket
+    holding the lower middle value and repeats until few are left, which
+    :func:`_select` finishes. Three passes over a row instead of
+    quickselect's data-dependent partitions. The same order statistics,
+    hence the same value.
+    """
+    if n <= _SELECT_DIRECT:
+        scratch = work[0]
+        for i in range(n):
+            scratch[i] = values[i]
+        return _median_of(scratch, n)
+    scratch, keys, histogram = work
+    k = (n - 1) // 2
+    lowest, highest = _sortable_keys(values, n, keys)
+    m, rank = n, k
+    while m > _SELECT_DIRECT and lowest != highest:
+        spread = np.uint64(highest - lowest)
+        n_bits = 64 - int(leading_zeros(spread))
+        shift = np.uint32(max(n_bits - _SELECT_BITS, 0))
+        n_buckets = (spread >> shift) + 1
+        for b in range(n_buckets):
+            histogram[b] = 0
+        for i in range(m):
+            histogram[(keys[i] - lowest) >> shift] += 1
+        bucket = 0
+        while histogram[bucket] <= rank:
+            rank -= histogram[bucket]
+            bucket += 1
+        # Keep the bucket's keys (in place, in order) and their range.
+        kept = 0
+        low_key = np.uint32(0xFFFFFFFF)
+        high_key = np.uint32(0)
+        for i in range(m):
+            key = keys[i]
+            if (key - lowest) >> shift == bucket:
+                keys[kept] = key
+                kept += 1
+                low_key = min(low_key, key)
+                high_key = max(high_key, key)
+        m, lowest, highest = kept, low_key, high_key
+    # Back from keys to float32 bits, in place.
+    for i in range(m):
+        keys[i] = _key_bits(keys[i])
+    floats = keys[:m].view(np.float32)
+    if lowest == highest:
+        return _finish_median(values, n, floats[0])
+    for i in range(m):
+        scratch[i] = floats[i]
+    return _finish_median(values, n, _select(scratch, m, rank))
+
+
+@_jit
+def _key_bits(key):
+    """The float32 bits whose :func:`_sortable_keys` key is ``key``."""
+    return key ^ (np.uint32(0x80000000) if key >> np.uint32(31) else np.uint32(0xFFFFFFFF))
+
+
+@_jit
+def _finish_median(values, n, low):
+    """The median of ``values[:n]`` given its lower middle value ``low`` (the upper one found for even ``n``)."""
+    if n % 2:
+        return float(low)
+    # The upper middle value: ``low`` again if more than k + 1 values are <= it, else the least above it.
+    k = (n - 1) // 2
+    at_most = 0
+    above = np.float32(np.inf)
+    for i in range(n):
+        v = values[i]
+        at_most += v <= low
+        if v > low:
+            above = min(above, v)
+    high = low if at_most >= k + 2 else above
     return 0.5 * (float(low) + float(high))
 
 
@@ -135,63 +254,46 @@ def _adjacent_row(bins, values, n_points, n_bins, median, work, out):
     fluxes). The few bins of more points (2 % of a global view's) are
     gathered in bin order and selected. ``work`` is an :func:`_adjacent_workspace`.
     """
-    # Per bin: count, sum, minimum, maximum side by side (one cache line per point).
-    accumulator, ends, ordered, scratch = work
+    # One array per quantity (count int32, sum float64, minimum and maximum float32): 20 bytes a
+    # bin, so that a global view's 2001 bins stay in the L1 cache beside the points.
+    count, total, lowest, highest, ends, ordered, scratch = work
     for b in range(n_bins):
-        accumulator[b, 0] = 0.0
-        accumulator[b, 1] = 0.0
-        accumulator[b, 2] = np.inf
-        accumulator[b, 3] = -np.inf
-    # The current bin's sums stay in registers while successive points share it (long periods):
-    # no chain of dependent loads and stores through memory. Same additions, same order.
-    current = -1
-    count, total, lowest, highest = 0.0, 0.0, 0.0, 0.0
+        count[b] = 0
+        total[b] = 0.0
+        lowest[b] = np.inf
+        highest[b] = -np.inf
     for i in range(n_points):
         b = bins[i]
-        if b != current:
-            if current >= 0:
-                accumulator[current, 0] = count
-                accumulator[current, 1] = total
-                accumulator[current, 2] = lowest
-                accumulator[current, 3] = highest
-            current = b
-            count, total = accumulator[b, 0], accumulator[b, 1]
-            lowest, highest = accumulator[b, 2], accumulator[b, 3]
-        v = float(values[i])
-        count += 1.0
-        total += v
-        lowest = min(lowest, v)
-        highest = max(highest, v)
-    if current >= 0:
-        accumulator[current, 0] = count
-        accumulator[current, 1] = total
-        accumulator[current, 2] = lowest
-        accumulator[current, 3] = highest
+        v = values[i]
+        count[b] += 1
+        total[b] += float(v)
+        lowest[b] = min(lowest[b], v)
+        highest[b] = max(highest[b], v)
     n_crowded = 0
     for b in range(n_bins):
-        n = accumulator[b, 0]
-        total = accumulator[b, 1]
-        if median and n >= 3.0:
-            total = total - accumulator[b, 2] - accumulator[b, 3]
-            n -= 2.0
+        n = count[b]
+        s = total[b]
+        if median and n >= 3:
+            s = s - float(lowest[b]) - float(highest[b])
+            n -= 2
         # 0 / 0 is NaN (numpy error model): empty bins.
-        out[b] = np.float32(total / n)
-        n_crowded += accumulator[b, 0] > 4.0
+        out[b] = np.float32(s / n)
+        n_crowded += count[b] > 4
     if not median or n_crowded == 0:
         return
     # Crowded bins: their points in bin order, then an exact selection each.
     position = 0
     for b in range(n_bins):
         ends[b] = position
-        if accumulator[b, 0] > 4.0:
-            position += int(accumulator[b, 0])
+        if count[b] > 4:
+            position += count[b]
     for i in range(n_points):
         b = bins[i]
-        if accumulator[b, 0] > 4.0:
+        if count[b] > 4:
             ordered[ends[b]] = values[i]
             ends[b] += 1
     for b in range(n_bins):
-        n = int(accumulator[b, 0])
+        n = count[b]
         if n > 4:
             start = ends[b] - n
             for i in range(n):
@@ -203,7 +305,10 @@ def _adjacent_row(bins, values, n_points, n_bins, median, work, out):
 def _adjacent_workspace(n_time, n_bins):
     """Work arrays of :func:`_adjacent_row`."""
     return (
-        np.empty((n_bins, 4), dtype=np.float64),
+        np.empty(n_bins, dtype=np.int32),
+        np.empty(n_bins, dtype=np.float64),
+        np.empty(n_bins, dtype=np.float32),
+        np.empty(n_bins, dtype=np.float32),
         np.empty(n_bins, dtype=np.int64),
         np.empty(n_time, dtype=np.float32),
         np.empty(n_time, dtype=np.float32),
@@ -215,18 +320,17 @@ def _overlap_workspace(n_time, max_cells):
     """Work arrays of :func:`_overlap_row` for rows of up to ``n_time`` points and ``max_cells`` cells."""
     n_words = (n_time + 63) // 64
     return (
-        np.empty(n_time, dtype=np.int64),  # cell of each point
-        np.empty(max_cells, dtype=np.int64),  # cell ends
+        np.empty(n_time, dtype=np.int32),  # cell of each point
+        np.empty(max_cells + 1, dtype=np.int64),  # cell ends (and the spare cell's)
         np.empty(n_time, dtype=np.float32),  # values in cell order
-        np.empty(n_time, dtype=np.uint32),  # radix keys
-        np.empty(n_time, dtype=np.uint32),
-        np.empty(n_time, dtype=np.int64),  # radix indices
-        np.empty(n_time, dtype=np.int64),
-        np.empty(n_time, dtype=np.int64),  # rank of each point (cell order)
+        np.empty(n_time, dtype=np.uint64),  # radix items: key << 32 | position
+        np.empty(n_time, dtype=np.uint64),
+        np.empty(3 << _RADIX_BITS, dtype=np.int32),  # radix histograms
+        np.empty(n_time, dtype=np.uint32),  # sortable keys
+        np.empty(n_time, dtype=np.int32),  # rank of each point (cell order)
         np.empty(n_time, dtype=np.float32),  # values in rank order
         np.empty(n_words, dtype=np.uint64),  # window: bit set of ranks
         np.empty(n_words, dtype=np.int64),  # window: ranks per word
-        np.empty(3 << _RADIX_BITS, dtype=np.int64),  # radix histograms
     )
 
 
@@ -237,57 +341,47 @@ def _rank_values(values, n, work):
     LSD radix sort of the float32 bits mapped to unsigned order, less the
     smallest: only the bits that vary are sorted, in as few passes of at
     most :data:`_RADIX_BITS` bits as they need (two for a light curve's
-    local view, whose values span a few per cent).
+    local view, whose values span a few per cent). Key and position travel
+    packed in one 64-bit word, so each pass moves one array.
     """
-    _, _, _, keys, keys_next, index, index_next, rank, by_rank, _, _, histogram = work
+    items, items_next, histogram, keys = work[3], work[4], work[5], work[6]
+    rank, by_rank = work[7], work[8]
     if n == 0:
         return
-    bits = values[:n].view(np.uint32)
-    lowest = np.uint32(0xFFFFFFFF)
-    highest = np.uint32(0)
-    for i in range(n):
-        key = bits[i]
-        # Negative floats: flip every bit; others: set the sign bit.
-        key ^= np.uint32(0xFFFFFFFF) if key >> np.uint32(31) else np.uint32(0x80000000)
-        keys[i] = key
-        index[i] = i
-        lowest = min(lowest, key)
-        highest = max(highest, key)
-    spread = highest - lowest
-    n_bits = 0
-    while n_bits < 32 and (spread >> np.uint32(n_bits)) != 0:
-        n_bits += 1
+    lowest, highest = _sortable_keys(values, n, keys)
+    n_bits = 64 - int(leading_zeros(np.uint64(highest - lowest)))
     n_passes = (n_bits + _RADIX_BITS - 1) // _RADIX_BITS
     width = (n_bits + n_passes - 1) // n_passes if n_passes else 0
     n_digits = 1 << width
-    mask = np.uint32(n_digits - 1)
+    mask = np.uint64(n_digits - 1)
     for i in range(n_passes * n_digits):
         histogram[i] = 0
     for i in range(n):
-        keys[i] -= lowest
-        key = keys[i]
+        items[i] = (np.uint64(keys[i] - lowest) << np.uint64(32)) | np.uint64(i)
+    for i in range(n):
+        key = items[i] >> np.uint64(32)
         for step in range(n_passes):
-            histogram[step * n_digits + ((key >> np.uint32(step * width)) & mask)] += 1
+            histogram[step * n_digits + int((key >> np.uint64(step * width)) & mask)] += 1
+    source, target = items, items_next
     for step in range(n_passes):
         base = step * n_digits
-        shift = np.uint32(step * width)
+        shift = np.uint64(32 + step * width)
         total = 0
         for d in range(n_digits):
             count = histogram[base + d]
             histogram[base + d] = total
             total += count
         for i in range(n):
-            key = keys[i]
-            d = base + ((key >> shift) & mask)
+            item = source[i]
+            d = base + int((item >> shift) & mask)
             slot = histogram[d]
             histogram[d] = slot + 1
-            keys_next[slot] = key
-            index_next[slot] = index[i]
-        keys, keys_next = keys_next, keys
-        index, index_next = index_next, index
+            target[slot] = item
+        source, target = target, source
     for r in range(n):
-        rank[index[r]] = r
-        by_rank[r] = values[index[r]]
+        i = int(source[r] & np.uint64(0xFFFFFFFF))
+        rank[i] = r
+        by_rank[r] = values[i]
 
 
 @_jit
@@ -335,28 +429,25 @@ def _overlap_row(position, values, n_points, shift, half_width, n_bins, median, 
     n_cells = 2 * (n_bins + n_short + 2)
     low_base = shift - 0.5 - half_width
     high_base = shift - 0.5 + half_width - short
-    for c in range(n_cells):
+    # Cells outside [0, n_cells) belong to no bin: they go to a spare cell n_cells, sorted last.
+    # Branch-free (vectorised) cell numbers first, then the counting sort.
+    for i in range(n_points):
+        x = position[i]
+        first = np.ceil(low_base + x)
+        cell = 2 * int(first) + 2 * n_short + 2 + int(first <= high_base + x)
+        cells[i] = cell if cell >= 0 and cell < n_cells else n_cells
+    for c in range(n_cells + 1):
         ends[c] = 0
     for i in range(n_points):
-        first = np.ceil(low_base + position[i])
-        cell = 2 * int(first) + 2 * n_short + 2
-        if first <= high_base + position[i]:
-            cell += 1
-        # Cells outside [0, n_cells) belong to no bin.
-        if cell < 0 or cell >= n_cells:
-            cell = -1
-        else:
-            ends[cell] += 1
-        cells[i] = cell
+        ends[cells[i]] += 1
     total = 0
-    for c in range(n_cells):
+    for c in range(n_cells + 1):
         total += ends[c]
         ends[c] = total - ends[c]
     for i in range(n_points):
         c = cells[i]
-        if c >= 0:
-            ordered[ends[c]] = values[i]
-            ends[c] += 1
+        ordered[ends[c]] = values[i]
+        ends[c] += 1
     # Now ends[c] is the end of cell c and ends[c - 1] its start.
     if not median:
         for j in range(n_bins):
@@ -366,7 +457,7 @@ def _overlap_row(position, values, n_points, shift, half_width, n_bins, median, 
                 total_value += float(ordered[i])
             out[j] = np.float32(total_value / (stop - start))
         return
-    n_kept = total
+    n_kept = ends[n_cells - 1]
     _rank_values(ordered, n_kept, work)
     for w in range((n_kept + 63) // 64):
         words[w] = 0
@@ -434,20 +525,24 @@ def _fill_row(view):
 
 
 @_jit
-def _normalise_row(view, scratch):
-    """Shift ``view`` in place to median 0 and scale it to minimum -1 (all NaN if any NaN)."""
+def _normalise_row(view, work):
+    """Shift ``view`` in place to median 0 and scale it to minimum -1 (all NaN if any NaN).
+
+    ``work`` is a :func:`_median_work` of at least ``view.size``.
+    """
     n = view.size
+    n_nan = 0
     for i in range(n):
-        if np.isnan(view[i]):
-            view[:] = np.nan
-            return
-        scratch[i] = view[i]
-    middle = np.float32(_median_of(scratch, n))
+        n_nan += np.isnan(view[i])
+    if n_nan:
+        view[:] = np.nan
+        return
+    middle = np.float32(_median_radix(view, n, work))
     lowest = np.float32(np.inf)
     for i in range(n):
-        view[i] = np.float32(view[i] - middle)
-        if view[i] < lowest:
-            lowest = view[i]
+        value = np.float32(view[i] - middle)
+        view[i] = value
+        lowest = min(lowest, value)
     floor = np.float32(-lowest)
     scale = floor if floor > 0 else np.float32(1.0)
     for i in range(n):
@@ -464,9 +559,9 @@ def fill_rows(view):
 @_jit
 def normalise_rows(view):
     """:func:`_normalise_row` on every row of a (N, B) float32 array, in place."""
-    scratch = np.empty(view.shape[1], dtype=np.float32)
+    work = _median_work(view.shape[1])
     for r in range(view.shape[0]):
-        _normalise_row(view[r], scratch)
+        _normalise_row(view[r], work)
 
 
 @_jit
@@ -568,11 +663,11 @@ def views_from_phase(
     given_phase = phase_in.shape[0] > 0
     use_valid = valid.shape[0] > 0
     phase = np.empty(n_time, dtype=np.float64)
-    global_index = np.empty(n_time, dtype=np.int64)
+    global_index = np.empty(n_time, dtype=np.int32)
     global_values = np.empty(n_time, dtype=np.float32)
     local_position = np.empty(n_time, dtype=np.float64)
     local_values = np.empty(n_time, dtype=np.float32)
-    scratch = np.empty(max(global_bins, local_bins), dtype=np.float32)
+    median_work = _median_work(max(global_bins, local_bins))
     global_work = _adjacent_workspace(n_time, global_bins)
     max_short = 0
     for r in range(n_rows):
@@ -607,29 +702,50 @@ def views_from_phase(
         reach = (half_span + half_width) / p
         near_low, near_high = 0.5 - reach, 0.5 + reach
         scale = p / spacing
+        row_flux = flux[r]
+        n_unusable = 0
+        for i in range(n_time):
+            n_unusable += not (np.isfinite(row_flux[i]) and np.isfinite(phase[i]))
         n_global = 0
         n_local = 0
-        for i in range(n_time):
-            value = flux[r, i]
-            x = phase[i]
-            if use_valid and not valid[r, i]:
-                continue
-            if not (np.isfinite(value) and np.isfinite(x)):
-                continue
+        if n_unusable == 0 and not use_valid:
+            # Every point counts (the usual case): branch-free loops the compiler vectorises, and the
+            # global view bins the row in place.
             if global_bins:
-                global_index[n_global] = max(min(int(x * global_bins), global_bins - 1), 0)
-                global_values[n_global] = value
-                n_global += 1
-            if local_bins and x >= near_low and x <= near_high:
-                local_position[n_local] = x * scale
-                local_values[n_local] = value
-                n_local += 1
+                for i in range(n_time):
+                    global_index[i] = max(min(np.int32(phase[i] * global_bins), global_bins - 1), 0)
+                n_global = n_time
+            if local_bins:
+                for i in range(n_time):
+                    x = phase[i]
+                    if x >= near_low and x <= near_high:
+                        local_position[n_local] = x * scale
+                        local_values[n_local] = row_flux[i]
+                        n_local += 1
+            global_source = row_flux
+        else:
+            for i in range(n_time):
+                value = row_flux[i]
+                x = phase[i]
+                if use_valid and not valid[r, i]:
+                    continue
+                if not (np.isfinite(value) and np.isfinite(x)):
+                    continue
+                if global_bins:
+                    global_index[n_global] = max(min(np.int32(x * global_bins), global_bins - 1), 0)
+                    global_values[n_global] = value
+                    n_global += 1
+                if local_bins and x >= near_low and x <= near_high:
+                    local_position[n_local] = x * scale
+                    local_values[n_local] = value
+                    n_local += 1
+            global_source = global_values
         if global_bins:
             row = out_global[r]
-            _adjacent_row(global_index, global_values, n_global, global_bins, median, global_work, row)
+            _adjacent_row(global_index, global_source, n_global, global_bins, median, global_work, row)
             if finish:
                 _fill_row(row)
-                _normalise_row(row, scratch)
+                _normalise_row(row, median_work)
         if local_bins:
             row = out_local[r]
             shift = (half_span - 0.5 * p) / spacing
@@ -637,197 +753,23 @@ def views_from_phase(
             _overlap_row(local_position, local_values, n_local, shift, width, local_bins, median, local_work, row)
             if finish:
                 _fill_row(row)
-                _normalise_row(row, scratch)
+                _normalise_row(row, median_work)
 
 
 # ---------------------------------------------------------------------------
-# Mandel & Agol transits near mid-transit
+# Tabulated white noise
 # ---------------------------------------------------------------------------
 @_jit
-def _complete_elliptic(kc, n):
-    """``K(m)``, ``E(m)`` and ``Pi(n, m)`` (``1 + n sin^2`` convention) for ``kc = sqrt(1 - m)``.
+def look_up_cells(cells, table, out):
+    """``out[i] = table[cells[i]]`` for uint16 ``cells``; returns how many are the tail cells 0 and 65535.
 
-    Bulirsch's ``cel`` (see :func:`skysift.transit.transit_model._cel`) for
-    ``cel(kc, 1, 1, 1)``, ``cel(kc, 1, 1, kc^2)`` and ``cel(kc, 1 + n, 1, 1)``
-    in one loop: the three share the ``kc``, ``e`` and ``m`` sequences, and K
-    and E also ``p``. Same stopping rule (relative 1e-8 of the AGM step,
-    errors of order 1e-16).
+    The cell lookup of :func:`skysift.transit.injection.gaussian_noise`:
+    one pass, where ``numpy.take`` and a separate search for the tail cells
+    took two.
     """
-    kc = abs(kc)
-    e = kc
-    m = 1.0
-    p1 = 1.0
-    a_k, b_k = 1.0, 1.0
-    a_e, b_e = 1.0, kc * kc
-    p2 = math.sqrt(1.0 + n)
-    a_pi, b_pi = 1.0, 1.0 / p2
-    for _ in range(40):
-        # One division per track and pass (multiplying by the reciprocal).
-        r1, r2 = 1.0 / p1, 1.0 / p2
-        f_k, f_e = a_k, a_e
-        a_k += b_k * r1
-        a_e += b_e * r1
-        g = e * r1
-        b_k = 2.0 * (b_k + f_k * g)
-        b_e = 2.0 * (b_e + f_e * g)
-        p1 = g + p1
-        f_pi = a_pi
-        a_pi += b_pi * r2
-        g = e * r2
-        b_pi = 2.0 * (b_pi + f_pi * g)
-        p2 = g + p2
-        g = m
-        m = kc + m
-        if abs(g - kc) <= 1e-8 * g:
-            break
-        kc = 2.0 * math.sqrt(e)
-        e = kc * m
-    half_pi = 0.5 * math.pi
-    return (
-        half_pi * (b_k + a_k * m) / (m * (m + p1)),
-        half_pi * (b_e + a_e * m) / (m * (m + p1)),
-        half_pi * (b_pi + a_pi * m) / (m * (m + p2)),
-    )
-
-
-@_jit
-def _occult_general(z, p, u1, u2):
-    """Mandel & Agol flux for the two general cases; NaN for any other (rare) geometry.
-
-    The formulas of :func:`skysift.transit.transit_model.occult_quadratic`
-    for the planet inside the disk (cases 3, 9) and on the limb (2, 8).
-    Points within 1e-14 of a special value (``z = p``, ``z = |1 - p|``,
-    ``z = 0``), full coverage and the like give NaN: the caller sends them
-    through the complete case table. 1 where the disks do not overlap.
-    """
-    z = abs(z)
-    edge = abs(1.0 - p)
-    tol = 1e-14
-    if abs(p - z) < tol or abs(edge - z) < tol or z < tol:
-        return np.nan
-    if not z < 1.0 + p:
-        return 1.0
-    z2, p2 = z * z, p * p
-    a1 = (p - z) ** 2
-    a2 = (p + z) ** 2
-    a3 = p2 - z2
-    if z < edge and p < 1.0:
-        m = (4.0 * p * z) / (1.0 - a1)
-        ellk, elle, ellpi = _complete_elliptic(math.sqrt(1.0 - m), a2 / a1 - 1.0)
-        pi_term = 3.0 * a3 / a1 * ellpi
-        one_a1 = 1.0 - a1
-        lambda_d = (
-            2.0
-            / (9.0 * math.pi * math.sqrt(one_a1))
-            * ((1.0 - 5.0 * z2 + p2 + a3**2) * ellk + one_a1 * (z2 + 7.0 * p2 - 4.0) * elle - pi_term)
-        )
-        lambda_e = p2
-        eta_d = 0.5 * p2 * (p2 + 2.0 * z2)
-    elif z > edge:
-        m = (1.0 - a1) / (4.0 * p * z)
-        ellk, elle, ellpi = _complete_elliptic(math.sqrt(1.0 - m), 1.0 / a1 - 1.0)
-        pi_term = 3.0 * a3 / a1 * ellpi
-        kap1 = math.acos(min(max((1.0 - p2 + z2) / (2.0 * z), -1.0), 1.0))
-        kap0 = math.acos(min(max((p2 + z2 - 1.0) / (2.0 * p * z), -1.0), 1.0))
-        root = math.sqrt(max(4.0 * z2 - (1.0 + z2 - p2) ** 2, 0.0))
-        lambda_e = (p2 * kap0 + kap1 - 0.5 * root) / math.pi
-        eta_d = (
-            kap1
-            + p2 * (p2 + 2.0 * z2) * kap0
-            - (1.0 + 5.0 * p2 + z2) / 4.0 * math.sqrt(max((1.0 - a1) * (a2 - 1.0), 0.0))
-        ) / (2.0 * math.pi)
-        lambda_d = (
-            2.0
-            / (9.0 * math.pi * math.sqrt(a2 - a1))
-            * (
-                ((1.0 - a2) * (2.0 * a2 + a1 - 3.0) - 3.0 * a3 * (a2 - 2.0)) * ellk
-                + (a2 - a1) * (z2 + 7.0 * p2 - 4.0) * elle
-                - pi_term
-            )
-        )
-    else:
-        return np.nan
-    omega4 = 1.0 - u1 / 3.0 - u2 / 6.0
-    c2 = u1 + 2.0 * u2
-    covers_centre = 1.0 if p > z else 0.0
-    return 1.0 - ((1.0 - c2) * lambda_e + c2 * (lambda_d + 2.0 / 3.0 * covers_centre) + u2 * eta_d) / omega4
-
-
-@_jit
-def _search_sorted(time, value, right):
-    """``numpy.searchsorted(time, value, "right" if right else "left")`` for sorted ``time``.
-
-    Starts from where ``value`` would fall on a uniform grid and steps to
-    the answer: one or two steps on the usual evenly sampled light curves.
-    Falls back to bisection when the grid is far from uniform.
-    """
-    n = time.size
-    span = time[n - 1] - time[0]
-    guess = (value - time[0]) / span * (n - 1) if span > 0 else 0.0
-    i = int(min(max(guess, 0.0), n - 1.0)) if guess == guess else 0
-    for _ in range(8):
-        # The answer is the first index whose time is >= value (> value for right).
-        above = time[i] > value if right else time[i] >= value
-        if above:
-            if i == 0 or not (time[i - 1] > value if right else time[i - 1] >= value):
-                return i
-            i -= 1
-        else:
-            if i == n - 1:
-                return n
-            i += 1
-    if right:
-        return np.searchsorted(time, value, side="right")
-    return np.searchsorted(time, value, side="left")
-
-
-@_jit
-def multiply_transits(out, time, period, t0, rp, a, b, u1, u2, half_window):
-    """Multiply ``out`` (N, T) in place by circular-orbit transits near each mid-transit.
-
-    ``time`` (T,) must be sorted and finite. Each epoch's window (half-width
-    ``half_window``, capped at half a period and then half-open) is found by
-    binary search, as in :func:`skysift.transit.transit_model.transit_windows`;
-    the sky separation and the product follow
-    :func:`skysift.transit.transit_model._transit_points` and
-    :func:`_occult_general`, formed in float64 and rounded once to
-    ``out``'s type. Returns the rows, columns and separations of the rare
-    geometries :func:`_occult_general` leaves out (not multiplied).
-    """
-    n_rows, n_time = out.shape
-    rare_rows = [0 for _ in range(0)]
-    rare_cols = [0 for _ in range(0)]
-    rare_z = [0.0 for _ in range(0)]
-    if n_time == 0:
-        return np.array(rare_rows, dtype=np.int64), np.array(rare_cols, dtype=np.int64), np.array(rare_z)
-    for r in range(n_rows):
-        per = period[r]
-        half = half_window[r]
-        capped = half >= 0.5 * per
-        if capped:
-            half = 0.5 * per
-        first = np.ceil((time[0] - t0[r] - half) / per)
-        last = np.floor((time[-1] - t0[r] + half) / per)
-        n_epochs = last - first + 1.0
-        if not n_epochs > 0.0:
-            continue
-        aa, bb = a[r], b[r]
-        for k in range(int(n_epochs)):
-            centre = t0[r] + (first + k) * per
-            lo = _search_sorted(time, centre - half, False)
-            # A capped window is [c - P/2, c + P/2): the next epoch owns its upper edge.
-            hi = _search_sorted(time, centre + half, not capped)
-            for c in range(lo, hi):
-                dt = time[c] - centre
-                if not abs(dt) < 0.25 * per:
-                    continue  # the far side of the orbit: no transit
-                sin_phi = math.sin((2.0 * math.pi) * dt / per)
-                z = math.sqrt(bb * bb + (aa * aa - bb * bb) * (sin_phi * sin_phi))
-                flux = _occult_general(z, rp[r], u1[r], u2[r])
-                if np.isnan(flux):
-                    rare_rows.append(r)
-                    rare_cols.append(c)
-                    rare_z.append(z)
-                else:
-                    out[r, c] = out[r, c] * flux
-    return np.array(rare_rows, dtype=np.int64), np.array(rare_cols, dtype=np.int64), np.array(rare_z)
+    n_tail = 0
+    for i in range(cells.size):
+        cell = cells[i]
+        out[i] = table[cell]
+        n_tail += (cell == 0) | (cell == 65535)
+    return n_tail

@@ -34,6 +34,7 @@ import numpy as np
 from scipy import special
 
 from skysift.simulate.priors import Choice, LogUniform, Prior, Uniform
+from skysift.transit import _kernels
 from skysift.transit.transit_model import (
     _multiply_transits,
     semi_major_axis_from_density,
@@ -251,10 +252,9 @@ def gaussian_noise(
         part = out[begin : begin + _NOISE_CHUNK]
         # Four 16-bit cell indices from every 64 random bits.
         cell = rng.bit_generator.random_raw(-(-part.size // 4)).view(np.uint16)[: part.size]
-        np.take(table, cell, out=part)
-        # Cells 0 and M - 1 (uint16 wrap-around: cell - 1 >= M - 2) get exact tail draws.
-        tail = np.flatnonzero(cell - np.uint16(1) >= np.uint16(_NORMAL_CELLS - 2))
-        if tail.size:
+        # One compiled pass looks the cells up and counts those of the tails (cells 0 and M - 1).
+        if _kernels.look_up_cells(cell, table, part):
+            tail = np.flatnonzero(cell - np.uint16(1) >= np.uint16(_NORMAL_CELLS - 2))
             lower = special.ndtri(rng.random(tail.size) / _NORMAL_CELLS)
             part[tail] = loc + scale * np.where(cell[tail] == 0, lower, -lower)
     return out.reshape(shape)

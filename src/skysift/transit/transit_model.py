@@ -11,7 +11,7 @@ The complete elliptic integrals K and E come from :mod:`scipy.special`
 Light curves on a shared, sorted time grid (the usual case, including
 :func:`transit_light_curve` and :func:`skysift.transit.injection.inject_transits`)
 go through a compiled per-cadence version of the same formulas
-(:func:`skysift.transit._kernels.multiply_transits`, equal to this module's
+(:func:`skysift.transit._transit_kernels.multiply_transits`, equal to this module's
 to about 1e-14), which leaves only the rare contact geometries to
 :func:`occult_quadratic`.
 
@@ -25,7 +25,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import special
 
-from skysift.transit import _kernels
+from skysift.transit import _transit_kernels
 
 __all__ = [
     "occult_quadratic",
@@ -587,14 +587,14 @@ def _multiply_transits(
 
     Each product is formed in float64 and rounded once to ``out``'s type.
     A shared, sorted, finite time grid without exposure smearing (the common
-    case) goes through the compiled :func:`_kernels.multiply_transits`, which
+    case) goes through the compiled :func:`_transit_kernels.multiply_transits`, which
     leaves the rare geometries (contact points, full coverage) to
     :func:`occult_quadratic`; other inputs through :func:`_transit_points`.
     """
     smear = supersample > 1 and bool(exposure_time)
     if time.ndim == 1 and not smear and np.isfinite(time).all() and not np.any(time[1:] < time[:-1]):
         params = [np.ascontiguousarray(v, dtype=np.float64) for v in (period, t0, rp, a, b, u1, u2)]
-        rows, cols, z = _kernels.multiply_transits(
+        rows, cols, z = _transit_kernels.multiply_transits(
             out, np.ascontiguousarray(time), *params, _half_window(params[0], params[3], params[2], params[4])
         )
         if rows.size:
