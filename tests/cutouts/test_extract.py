@@ -7,7 +7,7 @@ import pytest
 from astropy.nddata import Cutout2D
 from astropy.table import Table
 
-from skysift.cutouts import extract_triplets, make_cutouts, write_cutout_product
+from skysift.cutouts import Triplets, extract_triplets, make_cutouts, write_cutout_product
 from skysift.errors import InputDataError
 from skysift.io import read_product
 
@@ -75,7 +75,7 @@ def test_make_cutouts_needs_aligned_reference(tmp_path):
         make_cutouts(tmp_path / "diffim", tmp_path / "science.fits", tmp_path / "out.h5")
 
 
-def test_make_cutouts_from_a_diffim_directory(tmp_path, provenance):
+def test_make_cutouts_from_a_diffim_directory(tmp_path, provenance, monkeypatch):
     from skysift.diffim.pipeline import difference_images, run_diffim
     from skysift.io import read_fits_image, write_fits_image
     from skysift.simulate.run import run_simulate_pair
@@ -100,6 +100,16 @@ def test_make_cutouts_from_a_diffim_directory(tmp_path, provenance):
     assert np.all(centres > 3.0)
     np.testing.assert_array_equal(product.arrays["cutout"][:, 2], extract_triplets(*(result.difference,) * 3, result.candidates["x"], result.candidates["y"], size=21).cutouts[:, 0])
     assert product.provenance.rule == "cutouts" and len(product.provenance.inputs) == 4
+    np.testing.assert_allclose(product.table["edge_fraction"], product.arrays["edge_mask"].mean(axis=(1, 2)), rtol=1e-6)
+    # Streamed in batches of 2 triplets through the reused buffer: the same product.
+    from skysift.cutouts import extract
+
+    monkeypatch.setattr(extract, "_BATCH_BYTES", 2 * 21 * 21 * 13)
+    batched = read_product(make_cutouts(outdir, pair["science"], tmp_path / "batched.h5", size=21))
+    for name in ("cutout", "edge_mask"):
+        np.testing.assert_array_equal(batched.arrays[name], product.arrays[name])
+    for name in product.table.colnames:
+        np.testing.assert_array_equal(batched.table[name], product.table[name])
 
 
 def test_many_positions_float64_images_and_mask_near_edges():
@@ -132,3 +142,69 @@ def test_threads_give_the_same_stamps():
         np.testing.assert_array_equal(threaded.cutouts[i, 1], expected)
     with pytest.raises(ValueError, match="workers"):
         extract_triplets(*images, x, y, size=9, workers=0)
+
+
+def test_cropped_fortran_big_endian_and_integer_images_give_the_same_stamps():
+    """Images seen without a copy (crops), copied (Fortran order) or cast (big-endian, integer) cut like the others."""
+    rng = np.random.default_rng(10)
+    images = [rng.normal(size=(120, 130)).astype(np.float32) for _ in range(3)]
+    mask = rng.random((120, 130)) < 0.02
+    x, y = rng.uniform(-4, 133, 700), rng.uniform(-4, 123, 700)
+    expected = extract_triplets(*images, x, y, size=13, mask=mask)
+    padded = [np.pad(image, ((3, 5), (7, 2))) for image in images]
+    crops = [image[3:-5, 7:-2] for image in padded]
+    assert not crops[0].flags.c_contiguous and crops[0].strides[1] == crops[0].itemsize
+    unusual = [crops[0], np.asfortranarray(images[1]), images[2].astype(">f4")]
+    mask_crop = np.pad(mask, ((1, 1), (4, 0)))[1:-1, 4:]
+    for workers in (1, 2):
+        cutouts, edge_mask = extract_triplets(*unusual, x, y, size=13, mask=mask_crop, workers=workers)
+        np.testing.assert_array_equal(cutouts, expected.cutouts)
+        np.testing.assert_array_equal(edge_mask, expected.edge_mask)
+    for i in rng.choice(700, 20, replace=False):
+        reference = Cutout2D(images[2], (x[i], y[i]), 13, mode="partial", fill_value=np.nan).data
+        np.testing.assert_array_equal(expected.cutouts[i, 2], reference)
+    counts = [np.round(image * 100).astype(np.int16) for image in images]
+    np.testing.assert_array_equal(
+        extract_triplets(*counts, x, y, size=13).cutouts,
+        extract_triplets(*(image.astype(np.float32) for image in counts), x, y, size=13).cutouts,
+    )
+
+
+def test_stamps_larger_than_the_image(images):
+    small = [image[:5, :7] for image in images]
+    x, y = np.array([3.0, 0.0, 6.4, 13.0]), np.array([2.0, 4.0, -1.0, 2.0])
+    cutouts, edge_mask = extract_triplets(*small, x, y, size=15)
+    for i, (xi, yi) in enumerate(zip(x, y, strict=True)):
+        for channel, image in enumerate(small):
+            expected = Cutout2D(image, (xi, yi), 15, mode="partial", fill_value=np.nan).data
+            np.testing.assert_array_equal(cutouts[i, channel], expected)
+        np.testing.assert_array_equal(edge_mask[i], np.isnan(cutouts[i, 0]))
+
+
+def test_output_buffer_is_reused_and_fully_overwritten(images):
+    rng = np.random.default_rng(11)
+    x, y = rng.uniform(-5, 104, 50), rng.uniform(-5, 84, 50)
+    mask = rng.random(images[0].shape) < 0.05
+    for kwargs in ({}, {"mask": mask}):
+        want = extract_triplets(*images, x, y, size=9, **kwargs)
+        # A dirty buffer (as left by a previous batch): everything must be overwritten.
+        buffer = Triplets(np.full((64, 3, 9, 9), 7.0, dtype=np.float32), np.ones((64, 9, 9), dtype=bool))
+        got = extract_triplets(*images, x, y, size=9, out=Triplets(buffer.cutouts[:50], buffer.edge_mask[:50]), **kwargs)
+        assert np.shares_memory(got.cutouts, buffer.cutouts) and np.shares_memory(got.edge_mask, buffer.edge_mask)
+        np.testing.assert_array_equal(got.cutouts, want.cutouts)
+        np.testing.assert_array_equal(got.edge_mask, want.edge_mask)
+
+
+@pytest.mark.parametrize(
+    "out",
+    [
+        Triplets(np.empty((3, 3, 9, 9), dtype=np.float32), np.empty((3, 9, 9), dtype=bool)),  # too few
+        Triplets(np.empty((4, 3, 9, 9), dtype=np.float64), np.empty((4, 9, 9), dtype=bool)),  # wrong type
+        Triplets(np.empty((4, 3, 9, 9), dtype=np.float32), np.empty((4, 9, 9), dtype=np.uint8)),
+        Triplets(np.empty((4, 3, 9, 18), dtype=np.float32)[..., ::2], np.empty((4, 9, 9), dtype=bool)),  # strided
+    ],
+)
+def test_bad_output_buffer_rejected(images, out):
+    with pytest.raises(ValueError, match="out.(cutouts|edge_mask)"):
+        extract_triplets(*images, [10, 20, 30, 40], [10, 20, 30, 40], size=9, out=out)
+
