@@ -57,6 +57,34 @@ def test_noise_deviates_are_standard_normal() -> None:
     assert abs(np.corrcoef(deviates[:, 0].ravel() ** 2, deviates[:, 1].ravel() ** 2)[0, 1]) < 5e-3
 
 
+def test_unit_circle_polynomials_cover_every_angle() -> None:
+    turns = torch.arange(-(1 << 23), 1 << 23, dtype=torch.int32)
+    cos_angle, sin_angle = sim_module._unit_circle(turns.float())
+    angle = turns.double() * (2 * np.pi / 2**24)
+    assert float((cos_angle.double() - torch.cos(angle)).abs().max()) < 2e-7
+    assert float((sin_angle.double() - torch.sin(angle)).abs().max()) < 2e-7
+
+
+@compile_warnings
+def test_noise_from_int64_words_matches_int32_pairs() -> None:
+    """The batch path (int64 words, strided images, written in place) against :func:`_noisy`."""
+    rng = np.random.default_rng(12)
+    words = rng.bit_generator.random_raw(16 * 32 * 64)
+    pairs = torch.from_numpy(words.view(np.int32).reshape(16, 32, 64, 2))
+    raw = torch.from_numpy(words.view(np.int64).reshape(16, 32, 64))
+    work = torch.rand(16, 2, 32, 80) * 100.0
+    images = work[..., 8:72]  # strided, as the inverse FFT's crop
+    reference = sim_module._noisy(images.contiguous(), pairs, 3.0, 4.0)
+    out = torch.empty(16, 2, 32, 64)
+    sim_module._noisy_into(out, images, raw, 3.0, 4.0)
+    assert torch.equal(out, reference)
+    # Compiled float32: polynomial log2, sin and cos, within float32 rounding of the deviates.
+    compiled = torch.compile(sim_module._noisy_into)
+    compiled(out, images, raw, 3.0, 4.0)
+    sigma = torch.sqrt(images * 3.0 + 4.0) / 3.0
+    assert float(((out - reference) / sigma).abs().max()) < 3e-6
+
+
 def test_add_noise_with_an_odd_number_of_pixels() -> None:
     simulator = LensSimulator("hsc", 15, 1, psf=None)
     images = torch.full((400, 15, 15), 3.0)

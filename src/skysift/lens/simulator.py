@@ -698,8 +698,9 @@ class LensSimulator:
             self._psf_transform_t = torch.fft.rfft2(padded).t().contiguous()
         self._surface_brightness = _surface_brightness
         self._pixel_pass = _pixel_pass
-        self._subpixel_arc = _subpixel_arc
+        self._refine_arc = _refine_arc
         self._noisy = _noisy
+        self._noisy_into = _noisy_into
         if compile:
             # torch.compile is lazy: only the kernels a render uses get compiled.
             # Inductor stores an intermediate that more than realize_reads_threshold (4)
@@ -712,8 +713,10 @@ class LensSimulator:
             # default (dynamic=None) recompiles once with that size symbolic. dynamic=True
             # would also make every float constant (polynomial coefficients...) a graph
             # input, converted to a tensor on each call (~50 us per call).
-            self._subpixel_arc = torch.compile(_subpixel_arc, options={"realize_reads_threshold": 16})
+            self._refine_arc = torch.compile(_refine_arc, options={"realize_reads_threshold": 16})
             self._noisy = torch.compile(_noisy)
+            # Writes into a slice of the batch: no copy of the noisy images.
+            self._noisy_into = torch.compile(_noisy_into)
 
     # parameters ----------------------------------------------------------------
     @staticmethod
@@ -815,10 +818,21 @@ class LensSimulator:
 
     def _convolve_into(self, images: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
         """:meth:`convolve` (with a PSF) writing into ``out``, of the shape of ``images``."""
+        flat_out = out.view(-1, *images.shape[-2:])
+        for rows, convolved in self._convolved_parts(images):
+            flat_out[rows] = convolved
+        return out
+
+    def _convolved_parts(self, images: torch.Tensor) -> Iterator[tuple[slice, torch.Tensor]]:
+        """PSF-convolved ``images`` (with a PSF), :data:`_FFT_CHUNK` at a time.
+
+        Yields ``(rows, convolved)``: ``convolved (n, H, W)`` is a strided view into
+        the inverse transform's work array, valid until the next part is made, so
+        that callers read it once (copy or add noise) without an extra copy.
+        """
         height, width = images.shape[-2:]
         length, c = self._fft_length, self._crop
         flat = images.reshape(-1, height, width)
-        flat_out = out.view(-1, height, width)
         # One axis at a time: the zero rows of the padding are never transformed
         # and only the kept rows are transformed back. The column transforms run on
         # the transposed row spectra (contiguous, ~15 % faster than strided ones).
@@ -830,8 +844,7 @@ class LensSimulator:
             transform = torch.fft.fft(columns, n=length, dim=-1)
             transform *= self._psf_transform_t
             rows = torch.fft.ifft(transform, dim=-1)[..., c : c + height].transpose(-1, -2)
-            flat_out[start : start + _FFT_CHUNK] = torch.fft.irfft(rows, n=length, dim=-1)[..., c : c + width]
-        return out
+            yield slice(start, start + part.shape[0]), torch.fft.irfft(rows, n=length, dim=-1)[..., c : c + width]
 
     def render_components(
         self, params: Mapping[str, np.ndarray], *, convolve: bool = True
@@ -913,9 +926,8 @@ class LensSimulator:
         else:
             index = torch.nonzero(arc_flag.reshape(-1)).squeeze(1)
         if index.numel():
-            centre = arc if self._centre_is_subpixel else None
             grid = (self._x_centre.reshape(-1), self._y_centre.reshape(-1), *offsets)
-            arc.view(-1)[index] = self._subpixel_arc(index, centre, *grid, lens, source)
+            self._refine_arc(arc, index, self._centre_is_subpixel, *grid, lens, source)
         return arc, lens_light
 
     def render(self, params: Mapping[str, np.ndarray]) -> torch.Tensor:
@@ -928,13 +940,18 @@ class LensSimulator:
         for part, arc, lens_light in self._pixel_chunks(params):
             # Convolution is linear: one FFT pass for the sum.
             clean = arc if lens_light is None else arc.add_(lens_light)
-            if rng is None:
-                if self.psf_kernel is None:
-                    images[part] = clean
+            out = images[part]
+            if self.psf_kernel is None:
+                if rng is None:
+                    out.copy_(clean)
                 else:
-                    self._convolve_into(clean, images[part])
+                    self._add_noise_into(clean, rng, out)
+            elif rng is None:
+                self._convolve_into(clean, out)
             else:
-                images[part] = self.add_noise(self.convolve(clean), rng)
+                # Noise is added as each part leaves the inverse FFT, straight into the batch.
+                for rows, convolved in self._convolved_parts(clean):
+                    self._add_noise_into(convolved, rng, out[rows])
         return images
 
     def noise_variance(self, images: torch.Tensor) -> torch.Tensor:
@@ -970,24 +987,42 @@ class LensSimulator:
         of 24-bit uniforms cut from the raw 64-bit words of ``rng``'s bit
         generator: one word gives two deviates, and the transform fuses with the
         noise scaling into one pass (:func:`_noisy`; ~3x faster on CPU than
-        ``torch.randn`` plus the scaling). The smallest uniform is ``2^-25``, so
-        deviates are bounded by ``sqrt(50 ln 2) = 5.89`` (a tail of probability
-        4e-9 is cut).
+        ``torch.randn`` plus the scaling). Compiled float32 kernels take the
+        logarithm, sine and cosine from polynomials (:func:`_log2`,
+        :func:`_unit_circle`, within float32 rounding of the library functions).
+        The smallest uniform is ``2^-25``, so deviates are bounded by
+        ``sqrt(50 ln 2) = 5.89`` (a tail of probability 4e-9 is cut).
         """
+        out = torch.empty(images.shape, dtype=images.dtype, device=images.device)
+        return self._add_noise_into(images, rng, out)
+
+    def _add_noise_into(self, images: torch.Tensor, rng: np.random.Generator, out: torch.Tensor) -> torch.Tensor:
+        """:meth:`add_noise` writing into ``out`` (contiguous, of the shape of ``images``, not aliasing it)."""
         survey = self.survey
         t = survey.total_exposure
         fixed = survey.sky_per_pixel * t + survey.n_exposures * (survey.read_noise**2 + survey.gain**2 / 12.0)
         # One row per image (pairs of deviates within it), so that noise added to a
-        # batch chunk by chunk, in order, equals noise added to the whole batch.
-        rows = images.reshape(-1, images.shape[-2] * images.shape[-1] if images.ndim >= 2 else images.numel())
-        count = rows.shape[1]
+        # batch chunk by chunk, in order, equals noise added to the whole batch. The
+        # first deviate of each pair goes to the first half of the image's pixels.
+        height, width = images.shape[-2:] if images.ndim >= 2 else (1, images.numel())
+        count = height * width
+        n_rows = images.numel() // count
         pairs = (count + 1) // 2
-        words = rng.bit_generator.random_raw(rows.shape[0] * pairs).view(np.int32)
-        bits = torch.from_numpy(words.reshape(rows.shape[0], pairs, 2)).to(images.device)
+        words = rng.bit_generator.random_raw(n_rows * pairs).view(np.int64)
+        if height % 2 == 0:
+            # The halves are halves of the rows: views, also of strided images.
+            halves = images.reshape(n_rows, 2, height // 2, width)
+            raw = torch.from_numpy(words.reshape(n_rows, height // 2, width)).to(images.device)
+            self._noisy_into(out.view(n_rows, 2, height // 2, width), halves, raw, t, fixed)
+            return out
+        words = words.view(np.int32)
+        rows = images.reshape(n_rows, count)
         if count % 2:
             rows = torch.nn.functional.pad(rows, (0, 1))
+        bits = torch.from_numpy(words.reshape(n_rows, pairs, 2)).to(images.device)
         noisy = self._noisy(rows.reshape(-1, 2, pairs), bits, t, fixed)
-        return noisy.reshape(-1, 2 * pairs)[:, :count].reshape(images.shape)
+        out.view(n_rows, count).copy_(noisy.reshape(-1, 2 * pairs)[:, :count])
+        return out
 
     def simulate(self, params: Mapping[str, np.ndarray], rng: np.random.Generator, *, noise: bool = True) -> torch.Tensor:
         """Render and (optionally) add noise: ``(N, H, W)`` images in e-/s.
@@ -1189,17 +1224,86 @@ def _subpixel_arc(
     return total * (1.0 / (offset_x.shape[0] + int(centre is not None)))
 
 
+def _refine_arc(
+    arc: torch.Tensor,
+    index: torch.Tensor,
+    centre_is_subpixel: bool,
+    x_pixels: torch.Tensor,
+    y_pixels: torch.Tensor,
+    offset_x: torch.Tensor,
+    offset_y: torch.Tensor,
+    lens: torch.Tensor,
+    source: torch.Tensor,
+) -> torch.Tensor:
+    """Replace the pixels at the flat ``index`` of ``arc (n, H, W)`` by their sub-pixel mean, in place.
+
+    :func:`_subpixel_arc`, with the pixel-centre values of ``arc`` as the middle
+    sub-pixel when ``centre_is_subpixel``. Compiled, the scatter is a store of
+    the fused kernel into ``arc`` (no separate indexing pass).
+    """
+    centre = arc if centre_is_subpixel else None
+    arc.view(-1)[index] = _subpixel_arc(index, centre, x_pixels, y_pixels, offset_x, offset_y, lens, source)
+    return arc
+
+
 def _noisy(images: torch.Tensor, bits: torch.Tensor, exposure_time: float, fixed: float) -> torch.Tensor:
-    """``images + sigma z`` for ``images (n, 2, m)`` in e-/s, ``z`` by Box-Muller from int32 ``bits (n, m, 2)``.
+    """``images + sigma z`` for ``images (n, 2, ...)`` in e-/s, ``z`` by Box-Muller from int32 ``bits (n, ..., 2)``.
 
     ``sigma = sqrt(max(image, 0) t + fixed) / t`` (see :meth:`LensSimulator.add_noise`).
     """
+    return _add_deviates(images, bits[..., 0], bits[..., 1], exposure_time, fixed)
+
+
+def _add_deviates(
+    images: torch.Tensor, low: torch.Tensor, high: torch.Tensor, exposure_time: float, fixed: float
+) -> torch.Tensor:
+    """:func:`_noisy` from the low and high 32-bit halves of the words (bits 8-31 are read; ``high`` sign-extended).
+
+    The halves may be int64 (``words`` and ``words >> 32``): one contiguous load
+    per word, where int32 halves interleaved in memory make inductor give up
+    vectorising the kernel (it counts strided loads).
+    """
     unit = 2.0**-24
-    # Top 24 bits of each word (arithmetic shift, then mask): uniforms in (0, 1) and [0, 1).
-    u1 = (((bits[..., 0] >> 8) & 0xFFFFFF).to(images.dtype) + 0.5) * unit
-    u2 = ((bits[..., 1] >> 8) & 0xFFFFFF).to(images.dtype) * unit
-    radius = torch.sqrt(-2.0 * torch.log(u1))
-    angle = (2.0 * math.pi) * u2
-    deviates = torch.stack((radius * torch.cos(angle), radius * torch.sin(angle)), dim=1)
+    # Top 24 bits of each half (arithmetic shift, then mask): uniforms in (0, 1) and [0, 1).
+    u1 = (((low >> 8) & 0xFFFFFF).to(images.dtype) + 0.5) * unit
+    if _fusing(images):
+        radius = torch.sqrt((-2.0 * _LN_2) * _log2(u1))
+        # Signed top 24 bits: the same angle modulo 2 pi, in [-pi, pi).
+        cos_angle, sin_angle = _unit_circle((high >> 8).to(images.dtype))
+    else:
+        radius = torch.sqrt(-2.0 * torch.log(u1))
+        angle = (2.0 * math.pi * unit) * ((high >> 8) & 0xFFFFFF).to(images.dtype)
+        cos_angle, sin_angle = torch.cos(angle), torch.sin(angle)
+    deviates = torch.stack((radius * cos_angle, radius * sin_angle), dim=1)
     sigma = torch.sqrt(torch.clamp(images, min=0.0) * exposure_time + fixed) / exposure_time
     return images + sigma * deviates
+
+
+#: Coefficients (lowest order first) of ``sin(x) = x S(x^2)`` and ``cos(x) = C(x^2)`` on
+#: ``[-pi/4, pi/4]``, least-squares fits on Chebyshev nodes: within 7e-8 evaluated in float32.
+_SIN_COEFFICIENTS = (1.0, -1.6666666632e-01, 8.3333287836e-03, -1.9839202471e-04, 2.717347545e-06)
+_COS_COEFFICIENTS = (1.0, -4.9999999999e-01, 4.1666666544e-02, -1.3888880395e-03, 2.4798928965e-05, -2.7173442003e-07)
+
+
+def _unit_circle(turns: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``cos`` and ``sin`` of ``2 pi turns / 2^24`` for integer-valued floats ``|turns| <= 2^23``, by polynomials.
+
+    The reduction to the nearest quarter turn ``k`` is exact, so the polynomials
+    only see ``[-pi/4, pi/4]``; the rotation by ``k`` quarter turns multiplies by
+    ``cos(k pi / 2) = 1 - |k|`` and ``sin(k pi / 2) = k (2 - |k|)`` (0 or +-1: exact).
+    ~2x cheaper than Sleef's ``sin`` plus ``cos``.
+    """
+    quarter = torch.floor(turns * 2.0**-22 + 0.5)  # -2 to 2
+    x = (turns - quarter * 2.0**22) * (2.0 * math.pi * 2.0**-24)
+    x2 = x * x
+    sine, cosine = x * _polynomial(x2, _SIN_COEFFICIENTS), _polynomial(x2, _COS_COEFFICIENTS)
+    size = torch.abs(quarter)
+    cos_quarter, sin_quarter = 1.0 - size, quarter * (2.0 - size)
+    return cos_quarter * cosine - sin_quarter * sine, sin_quarter * cosine + cos_quarter * sine
+
+
+def _noisy_into(
+    out: torch.Tensor, images: torch.Tensor, words: torch.Tensor, exposure_time: float, fixed: float
+) -> torch.Tensor:
+    """:func:`_noisy` written into ``out``, for ``images (n, 2, ...)`` and int64 ``words (n, ...)``."""
+    return out.copy_(_add_deviates(images, words, words >> 32, exposure_time, fixed))
