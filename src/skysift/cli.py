@@ -657,8 +657,10 @@ def build_parser() -> argparse.ArgumentParser:
     rb_sim.add_argument("--detected-only", type=_parse_bool, default=True, metavar="BOOL",
                         help="keep only injections and cosmic rays the subtraction detected, cut at the candidate "
                              "(default true: the classifier only ever sees candidates)")
-    rb_sim.add_argument("--cluster", default="none", choices=["none", "local", "slurm"])
-    rb_sim.add_argument("--workers", type=int, default=None)
+    rb_sim.add_argument("--cluster", default="local", choices=["none", "local", "slurm"],
+                        help="Dask cluster over the pairs: local (a LocalCluster, default), slurm, or none "
+                             "(threads in this process); the product is the same whichever runs it")
+    rb_sim.add_argument("--workers", type=int, default=None, help="workers of a local cluster (default: Dask's choice)")
     add_dataclass_arguments(rb_sim, DiffimOptions, "differencing options (skysift.diffim.options.DiffimOptions)")
     _add_provenance_arguments(rb_sim)
     rb_sim.set_defaults(handler=_cmd_realbogus_simulate)
