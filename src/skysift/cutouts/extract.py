@@ -353,11 +353,14 @@ def _cut_edge_stamps(
     # like interior stamps from padded copies of the edges measured no faster.)
     if indices.size == 0:
         return
+    ny, nx = images[0].shape
     for channel, image in enumerate(images):
-        _edge_stamps(_native_pixels(image), channel, cutouts, indices, x0, y0, size, fill_value)
+        _edge_stamps(_native_pixels(image), True, cutouts, channel, indices, x0, y0, size, np.float32(fill_value), ny, nx)
     has_mask = mask is not None
     mask_pixels = np.asarray(mask, dtype=bool) if has_mask else np.zeros((1, 1), dtype=bool)
-    _edge_masks(mask_pixels, has_mask, edge_mask, indices, x0, y0, size, *images[0].shape)
+    # Without a mask the pixels inside the image are unmasked (not ``outside``).
+    stamp_masks = edge_mask.reshape(len(edge_mask), 1, size, size)
+    _edge_stamps(mask_pixels, has_mask, stamp_masks, 0, indices, x0, y0, size, True, ny, nx)
 
 
 def _native_pixels(image: np.ndarray) -> np.ndarray:
@@ -368,48 +371,30 @@ def _native_pixels(image: np.ndarray) -> np.ndarray:
 
 
 @numba.njit(cache=True, nogil=True)
-def _edge_stamps(image, channel, cutouts, indices, x0, y0, size, fill_value):
-    # cutouts[n, channel] = the image around (y0[n], x0[n]), fill_value outside it, for n in indices.
-    ny, nx = image.shape
-    fill = np.float32(fill_value)
+def _edge_stamps(source, use_source, stamps, channel, indices, x0, y0, size, outside, ny, nx):
+    # For n in indices, stamps[n, channel] = ``outside`` beyond the ny x nx image, and inside it
+    # the source's pixels around (y0[n], x0[n]) (or not ``outside`` when use_source is False).
+    # Row slices of C-ordered stamps, which compile to straight copies (a loop per pixel, or a
+    # strided view of one channel, measured 10-50% slower).
+    inside = not outside
     for k in range(indices.size):
         n = indices[k]
         top, left = y0[n], x0[n]
         first = min(max(0, -left), size)
         last = max(min(size, nx - left), first)
-        stamp = cutouts[n, channel]
+        stamp = stamps[n, channel]
         for i in range(size):
             row = top + i
             line = stamp[i]
             if row < 0 or row >= ny:
-                line[:] = fill
+                line[:] = outside
                 continue
-            line[:first] = fill
-            line[first:last] = image[row, left + first : left + last]
-            line[last:] = fill
-
-
-@numba.njit(cache=True, nogil=True)
-def _edge_masks(mask, has_mask, edge_mask, indices, x0, y0, size, ny, nx):
-    # edge_mask[n]: True outside the image, the mask (or False) inside, for n in indices.
-    for k in range(indices.size):
-        n = indices[k]
-        top, left = y0[n], x0[n]
-        first = min(max(0, -left), size)
-        last = max(min(size, nx - left), first)
-        stamp = edge_mask[n]
-        for i in range(size):
-            row = top + i
-            line = stamp[i]
-            if row < 0 or row >= ny:
-                line[:] = True
-                continue
-            line[:first] = True
-            if has_mask:
-                line[first:last] = mask[row, left + first : left + last]
+            line[:first] = outside
+            if use_source:
+                line[first:last] = source[row, left + first : left + last]
             else:
-                line[first:last] = False
-            line[last:] = True
+                line[first:last] = inside
+            line[last:] = outside
 
 
 def write_cutout_product(
