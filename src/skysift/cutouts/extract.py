@@ -260,8 +260,10 @@ def extract_triplets(
     for name, image in zip(CHANNELS, images, strict=True):
         if image.shape != shape:
             raise ValueError(f"{name} image has shape {image.shape}, science has {shape}")
-    if mask is not None and np.shape(mask) != shape:
-        raise ValueError(f"mask has shape {np.shape(mask)}, images have {shape}")
+    if mask is not None:
+        if np.shape(mask) != shape:
+            raise ValueError(f"mask has shape {np.shape(mask)}, images have {shape}")
+        mask = np.asarray(mask, dtype=bool)  # once, for the interior and the edge stamps
     cx, cy = _centres(x), _centres(y)
     if cx.shape != cy.shape:
         raise ValueError(f"x and y differ in length ({cx.size} and {cy.size})")
@@ -288,7 +290,7 @@ def extract_triplets(
     x0_order, y0_order = x0[order], y0[order]
     # (No view when no stamp is interior: the image may be smaller than a stamp.)
     channels = [_StampRows.of(image, size) for image in images] if order.size else []
-    mask_rows = None if mask is None or not order.size else _StampRows.of(np.asarray(mask, dtype=bool), size)
+    mask_rows = None if mask is None or not order.size else _StampRows.of(mask, size)
 
     def gather(first: int, last: int) -> None:
         _gather_interior(
@@ -349,15 +351,15 @@ def _cut_edge_stamps(
     fill_value: float,
 ) -> None:
     # Stamps that cross an edge (a few per cent in practice), in compiled loops: fill_value
-    # and True in the mask outside the image, the pixels (and mask) inside. (Gathering them
-    # like interior stamps from padded copies of the edges measured no faster.)
+    # and True in the mask outside the image, the pixels and the (bool) mask inside.
+    # (Gathering them like interior stamps from padded copies of the edges measured no faster.)
     if indices.size == 0:
         return
     ny, nx = images[0].shape
     for channel, image in enumerate(images):
         _edge_stamps(_native_pixels(image), True, cutouts, channel, indices, x0, y0, size, np.float32(fill_value), ny, nx)
     has_mask = mask is not None
-    mask_pixels = np.asarray(mask, dtype=bool) if has_mask else np.zeros((1, 1), dtype=bool)
+    mask_pixels = mask if has_mask else np.zeros((1, 1), dtype=bool)
     # Without a mask the pixels inside the image are unmasked (not ``outside``).
     stamp_masks = edge_mask.reshape(len(edge_mask), 1, size, size)
     _edge_stamps(mask_pixels, has_mask, stamp_masks, 0, indices, x0, y0, size, True, ny, nx)
