@@ -143,6 +143,38 @@ def test_inject_transits_keeps_float32_and_matches_dense_model():
     np.testing.assert_array_equal(inject_transits(flux64[0], time, one), flux64[0] * model[0])
 
 
+def test_inject_transits_into_out_and_in_place():
+    time = np.arange(2000) * 0.0204
+    rng = np.random.default_rng(4)
+    n = 6
+    params = {
+        "period": rng.uniform(0.6, 9.0, n), "t0": rng.uniform(0.0, 3.0, n), "rp": rng.uniform(0.02, 0.2, n),
+        "a_rs": rng.uniform(3.0, 20.0, n), "b": rng.uniform(0.0, 0.9, n), "u1": np.full(n, 0.4), "u2": np.full(n, 0.2),
+    }
+    flux = (1.0 + 1e-3 * rng.standard_normal((n, time.size))).astype(np.float32)
+    expected = inject_transits(flux, time, params)
+    # Into a separate buffer: flux untouched.
+    before = flux.copy()
+    buffer = np.empty_like(flux)
+    assert inject_transits(flux, time, params, out=buffer) is buffer
+    np.testing.assert_array_equal(buffer, expected)
+    np.testing.assert_array_equal(flux, before)
+    # In place: same values, no copy.
+    assert inject_transits(flux, time, params, out=flux) is flux
+    np.testing.assert_array_equal(flux, expected)
+    # One light curve, one planet.
+    one = {k: v[0] for k, v in params.items()}
+    single = before[0].copy()
+    inject_transits(single, time, one, out=single)
+    np.testing.assert_array_equal(single, inject_transits(before[0], time, one))
+    with pytest.raises(ValueError, match="shape"):
+        inject_transits(before, time, params, out=np.empty((n, time.size - 1), np.float32))
+    with pytest.raises(ValueError, match="C-contiguous"):
+        inject_transits(before, time, params, out=np.empty((time.size, n), np.float32).T)
+    with pytest.raises(ValueError, match="floating"):
+        inject_transits(before, time, params, out=np.empty((n, time.size), np.int32))
+
+
 # ---------------------------------------------------------------------------
 # Binning, filling, normalising
 # ---------------------------------------------------------------------------

@@ -34,7 +34,9 @@ from __future__ import annotations
 
 import numba
 import numpy as np
+from numba.core import types
 from numba.cpython.unsafe.numbers import leading_zeros, trailing_zeros
+from numba.extending import intrinsic
 
 __all__: list[str] = []
 
@@ -49,6 +51,18 @@ _SMALL = 16
 _SELECT_BITS = 11
 #: Rows (or radix buckets) of at most this many values are selected by :func:`_select` directly.
 _SELECT_DIRECT = 96
+
+
+@intrinsic
+def _popcount(typingctx, word):
+    """Number of set bits of an integer (one ``popcnt`` instruction; numba has no such function)."""
+    if not isinstance(word, types.Integer):
+        return None
+
+    def codegen(context, builder, signature, args):
+        return builder.ctpop(args[0])
+
+    return word(word), codegen
 
 
 @_jit
@@ -330,7 +344,6 @@ def _overlap_workspace(n_time, max_cells):
         np.empty(n_time, dtype=np.int32),  # rank of each point (cell order)
         np.empty(n_time, dtype=np.float32),  # values in rank order
         np.empty(n_words, dtype=np.uint64),  # window: bit set of ranks
-        np.empty(n_words, dtype=np.int64),  # window: ranks per word
     )
 
 
@@ -356,12 +369,20 @@ def _rank_values(values, n, work):
     mask = np.uint64(n_digits - 1)
     for i in range(n_passes * n_digits):
         histogram[i] = 0
+    digit_mask = np.uint32(n_digits - 1)
+    if n_passes == 2:
+        # The usual case, unrolled: both digits counted in one pass.
+        for i in range(n):
+            key = keys[i] - lowest
+            histogram[int(key & digit_mask)] += 1
+            histogram[n_digits + int(key >> np.uint32(width))] += 1
+    else:
+        for step in range(n_passes):
+            base = step * n_digits
+            for i in range(n):
+                histogram[base + int(((keys[i] - lowest) >> np.uint32(step * width)) & digit_mask)] += 1
     for i in range(n):
         items[i] = (np.uint64(keys[i] - lowest) << np.uint64(32)) | np.uint64(i)
-    for i in range(n):
-        key = items[i] >> np.uint64(32)
-        for step in range(n_passes):
-            histogram[step * n_digits + int((key >> np.uint64(step * width)) & mask)] += 1
     source, target = items, items_next
     for step in range(n_passes):
         base = step * n_digits
@@ -385,14 +406,16 @@ def _rank_values(values, n, work):
 
 
 @_jit
-def _seek(word_count, cursor, below, k):
+def _seek(words, cursor, below, k):
     """Move ``cursor`` to the word holding the ``k``-th (0-based) set bit; ``below`` counts the bits before it."""
     while below > k:
         cursor -= 1
-        below -= word_count[cursor]
-    while below + word_count[cursor] <= k:
-        below += word_count[cursor]
+        below -= _popcount(words[cursor])
+    count = _popcount(words[cursor])
+    while below + count <= k:
+        below += count
         cursor += 1
+        count = _popcount(words[cursor])
     return cursor, below
 
 
@@ -420,7 +443,7 @@ def _overlap_row(position, values, n_points, shift, half_width, n_bins, median, 
     ``work`` is an :func:`_overlap_workspace`.
     """
     cells, ends, ordered = work[0], work[1], work[2]
-    rank, by_rank, words, word_count = work[7], work[8], work[9], work[10]
+    rank, by_rank, words = work[7], work[8], work[9]
     if not (np.isfinite(shift) and half_width >= 0.0 and np.isfinite(half_width)):
         out[:] = np.nan  # degenerate geometry (e.g. zero duration): no bin is defined
         return
@@ -461,7 +484,6 @@ def _overlap_row(position, values, n_points, shift, half_width, n_bins, median, 
     _rank_values(ordered, n_kept, work)
     for w in range((n_kept + 63) // 64):
         words[w] = 0
-        word_count[w] = 0
     low, high = 0, 0  # the window: ordered[low:high]
     # The medians move little from bin to bin: the select starts from the previous one's word.
     cursor, below = 0, 0  # below: the window's ranks in the words before the cursor's
@@ -471,13 +493,11 @@ def _overlap_row(position, values, n_points, shift, half_width, n_bins, median, 
             r = rank[i]
             w = r >> 6
             words[w] &= ~(np.uint64(1) << np.uint64(r & 63))
-            word_count[w] -= 1
             below -= int(w < cursor)
         for i in range(max(high, start), stop):
             r = rank[i]
             w = r >> 6
             words[w] |= np.uint64(1) << np.uint64(r & 63)
-            word_count[w] += 1
             below += int(w < cursor)
         low, high = start, stop
         n = stop - start
@@ -485,12 +505,12 @@ def _overlap_row(position, values, n_points, shift, half_width, n_bins, median, 
             out[j] = np.nan
             continue
         k = (n - 1) // 2
-        cursor, below = _seek(word_count, cursor, below, k)
+        cursor, below = _seek(words, cursor, below, k)
         lower = by_rank[cursor * 64 + _nth_bit(words[cursor], k - below)]
         if n % 2:
             out[j] = lower
         else:
-            cursor, below = _seek(word_count, cursor, below, k + 1)
+            cursor, below = _seek(words, cursor, below, k + 1)
             upper = by_rank[cursor * 64 + _nth_bit(words[cursor], k + 1 - below)]
             out[j] = np.float32(0.5 * (float(lower) + float(upper)))
 
@@ -705,7 +725,9 @@ def views_from_phase(
         row_flux = flux[r]
         n_unusable = 0
         for i in range(n_time):
-            n_unusable += not (np.isfinite(row_flux[i]) and np.isfinite(phase[i]))
+            # ``v - v`` is NaN exactly for NaN and infinite ``v``: a branch-free test the compiler vectorises.
+            value, x = row_flux[i], phase[i]
+            n_unusable += ((value - value) != 0) | ((x - x) != 0)
         n_global = 0
         n_local = 0
         if n_unusable == 0 and not use_valid:

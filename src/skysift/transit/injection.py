@@ -134,8 +134,9 @@ def inject_transits(
     *,
     exposure_time: float | None = None,
     supersample: int = 1,
+    out: np.ndarray | None = None,
 ) -> np.ndarray:
-    """Multiply light curves by planetary transits (pure: inputs are not modified).
+    """Multiply light curves by planetary transits (inputs are not modified unless passed as ``out``).
 
     Parameters
     ----------
@@ -150,12 +151,22 @@ def inject_transits(
         Unused (the transit is deterministic); accepted for the injector contract.
     exposure_time, supersample
         Integration-time smearing, see :func:`transit_light_curve`.
+    out : numpy.ndarray, optional
+        C-contiguous floating array of the result's shape to write into; it
+        may be ``flux`` itself, which then gains its transits in place (no
+        copy: the cheap way to inject into light curves made for the purpose).
 
     Returns
     -------
     numpy.ndarray, shape (N, T) ((T,) for one light curve and scalar parameters)
         ``flux`` times the transit model, in ``flux``'s floating dtype
-        (float64 for other inputs): float32 light curves stay float32.
+        (float64 for other inputs; ``out``'s dtype if given): float32 light
+        curves stay float32. ``out`` itself when given.
+
+    Raises
+    ------
+    ValueError
+        If ``out`` has the wrong shape, is not floating, C-contiguous and writable.
 
     Notes
     -----
@@ -172,11 +183,24 @@ def inject_transits(
     # Rows: one per planet, per light curve or per time grid, whichever is more (broadcasting).
     n = max([v.size for v in values] + [flux.shape[0] if flux.ndim == 2 else 1, time.shape[0] if time.ndim == 2 else 1])
     values = [np.broadcast_to(np.atleast_1d(v), (n,)) for v in values]
-    dtype = flux.dtype if np.issubdtype(flux.dtype, np.floating) else np.float64
-    out = np.array(np.broadcast_to(flux, (n, time.shape[-1])), dtype=dtype, order="C", copy=True)
+    shape = (n, time.shape[-1])
+    if out is None:
+        dtype = flux.dtype if np.issubdtype(flux.dtype, np.floating) else np.float64
+        rows = np.array(np.broadcast_to(flux, shape), dtype=dtype, order="C", copy=True)
+    else:
+        expected = shape[1:] if single else shape
+        if not isinstance(out, np.ndarray) or out.shape != expected:
+            raise ValueError(f"inject_transits: out must be an array of shape {expected}, got {getattr(out, 'shape', type(out).__name__)}")
+        if not (np.issubdtype(out.dtype, np.floating) and out.flags.c_contiguous and out.flags.writeable):
+            raise ValueError(f"inject_transits: out must be a writable C-contiguous floating array, got {out.dtype} {out.flags}")
+        rows = out.reshape(shape)
+        if out is not flux:
+            np.copyto(rows, np.broadcast_to(flux, shape), casting="same_kind")
     # The product is formed in float64 and rounded once, as flux * model would be.
-    _multiply_transits(out, time, *values, exposure_time, supersample)
-    return out[0] if single else out
+    _multiply_transits(rows, time, *values, exposure_time, supersample)
+    if out is not None:
+        return out
+    return rows[0] if single else rows
 
 
 #: Equiprobable cells of the tabulated normal in :func:`gaussian_noise`.
