@@ -158,8 +158,9 @@ def test_median_selection_and_ranking_kernels():
             assert got == np.median(values), n
     special = np.array([0.0, -0.0, np.inf, -np.inf, 1e-42, -1e-42, 3.4e38, -3.4e38, 1.0, -1.0], dtype=np.float32)
     values = np.concatenate([special, rng.normal(0, 10, 500).astype(np.float32), special])
-    # Ties (a stable sort keeps positions) and one distinct value rank too.
-    for ranked in (rng.integers(-3, 4, 700).astype(np.float32), np.full(300, 1.5, dtype=np.float32)):
+    # Ties (a stable sort keeps positions) and one distinct value rank too; fluxes near 1 take two radix passes.
+    fluxes = (1.0 + 0.01 * rng.normal(size=1500)).astype(np.float32)
+    for ranked in (rng.integers(-3, 4, 700).astype(np.float32), np.full(300, 1.5, dtype=np.float32), fluxes):
         work = _kernels._overlap_workspace(ranked.size, 8)
         _kernels._rank_values(ranked, ranked.size, work)
         np.testing.assert_array_equal(work[7][: ranked.size], np.argsort(np.argsort(ranked, kind="stable"), kind="stable"))
@@ -169,6 +170,25 @@ def test_median_selection_and_ranking_kernels():
     np.testing.assert_array_equal(np.sort(rank), np.arange(values.size))
     np.testing.assert_array_equal(by_rank, np.sort(values))
     np.testing.assert_array_equal(by_rank[rank], values)
+
+
+def test_nth_set_bit_kernels_agree():
+    rng = np.random.default_rng(11)
+    words = np.concatenate([rng.integers(1, 2**63, 200, dtype=np.uint64) | (rng.integers(0, 2, 200, dtype=np.uint64) << 63),
+                            np.array([1, 2**63, 2**64 - 1], dtype=np.uint64)])
+    for word in words:
+        bits = [b for b in range(64) if (int(word) >> b) & 1]
+        for n in (0, len(bits) // 2, len(bits) - 1):
+            assert _kernels._nth_bit_loop(word, n) == bits[n]
+            assert _kernels._nth_bit(word, n) == bits[n]
+
+
+def test_deposit_only_for_the_host_cpu(monkeypatch):
+    # A portable target (NUMBA_CPU_NAME=generic) must not get the x86 BMI2 instruction.
+    import numba
+
+    monkeypatch.setattr(numba.config, "CPU_NAME", "generic")
+    assert not _kernels._has_fast_deposit()
 
 
 def test_radix_median_equals_numpy_median():
