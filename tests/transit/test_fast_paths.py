@@ -53,6 +53,36 @@ def test_gaussian_noise_distribution():
     assert stats.kstest(far, tail_cdf).pvalue > 1e-3
 
 
+def _xoshiro256pp_reference(state, n):
+    """Blackman & Vigna's reference xoshiro256++ (one stream), in Python integers."""
+    mask = (1 << 64) - 1
+    rotl = lambda x, k: ((x << k) | (x >> (64 - k))) & mask  # noqa: E731
+    s0, s1, s2, s3 = (int(v) for v in state)
+    out = []
+    for _ in range(n):
+        out.append((rotl((s0 + s3) & mask, 23) + s0) & mask)
+        t = (s1 << 17) & mask
+        s2 ^= s0
+        s3 ^= s1
+        s1 ^= s2
+        s0 ^= s3
+        s2 ^= t
+        s3 = rotl(s3, 45)
+    return out
+
+
+def test_noise_generator_is_xoshiro256pp():
+    from skysift.transit import _kernels
+
+    rng = np.random.default_rng(9)
+    state = rng.integers(0, np.iinfo(np.uint64).max, (4, _kernels.NOISE_LANES), dtype=np.uint64, endpoint=True)
+    draws = np.empty(3 * _kernels.NOISE_LANES, dtype=np.uint64)
+    start = state.copy()
+    _kernels._next_draws(state, draws)
+    for lane in (0, 7, _kernels.NOISE_LANES - 1):
+        assert draws[lane :: _kernels.NOISE_LANES].tolist() == _xoshiro256pp_reference(start[:, lane], 3)
+
+
 def test_gaussian_noise_shape_scale_and_seed():
     a = gaussian_noise(np.random.default_rng(5), (300, 1001), loc=1.0, scale=3e-4)
     b = gaussian_noise(np.random.default_rng(5), (300, 1001), loc=1.0, scale=3e-4)
