@@ -629,15 +629,24 @@ def _normalise_finite_row(view, work):
     """:func:`_normalise_row` of a row without NaN (a :func:`_fill_row` output)."""
     n = view.size
     middle = np.float32(_median_radix(view, n, work))
-    lowest = np.float32(np.inf)
-    for i in range(n):
-        value = np.float32(view[i] - middle)
-        view[i] = value
-        lowest = min(lowest, value)
+    # Rounding is monotonic, so the least shifted value is the least value shifted.
+    lowest = np.float32(_lowest(view, n, work[1]) - middle)
     floor = np.float32(-lowest)
     scale = floor if floor > 0 else np.float32(1.0)
     for i in range(n):
-        view[i] = np.float32(view[i] / scale)
+        view[i] = np.float32(np.float32(view[i] - middle) / scale)
+
+
+@_jit
+def _lowest(values, n, keys):
+    """The least of float32 ``values[:n]`` (n >= 1, no NaN), overwriting ``keys[:n]``.
+
+    An integer minimum of the sortable keys: it vectorises, where a float
+    ``min`` (NaN-aware, so not reassociated) is one long dependency chain.
+    """
+    lowest, _ = _sortable_keys(values, n, keys)
+    keys[0] = _key_bits(lowest)
+    return keys[:1].view(np.float32)[0]
 
 
 @_jit
