@@ -207,10 +207,20 @@ def _median_radix(values, n, work):
             histogram[b] = 0
         for i in range(m):
             histogram[(keys[i] - lowest) >> shift] += 1
-        bucket = 0
-        while histogram[bucket] <= rank:
+        # The bucket holding the rank-th key, scanning from both ends at once (a global view's
+        # median sits near the top: its range reaches down to the transit's floor).
+        bucket, top = 0, int(n_buckets) - 1
+        rank_from_top = m - 1 - rank
+        while True:
+            if histogram[bucket] > rank:
+                break
             rank -= histogram[bucket]
             bucket += 1
+            if histogram[top] > rank_from_top:
+                bucket, rank = top, histogram[top] - 1 - rank_from_top
+                break
+            rank_from_top -= histogram[top]
+            top -= 1
         # Keep the bucket's keys (in place, in order) and their range.
         kept = 0
         low_key = np.uint32(0xFFFFFFFF)
@@ -817,7 +827,13 @@ def views_from_phase(
                 for i in range(n_time):
                     global_index[i] = max(min(np.int32(phase[i] * global_bins), global_bins - 1), 0)
                 n_global = n_time
-            if local_bins:
+            if local_bins and near_low <= 0.0 and near_high >= 1.0:
+                # The local view spans the whole orbit (short periods): every point, vectorised.
+                for i in range(n_time):
+                    local_position[i] = phase[i] * scale
+                    local_values[i] = row_flux[i]
+                n_local = n_time
+            elif local_bins:
                 for i in range(n_time):
                     x = phase[i]
                     if x >= near_low and x <= near_high:
