@@ -491,6 +491,27 @@ _nth_bit = _nth_bit_deposit if _has_fast_deposit() else _nth_bit_loop
 
 
 @_jit
+def _overlap_geometry(shift, half_width, n_bins):
+    """Cell numbering of :func:`_overlap_row`: ``(n_short, n_cells, low_base, high_base)``.
+
+    ``n_short`` is -1 for a degenerate geometry (e.g. zero duration), where no bin is defined.
+    """
+    if not (np.isfinite(shift) and half_width >= 0.0 and np.isfinite(half_width)):
+        return -1, 0, 0.0, 0.0
+    short = np.floor(2.0 * half_width)
+    n_short = int(short)
+    return n_short, 2 * (n_bins + n_short + 2), shift - 0.5 - half_width, shift - 0.5 + half_width - short
+
+
+@_jit
+def _cell_of(x, n_short, n_cells, low_base, high_base):
+    """The cell of a point at ``x`` bin spacings (see :func:`_overlap_row`); ``n_cells`` if in no bin."""
+    first = np.ceil(low_base + x)
+    cell = 2 * int(first) + 2 * n_short + 2 + int(first <= high_base + x)
+    return cell if cell >= 0 and cell < n_cells else n_cells
+
+
+@_jit
 def _overlap_row(position, values, n_points, shift, half_width, n_bins, median, work, out):
     """Statistic over the overlapping bins ``|x - (j + 1/2)| <= half_width`` into ``out``.
 
@@ -499,29 +520,31 @@ def _overlap_row(position, values, n_points, shift, half_width, n_bins, median, 
     ``ceil(x - 1/2 - half_width)``. Numbering its "cell"
     ``2 (first bin + L + 1) + (1 if it reaches L + 1 bins)`` makes every bin
     ``j`` exactly the cells ``2j + 3 ... 2j + 2L + 3``: a contiguous run once
-    the points are counting-sorted by cell, and the runs of successive bins
-    move monotonically. Medians: the points are ranked by value
-    (:func:`_rank_values`) and the run's ranks kept in a bit set as it
-    slides, so each median is a select in the bit set. Means: direct sums.
+    the points are counting-sorted by cell (:func:`_overlap_cells`).
     ``work`` is an :func:`_overlap_workspace`.
+    """
+    n_short, n_cells, low_base, high_base = _overlap_geometry(shift, half_width, n_bins)
+    if n_short < 0:
+        out[:] = np.nan
+        return
+    cells = work[0]
+    # Cells outside [0, n_cells) belong to no bin: they go to a spare cell n_cells, sorted last.
+    for i in range(n_points):
+        cells[i] = _cell_of(position[i], n_short, n_cells, low_base, high_base)
+    _overlap_cells(values, n_points, n_short, n_cells, n_bins, median, work, out)
+
+
+@_jit
+def _overlap_cells(values, n_points, n_short, n_cells, n_bins, median, work, out):
+    """:func:`_overlap_row` given the points' cells in ``work[0][:n_points]``.
+
+    The runs of successive bins move monotonically. Medians: the points are
+    ranked by value (:func:`_rank_values`) and the run's ranks kept in a
+    bit set as it slides, so each median is a select in the bit set.
+    Means: direct sums.
     """
     cells, ends, ordered = work[0], work[1], work[2]
     rank, by_rank, words = work[7], work[8], work[9]
-    if not (np.isfinite(shift) and half_width >= 0.0 and np.isfinite(half_width)):
-        out[:] = np.nan  # degenerate geometry (e.g. zero duration): no bin is defined
-        return
-    short = np.floor(2.0 * half_width)
-    n_short = int(short)
-    n_cells = 2 * (n_bins + n_short + 2)
-    low_base = shift - 0.5 - half_width
-    high_base = shift - 0.5 + half_width - short
-    # Cells outside [0, n_cells) belong to no bin: they go to a spare cell n_cells, sorted last.
-    # Branch-free (vectorised) cell numbers first, then the counting sort.
-    for i in range(n_points):
-        x = position[i]
-        first = np.ceil(low_base + x)
-        cell = 2 * int(first) + 2 * n_short + 2 + int(first <= high_base + x)
-        cells[i] = cell if cell >= 0 and cell < n_cells else n_cells
     for c in range(n_cells + 1):
         ends[c] = 0
     for i in range(n_points):
@@ -812,6 +835,11 @@ def views_from_phase(
         reach = (half_span + half_width) / p
         near_low, near_high = 0.5 - reach, 0.5 + reach
         scale = p / spacing
+        # The local view's cells, numbered as the points are selected (see _overlap_row).
+        local_cells = local_work[0]
+        n_short, n_cells, low_base, high_base = _overlap_geometry(
+            (half_span - 0.5 * p) / spacing, half_width / spacing, local_bins
+        )
         row_flux = flux[r]
         n_unusable = 0
         for i in range(n_time):
@@ -830,7 +858,7 @@ def views_from_phase(
             if local_bins and near_low <= 0.0 and near_high >= 1.0:
                 # The local view spans the whole orbit (short periods): every point, vectorised.
                 for i in range(n_time):
-                    local_position[i] = phase[i] * scale
+                    local_cells[i] = _cell_of(phase[i] * scale, n_short, n_cells, low_base, high_base)
                     local_values[i] = row_flux[i]
                 n_local = n_time
             elif local_bins:
@@ -840,6 +868,9 @@ def views_from_phase(
                         local_position[n_local] = x * scale
                         local_values[n_local] = row_flux[i]
                         n_local += 1
+                # The cells apart, in a loop that vectorises.
+                for i in range(n_local):
+                    local_cells[i] = _cell_of(local_position[i], n_short, n_cells, low_base, high_base)
             global_source = row_flux
         else:
             for i in range(n_time):
@@ -857,6 +888,8 @@ def views_from_phase(
                     local_position[n_local] = x * scale
                     local_values[n_local] = value
                     n_local += 1
+            for i in range(n_local):
+                local_cells[i] = _cell_of(local_position[i], n_short, n_cells, low_base, high_base)
             global_source = global_values
         if global_bins:
             row = out_global[r]
@@ -866,9 +899,10 @@ def views_from_phase(
                 _normalise_finite_row(row, median_work)
         if local_bins:
             row = out_local[r]
-            shift = (half_span - 0.5 * p) / spacing
-            width = half_width / spacing
-            _overlap_row(local_position, local_values, n_local, shift, width, local_bins, median, local_work, row)
+            if n_short < 0:
+                row[:] = np.nan  # degenerate geometry (e.g. zero duration): no bin is defined
+            else:
+                _overlap_cells(local_values, n_local, n_short, n_cells, local_bins, median, local_work, row)
             if finish:
                 _fill_row(row)
                 _normalise_finite_row(row, median_work)
