@@ -49,6 +49,8 @@ _jit = numba.njit(cache=True, nogil=True, error_model="numpy")
 _RADIX_BITS = 11
 #: Ranges shorter than this are sorted by :func:`_small_sort` rather than partitioned.
 _SMALL = 16
+#: Values kept per global-view bin by :func:`_adjacent_row`: medians of up to this many need no gather.
+_SLOTS = 8
 #: Bits per radix-selection pass of :func:`_median_radix`.
 _SELECT_BITS = 11
 #: Rows (or radix buckets) of at most this many values are selected by :func:`_select` directly
@@ -299,9 +301,10 @@ def _adjacent_row(bins, values, n_points, n_bins, median, work, out):
     for i in range(n_points):
         b = bins[i]
         c = count[b]
-        slots[min(c, 3) * n_bins + b] = values[i]
+        slots[min(c, _SLOTS - 1) * n_bins + b] = values[i]
         count[b] = c + 1
     n_crowded = 0
+    n_overfull = 0
     for b in range(n_bins):
         c = count[b]
         v0, v1, v2, v3 = slots[b], slots[n_bins + b], slots[2 * n_bins + b], slots[3 * n_bins + b]
@@ -316,26 +319,74 @@ def _adjacent_row(bins, values, n_points, n_bins, median, work, out):
         value = v0 if c == 1 else value
         out[b] = value if c > 0 else np.float32(np.nan)
         n_crowded += c > 4
+        n_overfull += c > _SLOTS
     if n_crowded == 0:
         return
-    # Crowded bins: their points in bin order, then an exact selection each.
+    # Crowded bins (phases that pile up on a resonant period) of up to _SLOTS points: all in the slots.
+    for b in range(n_bins):
+        c = count[b]
+        if c > 4 and c <= _SLOTS:
+            out[b] = np.float32(_median_of_slots(slots, n_bins, b, c))
+    if n_overfull == 0:
+        return
+    # Bins of more points: gathered in bin order, then an exact selection each.
     position = 0
     for b in range(n_bins):
         ends[b] = position
-        if count[b] > 4:
+        if count[b] > _SLOTS:
             position += count[b]
     for i in range(n_points):
         b = bins[i]
-        if count[b] > 4:
+        if count[b] > _SLOTS:
             ordered[ends[b]] = values[i]
             ends[b] += 1
     for b in range(n_bins):
         n = count[b]
-        if n > 4:
+        if n > _SLOTS:
             start = ends[b] - n
             for i in range(n):
                 scratch[i] = ordered[start + i]
             out[b] = np.float32(_median_of(scratch, n))
+
+
+@_jit
+def _median_of_slots(slots, n_bins, b, n):
+    """Median of the ``n`` (5 <= n <= 8) values of bin ``b`` in the :data:`_SLOTS` planes of ``slots``.
+
+    Batcher's 19-comparator sorting network on registers (the unused
+    inputs +inf), then the middle one or two: no branch, no memory.
+    """
+    inf = np.float32(np.inf)
+    v0, v1, v2, v3 = slots[b], slots[n_bins + b], slots[2 * n_bins + b], slots[3 * n_bins + b]
+    v4 = slots[4 * n_bins + b]
+    v5 = slots[5 * n_bins + b] if n > 5 else inf
+    v6 = slots[6 * n_bins + b] if n > 6 else inf
+    v7 = slots[7 * n_bins + b] if n > 7 else inf
+    v0, v1 = min(v0, v1), max(v0, v1)
+    v2, v3 = min(v2, v3), max(v2, v3)
+    v4, v5 = min(v4, v5), max(v4, v5)
+    v6, v7 = min(v6, v7), max(v6, v7)
+    v0, v2 = min(v0, v2), max(v0, v2)
+    v1, v3 = min(v1, v3), max(v1, v3)
+    v4, v6 = min(v4, v6), max(v4, v6)
+    v5, v7 = min(v5, v7), max(v5, v7)
+    v1, v2 = min(v1, v2), max(v1, v2)
+    v5, v6 = min(v5, v6), max(v5, v6)
+    v0, v4 = min(v0, v4), max(v0, v4)
+    v1, v5 = min(v1, v5), max(v1, v5)
+    v2, v6 = min(v2, v6), max(v2, v6)
+    v3, v7 = min(v3, v7), max(v3, v7)
+    v2, v4 = min(v2, v4), max(v2, v4)
+    v3, v5 = min(v3, v5), max(v3, v5)
+    v1, v2 = min(v1, v2), max(v1, v2)
+    v3, v4 = min(v3, v4), max(v3, v4)
+    v5, v6 = min(v5, v6), max(v5, v6)
+    # Sorted: the lower middle is v2 (n = 5, 6) or v3 (n = 7, 8), the upper v3 or v4.
+    lower = v2 if n < 7 else v3
+    if n % 2:
+        return float(lower)
+    upper = v3 if n < 7 else v4
+    return 0.5 * (float(lower) + float(upper))
 
 
 @_jit
@@ -344,10 +395,10 @@ def _adjacent_workspace(n_time, n_bins):
     return (
         np.empty(n_bins, dtype=np.int32),  # count
         np.empty(n_bins, dtype=np.float64),  # sum (means)
-        np.empty(4 * n_bins, dtype=np.float32),  # first four values (medians)
+        np.empty(_SLOTS * n_bins, dtype=np.float32),  # each bin's first _SLOTS values (medians)
         np.empty(n_bins, dtype=np.int64),
         np.empty(n_time, dtype=np.float32),
-        np.empty(n_time, dtype=np.float32),
+        np.empty(max(n_time, _SLOTS), dtype=np.float32),
     )
 
 
