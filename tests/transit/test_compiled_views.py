@@ -126,6 +126,25 @@ def test_binned_statistic_equals_numpy_implementation(statistic):
         _assert_views_equal(got, want, statistic)
 
 
+def test_adjacent_bin_medians_for_every_count():
+    # Bins of 0-12 points: the closed forms (1-4), the sorting network (5-8) and the gathered selection (9+).
+    rng = np.random.default_rng(12)
+    counts = np.tile(np.arange(13), 5)
+    bins = np.repeat(np.arange(counts.size), counts)
+    order = rng.permutation(bins.size)
+    values = rng.normal(size=bins.size).astype(np.float32)
+    values[::5] = np.round(values[::5], 0)  # ties
+    bins, values = bins[order], values[order]
+    out = np.empty(counts.size, dtype=np.float32)
+    work = _kernels._adjacent_workspace(bins.size, counts.size)
+    _kernels._adjacent_row(bins, values, bins.size, counts.size, True, work, out)
+    for b, n in enumerate(counts):
+        if n == 0:
+            assert np.isnan(out[b])
+        else:
+            assert out[b] == np.float32(np.median(values[bins == b].astype(np.float64))), (b, n)
+
+
 def test_fill_and_normalise_equal_numpy_implementation():
     rng = np.random.default_rng(5)
     for n_bins in (1, 2, 10, 201, 2001):
