@@ -283,6 +283,7 @@ def _adjacent_row(bins, values, n_points, n_bins, median, work, out):
     gathered in bin order and selected. Empty bins are NaN. ``work`` is an
     :func:`_adjacent_workspace`.
     """
+    # Indices unsigned (bins, counts): numba adds no negative-index wraparound to these loads and stores.
     count, total, slots, ends, ordered, scratch = work
     for b in range(n_bins):
         count[b] = 0
@@ -298,15 +299,17 @@ def _adjacent_row(bins, values, n_points, n_bins, median, work, out):
             out[b] = np.float32(total[b] / count[b])
         return
     # Two stores a point (count and slot) rather than read-modify-writes of four accumulators.
+    plane = np.uint32(n_bins)
+    last = np.uint32(_SLOTS - 1)
     for i in range(n_points):
         b = bins[i]
         c = count[b]
-        slots[min(c, _SLOTS - 1) * n_bins + b] = values[i]
-        count[b] = c + 1
+        slots[min(c, last) * plane + b] = values[i]
+        count[b] = c + np.uint32(1)
     n_crowded = 0
     n_overfull = 0
     for b in range(n_bins):
-        c = count[b]
+        c = int(count[b])
         v0, v1, v2, v3 = slots[b], slots[n_bins + b], slots[2 * n_bins + b], slots[3 * n_bins + b]
         # Slots past the count hold stale values: every form below uses only the filled ones.
         low01, high01 = min(v0, v1), max(v0, v1)
@@ -324,7 +327,7 @@ def _adjacent_row(bins, values, n_points, n_bins, median, work, out):
         return
     # Crowded bins (phases that pile up on a resonant period) of up to _SLOTS points: all in the slots.
     for b in range(n_bins):
-        c = count[b]
+        c = int(count[b])
         if c > 4 and c <= _SLOTS:
             out[b] = np.float32(_median_of_slots(slots, n_bins, b, c))
     if n_overfull == 0:
@@ -341,7 +344,7 @@ def _adjacent_row(bins, values, n_points, n_bins, median, work, out):
             ordered[ends[b]] = values[i]
             ends[b] += 1
     for b in range(n_bins):
-        n = count[b]
+        n = int(count[b])
         if n > _SLOTS:
             start = ends[b] - n
             for i in range(n):
@@ -393,7 +396,7 @@ def _median_of_slots(slots, n_bins, b, n):
 def _adjacent_workspace(n_time, n_bins):
     """Work arrays of :func:`_adjacent_row`."""
     return (
-        np.empty(n_bins, dtype=np.int32),  # count
+        np.empty(n_bins, dtype=np.uint32),  # count
         np.empty(n_bins, dtype=np.float64),  # sum (means)
         np.empty(_SLOTS * n_bins, dtype=np.float32),  # each bin's first _SLOTS values (medians)
         np.empty(n_bins, dtype=np.int64),
@@ -407,14 +410,14 @@ def _overlap_workspace(n_time, max_cells):
     """Work arrays of :func:`_overlap_row` for rows of up to ``n_time`` points and ``max_cells`` cells."""
     n_words = (n_time + 63) // 64
     return (
-        np.empty(n_time, dtype=np.int32),  # cell of each point
-        np.empty(max_cells + 1, dtype=np.int64),  # cell ends (and the spare cell's)
+        np.empty(n_time, dtype=np.uint32),  # cell of each point
+        np.empty(max_cells + 1, dtype=np.uint32),  # cell ends (and the spare cell's)
         np.empty(n_time, dtype=np.float32),  # values in cell order
         np.empty(n_time, dtype=np.uint64),  # radix items: key << 32 | position
         np.empty(n_time, dtype=np.uint64),
-        np.empty(3 << _RADIX_BITS, dtype=np.int32),  # radix histograms
+        np.empty(3 << _RADIX_BITS, dtype=np.uint32),  # radix histograms
         np.empty(n_time, dtype=np.uint32),  # sortable keys
-        np.empty(n_time, dtype=np.int32),  # rank of each point (cell order)
+        np.empty(n_time, dtype=np.uint32),  # rank of each point (cell order)
         np.empty(n_time, dtype=np.float32),  # values in rank order
         np.empty(n_words, dtype=np.uint64),  # window: bit set of ranks
     )
@@ -439,41 +442,45 @@ def _rank_values(values, n, work):
     n_passes = (n_bits + _RADIX_BITS - 1) // _RADIX_BITS
     width = (n_bits + n_passes - 1) // n_passes if n_passes else 0
     n_digits = 1 << width
-    mask = np.uint64(n_digits - 1)
     for i in range(n_passes * n_digits):
         histogram[i] = 0
+    # Unsigned indices throughout: numba then adds no negative-index wraparound to the scatters.
     digit_mask = np.uint32(n_digits - 1)
     if n_passes == 2:
         # The usual case, unrolled: both digits counted in one pass.
+        high_base = np.uint32(n_digits)
         for i in range(n):
             key = keys[i] - lowest
-            histogram[int(key & digit_mask)] += 1
-            histogram[n_digits + int(key >> np.uint32(width))] += 1
+            histogram[key & digit_mask] += np.uint32(1)
+            histogram[high_base + (key >> np.uint32(width))] += np.uint32(1)
     else:
         for step in range(n_passes):
-            base = step * n_digits
+            base = np.uint32(step * n_digits)
             for i in range(n):
-                histogram[base + int(((keys[i] - lowest) >> np.uint32(step * width)) & digit_mask)] += 1
+                histogram[base + (((keys[i] - lowest) >> np.uint32(step * width)) & digit_mask)] += np.uint32(1)
     for i in range(n):
         items[i] = (np.uint64(keys[i] - lowest) << np.uint64(32)) | np.uint64(i)
+    mask = np.uint64(n_digits - 1)
     source, target = items, items_next
     for step in range(n_passes):
         base = step * n_digits
-        shift = np.uint64(32 + step * width)
-        total = 0
+        total = np.uint32(0)
         for d in range(n_digits):
             count = histogram[base + d]
             histogram[base + d] = total
             total += count
+        shift = np.uint64(32 + step * width)
+        base64 = np.uint64(base)
         for i in range(n):
             item = source[i]
-            d = base + int((item >> shift) & mask)
+            d = base64 + ((item >> shift) & mask)
             slot = histogram[d]
-            histogram[d] = slot + 1
+            histogram[d] = slot + np.uint32(1)
             target[slot] = item
         source, target = target, source
+    low_half = np.uint64(0xFFFFFFFF)
     for r in range(n):
-        i = int(source[r] & np.uint64(0xFFFFFFFF))
+        i = source[r] & low_half
         rank[i] = r
         by_rank[r] = values[i]
 
@@ -599,7 +606,7 @@ def _overlap_cells(values, n_points, n_short, n_cells, n_bins, median, work, out
     for c in range(n_cells + 1):
         ends[c] = 0
     for i in range(n_points):
-        ends[cells[i]] += 1
+        ends[cells[i]] += np.uint32(1)
     total = 0
     for c in range(n_cells + 1):
         total += ends[c]
@@ -607,17 +614,17 @@ def _overlap_cells(values, n_points, n_short, n_cells, n_bins, median, work, out
     for i in range(n_points):
         c = cells[i]
         ordered[ends[c]] = values[i]
-        ends[c] += 1
+        ends[c] += np.uint32(1)
     # Now ends[c] is the end of cell c and ends[c - 1] its start.
     if not median:
         for j in range(n_bins):
-            start, stop = ends[2 * j + 2], ends[2 * j + 2 * n_short + 3]
+            start, stop = int(ends[2 * j + 2]), int(ends[2 * j + 2 * n_short + 3])
             total_value = 0.0
             for i in range(start, stop):
                 total_value += float(ordered[i])
             out[j] = np.float32(total_value / (stop - start))
         return
-    n_kept = ends[n_cells - 1]
+    n_kept = int(ends[n_cells - 1])
     _rank_values(ordered, n_kept, work)
     for w in range((n_kept + 63) // 64):
         words[w] = 0
@@ -625,16 +632,16 @@ def _overlap_cells(values, n_points, n_short, n_cells, n_bins, median, work, out
     # The medians move little from bin to bin: the select starts from the previous one's word.
     cursor, below = 0, 0  # below: the window's ranks in the words before the cursor's
     for j in range(n_bins):
-        start, stop = ends[2 * j + 2], ends[2 * j + 2 * n_short + 3]
+        start, stop = int(ends[2 * j + 2]), int(ends[2 * j + 2 * n_short + 3])
         for i in range(low, min(start, high)):
             r = rank[i]
-            w = r >> 6
-            words[w] &= ~(np.uint64(1) << np.uint64(r & 63))
+            w = r >> np.uint32(6)
+            words[w] &= ~(np.uint64(1) << np.uint64(r & np.uint32(63)))
             below -= int(w < cursor)
         for i in range(max(high, start), stop):
             r = rank[i]
-            w = r >> 6
-            words[w] |= np.uint64(1) << np.uint64(r & 63)
+            w = r >> np.uint32(6)
+            words[w] |= np.uint64(1) << np.uint64(r & np.uint32(63))
             below += int(w < cursor)
         low, high = start, stop
         n = stop - start
@@ -756,7 +763,7 @@ def adjacent_rows(position, values, good, n_bins, median, out):
     points are used. Writes (N, n_bins) float32 ``out``, NaN where empty.
     """
     n_rows, n_time = values.shape
-    bins = np.empty(n_time, dtype=np.int64)
+    bins = np.empty(n_time, dtype=np.uint32)
     kept = np.empty(n_time, dtype=np.float32)
     work = _adjacent_workspace(n_time, n_bins)
     for r in range(n_rows):
@@ -847,7 +854,7 @@ def views_from_phase(
     given_phase = phase_in.shape[0] > 0
     use_valid = valid.shape[0] > 0
     phase = np.empty(n_time, dtype=np.float64)
-    global_index = np.empty(n_time, dtype=np.int32)
+    global_index = np.empty(n_time, dtype=np.uint32)
     global_values = np.empty(n_time, dtype=np.float32)
     local_position = np.empty(n_time, dtype=np.float64)
     local_values = np.empty(n_time, dtype=np.float32)
