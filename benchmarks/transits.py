@@ -13,23 +13,27 @@ Kepler long-cadence light curves with quadratic limb darkening:
 * ``inject+views`` (the headline, the figure the >= 20,000/s/core target
   refers to): for every light curve, fresh float32 white noise at every
   cadence (:func:`skysift.transit.injection.gaussian_noise`, a 65,536-cell
-  tabulated normal with exact tails; one 16-bit draw per cadence), the exact
-  Mandel & Agol quadratic-LD transit multiplied in (float64 model at the
-  cadences near each transit, found per epoch in the sorted times, evaluated
-  in vectorised blocks of independent points:
-  :mod:`skysift.transit._transit_kernels`), phase fold, global view (2001 median bins)
-  and local view (201 overlapping median bins over +-4 durations), empty-bin
-  interpolation, normalisation (median 0, min -1). The views come from one
-  compiled pass per light curve (numba, :mod:`skysift.transit._kernels`):
-  fold, closed-form medians of the small global bins, a counting sort into
-  local-view cells, a radix ranking and a sliding bit set for the
-  overlapping local medians, all exact. The light curves (N, T) are
-  materialised; nothing is reused between light curves or repeats. The
-  kernels are compiled (or loaded from numba's cache) before timing.
+  tabulated normal with exact tails; one 16-bit draw per cadence from
+  xoshiro256++ streams seeded by the run's ``numpy`` Generator), the exact
+  Mandel & Agol quadratic-LD transit multiplied in, in place
+  (``inject_transits(..., out=flux)``: float64 model at the cadences near
+  each transit, found per epoch in the sorted times, evaluated in vectorised
+  blocks of independent points: :mod:`skysift.transit._transit_kernels`),
+  phase fold, global view (2001 median bins) and local view (201
+  overlapping median bins over +-4 durations), empty-bin interpolation,
+  normalisation (median 0, min -1). The views come from one compiled pass
+  per light curve (numba, :mod:`skysift.transit._kernels`): fold, medians
+  of the small global bins from the values each keeps (closed forms up to
+  four, a sorting network up to eight), a counting sort into local-view
+  cells, a radix ranking and a sliding bit set for the overlapping local
+  medians, all exact. The light curves (N, T) are materialised; nothing is
+  reused between light curves or repeats. The kernels are compiled (or
+  loaded from numba's cache) before timing.
 * the same with ``numpy.random.Generator.standard_normal`` noise and with
   mean bins, to show what the noise generator and the median cost; and
   injection into existing light curves (one batch of distinct noisy light
-  curves made before timing, each with its own planet: what injecting into a
+  curves made before timing, each with its own planet, copied into a work
+  buffer on every run so the stars stay untouched: what injecting into a
   pool of real or simulated stars costs, without making the stars).
 * ``full synthetic``: the training-set path (:func:`skysift.transit.dataset.simulate_batch`):
   simulated stars with rotation, granulation and gaps, planets and negatives,
@@ -138,7 +142,7 @@ def main() -> None:
 
     print("headline (inject+views) includes, per light curve: fresh float32 white noise at all 4000 cadences")
     print("  (tabulated normal, skysift.transit.injection.gaussian_noise), exact Mandel & Agol quadratic-LD transit")
-    print("  (float64, evaluated at the cadences near a transit, compiled) multiplied in, phase fold, global view")
+    print("  (float64, evaluated at the cadences near a transit, compiled) multiplied in place, phase fold, global view")
     print("  (2001 median bins) and local view (201 overlapping median bins over +-4 durations), empty-bin")
     print("  interpolation, normalisation (median 0, min -1), in compiled numba kernels (exact medians).")
     print("  Whole batch materialised as (2000, 4000) float32; kernels compiled/loaded before timing.")
