@@ -151,14 +151,19 @@ def test_transit_windows_match_folding(shuffle):
     np.testing.assert_allclose(dt, folded[rows, cols], atol=1e-12)
 
 
+def _planets(rng, n):
+    """Parameters of ``n`` planets for :func:`inject_transits`."""
+    return {
+        "period": rng.uniform(0.6, 9.0, n), "t0": rng.uniform(0.0, 3.0, n), "rp": rng.uniform(0.02, 0.2, n),
+        "a_rs": rng.uniform(3.0, 20.0, n), "b": rng.uniform(0.0, 0.9, n), "u1": np.full(n, 0.4), "u2": np.full(n, 0.2),
+    }
+
+
 def test_inject_transits_keeps_float32_and_matches_dense_model():
     time = np.arange(3000) * 0.0204
     rng = np.random.default_rng(3)
     n = 12
-    params = {
-        "period": rng.uniform(0.6, 9.0, n), "t0": rng.uniform(0.0, 3.0, n), "rp": rng.uniform(0.02, 0.2, n),
-        "a_rs": rng.uniform(3.0, 20.0, n), "b": rng.uniform(0.0, 0.9, n), "u1": np.full(n, 0.4), "u2": np.full(n, 0.2),
-    }
+    params = _planets(rng, n)
     model = transit_light_curve(time, *(params[k] for k in ("period", "t0", "rp", "a_rs", "b", "u1", "u2")))
     flux32 = (1.0 + 1e-3 * rng.standard_normal((n, time.size))).astype(np.float32)
     out32 = inject_transits(flux32, time, params)
@@ -177,10 +182,7 @@ def test_inject_transits_into_out_and_in_place():
     time = np.arange(2000) * 0.0204
     rng = np.random.default_rng(4)
     n = 6
-    params = {
-        "period": rng.uniform(0.6, 9.0, n), "t0": rng.uniform(0.0, 3.0, n), "rp": rng.uniform(0.02, 0.2, n),
-        "a_rs": rng.uniform(3.0, 20.0, n), "b": rng.uniform(0.0, 0.9, n), "u1": np.full(n, 0.4), "u2": np.full(n, 0.2),
-    }
+    params = _planets(rng, n)
     flux = (1.0 + 1e-3 * rng.standard_normal((n, time.size))).astype(np.float32)
     expected = inject_transits(flux, time, params)
     # Into a separate buffer: flux untouched.
