@@ -39,8 +39,10 @@ from __future__ import annotations
 
 import platform
 
+import llvmlite.binding as llvm
 import numba
 import numpy as np
+from llvmlite import ir
 from numba.core import cgutils, types
 from numba.cpython.unsafe.numbers import leading_zeros, trailing_zeros
 from numba.extending import intrinsic
@@ -281,11 +283,13 @@ def _adjacent_row(bins, values, n_points, n_bins, median, work, out):
 
     Means: one pass accumulates each bin's count and float64 sum (in the
     points' order, as ``numpy.bincount`` would). Medians: one pass counts
-    each bin's points and keeps the first four in the bin's four slots
-    (the median of up to four values then follows from a few ``min`` and
-    ``max``, exactly: the middle value, or the float64 mean of the two
-    middle ones). The few bins of more points (2 % of a global view's) are
-    gathered in bin order and selected. Empty bins are NaN. ``work`` is an
+    each bin's points and keeps the first :data:`_SLOTS` (eight) in the
+    bin's slots. The median of up to four values then follows from a few
+    ``min`` and ``max``, exactly (the middle value, or the float64 mean of
+    the two middle ones); of five to eight (bins where the phases of a
+    near-resonant period pile up) from a sorting network
+    (:func:`_median_of_slots`); the rare bins of more points are gathered in
+    bin order and selected. Empty bins are NaN. ``work`` is an
     :func:`_adjacent_workspace`.
     """
     # Indices unsigned (bins, counts): numba adds no negative-index wraparound to these loads and stores.
@@ -507,7 +511,6 @@ def _seek(words, cursor, below, k):
 @intrinsic
 def _deposit(typingctx, source, mask):
     """BMI2 ``pdep``: the low bits of ``source`` scattered to the set bits of ``mask`` (uint64)."""
-    from llvmlite import ir
 
     def codegen(context, builder, signature, args):
         i64 = ir.IntType(64)
@@ -527,8 +530,6 @@ def _has_fast_deposit() -> bool:
         return False
     if platform.machine().lower() not in {"x86_64", "amd64"}:
         return False
-    import llvmlite.binding as llvm
-
     name = llvm.get_host_cpu_name()
     if name in {"znver1", "znver2"} or name.startswith(("bdver", "btver", "k8", "amdfam10")):
         return False
