@@ -65,9 +65,9 @@ def test_provenance_summary(tmp_path, capsys):
     main(["simulate", "pair", "--outdir", str(outdir), "--seed", "1", "--image-size", "64", "--n-stars", "5",
           "--n-transients", "1", "--n-saturated", "0", "--edge-margin", "5"])
     products = [outdir / "science.fits", outdir / "truth.h5", outdir / "stars.ecsv"]
-    assert main(["provenance", "summary", *map(str, products), "--json", str(tmp_path / "s.json"),
-                 "--html", str(tmp_path / "s.html"), "--run-name", "t"]) == 0
-    summary = json.loads((tmp_path / "s.json").read_text())
+    assert main(["provenance", "summary", *map(str, products), "--outdir", str(tmp_path),
+                 "--run-name", "t"]) == 0
+    summary = json.loads((tmp_path / "summary.json").read_text())
     assert [e["path"] for e in summary["products"]] == sorted(map(str, products))
     assert all(len(e["sha256"]) == 64 for e in summary["products"])
-    assert "truth.h5" in (tmp_path / "s.html").read_text()
+    assert "truth.h5" in (tmp_path / "summary.html").read_text()

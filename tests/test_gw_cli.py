@@ -21,7 +21,7 @@ def stage(tmp_path_factory):
     assert main(["train", "--task", "gw", "--product", str(work / "set.h5"), "--outdir", str(work / "model"),
                  "--epochs", "1", "--batch-size", "16", "--threads", "1", "--val-fraction", "0.25",
                  "--test-fraction", "0.25"]) == 0
-    assert main(["gw", "testdata", "--outdir", str(work / "test"), "--duration", "120", "--seed", "5"]) == 0
+    assert main(["gw", "testdata", "--outdir", str(work / "test"), "--test-duration", "120", "--seed", "5"]) == 0
     return work
 
 
@@ -36,17 +36,16 @@ def test_training_set_and_group_split(stage):
 def test_network_search_and_evaluation(stage):
     for which in ("foreground", "background"):
         assert main(["gw", "search", "--strain", str(stage / "test" / f"{which}.hdf"), "--out",
-                     str(stage / f"net_{which}.hdf"), "--model", str(stage / "model"), "--step", "0.25"]) == 0
+                     str(stage / f"net_{which}.hdf"), "--model", str(stage / "model"), "--search-step", "0.25"]) == 0
         events = read_events(stage / f"net_{which}.hdf")
         assert set(events) >= {"time", "stat", "var"}
     injections = read_injections(stage / "test" / "injections.hdf")
     assert np.all(np.abs(np.diff(np.sort(injections["tc"])) - 24) <= 3 + 1e-9)
     assert main(["gw", "evaluate", "--search", "network", str(stage / "net_foreground.hdf"), str(stage / "net_background.hdf"),
                  "--injections", str(stage / "test" / "injections.hdf"), "--background-strain",
-                 str(stage / "test" / "background.hdf"), "--out-json", str(stage / "sens.json"),
-                 "--out-plot", str(stage / "sens.png")]) == 0
-    summary = json.loads((stage / "sens.json").read_text())
-    assert "network" in summary and (stage / "sens.png").stat().st_size > 5000
+                 str(stage / "test" / "background.hdf"), "--outdir", str(stage)]) == 0
+    summary = json.loads((stage / "sensitivity.json").read_text())
+    assert "network" in summary and (stage / "sensitivity.png").stat().st_size > 5000
 
 
 def test_search_needs_exactly_one_method(stage, capsys):
@@ -64,7 +63,7 @@ def test_matched_filter_baseline_finds_injections(stage):
 
 @pytest.mark.slow
 def test_matched_filter_on_data_shorter_than_its_segment(tmp_path):
-    assert main(["gw", "testdata", "--outdir", str(tmp_path), "--duration", "60", "--seed", "3"]) == 0
+    assert main(["gw", "testdata", "--outdir", str(tmp_path), "--test-duration", "60", "--seed", "3"]) == 0
     assert main(["gw", "search", "--strain", str(tmp_path / "foreground.hdf"), "--out", str(tmp_path / "ev.hdf"),
                  "--matched-filter"]) == 0
     assert len(read_events(tmp_path / "ev.hdf")["time"]) > 0

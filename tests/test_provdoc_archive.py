@@ -29,8 +29,8 @@ def run(tmp_path_factory):
     for product in products:
         name = base64.b64encode(str(product.as_posix()).encode(), altchars=b"+_").decode()
         (metadata / name).write_text(json.dumps(record))
-    assert main(["provenance", "summary", *map(str, products), "--json", str(results / "provenance" / "summary.json"),
-                 "--html", str(results / "provenance" / "summary.html"), "--run-name", "t"]) == 0
+    assert main(["provenance", "summary", *map(str, products), "--outdir", str(results / "provenance"),
+                 "--run-name", "t"]) == 0
     return results, products, metadata
 
 

@@ -16,7 +16,7 @@ def stage(tmp_path_factory):
         assert main(["simulate", "pair", "--outdir", str(work / name), "--seed", str(seed), "--image-size", "384",
                      "--n-stars", "400", "--n-transients", str(transients), "--n-saturated", "1"]) == 0
     assert main(["realbogus", "simulate", "--pair", str(work / "train/science.fits"), str(work / "train/reference.fits"),
-                 "--out", str(work / "set.h5"), "--seed", "1", "--n-injections", "30", "--cutout-size", "63"]) == 0
+                 "--out", str(work / "set.h5"), "--seed", "1", "--n-injections-per-image", "30", "--cutout-size", "63"]) == 0
     assert main(["train", "--task", "realbogus", "--product", str(work / "set.h5"), "--outdir", str(work / "model"),
                  "--epochs", "1", "--batch-size", "16", "--threads", "1", "--model-json", '{"width": 4, "dense": 16}']) == 0
     return work
@@ -34,7 +34,7 @@ def test_cutouts_and_candidate_scores(stage):
                  "--outdir", str(stage / "diffim")]) == 0
     assert (stage / "diffim" / "aligned_reference.fits").is_file()
     assert main(["cutouts", "--diffim-dir", str(stage / "diffim"), "--science", str(stage / "field/science.fits"),
-                 "--out", str(stage / "cutouts.h5"), "--size", "63"]) == 0
+                 "--out", str(stage / "cutouts.h5"), "--cutout-size", "63"]) == 0
     cutouts = read_product(stage / "cutouts.h5")
     candidates = read_table(stage / "diffim" / "candidates.ecsv")
     assert len(cutouts) == len(candidates) and cutouts.arrays["cutout"].shape[1:] == (3, 63, 63)

@@ -179,3 +179,36 @@ def verify_bundle(bundle_dir: str | os.PathLike[str]) -> BundleReport:
     present = {p.relative_to(bundle).as_posix() for p in bundle.rglob("*") if p.is_file()}
     report.unlisted = sorted(present - set(listed) - {MANIFEST, "BUNDLE.json"})
     return report
+
+
+def bundle_run(
+    bundle_dir: str | os.PathLike[str],
+    *,
+    results_dir: str | os.PathLike[str] = "results",
+    report: str | os.PathLike[str] | None = None,
+    overwrite: bool = False,
+) -> tuple[Path, int]:
+    """Bundle a finished run: every product its provenance summary lists, its PROV documents and report.
+
+    Returns the bundle directory and the number of products.
+
+    Raises
+    ------
+    InputDataError
+        If the run has no provenance summary (the workflow has not finished).
+    """
+    from skysift.errors import InputDataError
+
+    provenance_dir = Path(results_dir) / "provenance"
+    summary_path = provenance_dir / "summary.json"
+    if not summary_path.is_file():
+        raise InputDataError(f"{summary_path}: no provenance summary; run the workflow first")
+    summary = json.loads(summary_path.read_text())
+    documents = sorted(p for p in provenance_dir.iterdir() if p.is_file() and not p.name.startswith("."))
+    report_path = Path(report) if report else Path(results_dir) / "report.html"
+    bundle = create_bundle(
+        bundle_dir, results_dir=results_dir, products=[e["path"] for e in summary["products"]],
+        provenance_files=documents, report=report_path if report_path.is_file() else None,
+        run_name=summary.get("run_name", ""), overwrite=overwrite,
+    )
+    return bundle, len(summary["products"])

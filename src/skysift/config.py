@@ -13,8 +13,9 @@ types, ranges, required and unknown keys. Errors are rewritten to name the key
 ``output-dir``
     must lie inside the project directory and not be an existing file.
 
-This module imports only PyYAML and jsonschema (both Snakemake dependencies),
-so the Snakefile can use it however the jobs' software is deployed.
+This module imports only PyYAML, jsonschema (both Snakemake dependencies) and
+the stage options classes (standard library only), so the Snakefile can use it
+however the jobs' software is deployed.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import copy
 import csv
 import hashlib
 import os
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -31,6 +33,7 @@ import jsonschema
 import yaml
 
 from skysift.errors import ConfigError
+from skysift.options import load_options_class, section_schema
 
 __all__ = [
     "PAIRS_TABLE_COLUMNS",
@@ -78,11 +81,71 @@ def read_yaml(path: str | os.PathLike[str]) -> Any:
 
 
 def load_schema(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """Read the configuration JSON schema (written in YAML)."""
+    """Read the configuration JSON schema (written in YAML) and expand its ``x-options``.
+
+    A section marked ``x-options: [module:Class, ...]`` declares no keys of its
+    own: its ``properties`` are generated from the stage options classes
+    (:func:`skysift.options.section_schema`), so a parameter is declared once.
+    """
     schema = read_yaml(path)
     if not isinstance(schema, dict):
         raise ConfigError(f"{path}: a schema must be a mapping")
+    _expand_options(schema, str(path))
     return schema
+
+
+def _expand_options(node: Any, source: str) -> None:
+    """Fill ``properties`` of every ``x-options`` section from its options classes (in place)."""
+    if isinstance(node, list):
+        for item in node:
+            _expand_options(item, source)
+        return
+    if not isinstance(node, dict):
+        return
+    references = node.get("x-options")
+    if references:
+        if "properties" in node:
+            raise ConfigError(f"{source}: a section with x-options declares no properties of its own")
+        properties: dict[str, Any] = {}
+        for reference in references:
+            for name, entry in section_schema(load_options_class(reference)).items():
+                if name in properties:
+                    raise ConfigError(f"{source}: key {name!r} is declared by two options classes ({reference})")
+                properties[name] = entry
+        node["properties"] = properties
+        node.setdefault("additionalProperties", False)
+    for key, value in node.items():
+        if key != "x-options":
+            _expand_options(value, source)
+
+
+def _options_sections(schema: Mapping[str, Any], config: Any, where: tuple[str, ...], root: Mapping[str, Any]):
+    """Yield (dotted key, options classes, section values) for every ``x-options`` section present."""
+    if not isinstance(config, Mapping):
+        return
+    for name, subschema in schema.get("properties", {}).items():
+        subschema = _resolve_ref(subschema, root)
+        if name not in config:
+            continue
+        key = (*where, name)
+        if subschema.get("x-options"):
+            yield ".".join(key), [load_options_class(r) for r in subschema["x-options"]], config[name]
+        else:
+            yield from _options_sections(subschema, config[name], key, root)
+
+
+def _cross_checks(config: Mapping[str, Any]) -> list[str]:
+    """Checks that span sections, run at configuration time (before any job)."""
+    problems = []
+    realbogus = config.get("realbogus") or {}
+    model = ((config.get("train") or {}).get("realbogus") or {}).get("model") or {}
+    stamp = model.get("stamp_size", 63)
+    if realbogus.get("enabled", True) and "cutout_size" in realbogus and realbogus["cutout_size"] != stamp:
+        problems.append(
+            f"config key 'realbogus.cutout_size': {realbogus['cutout_size']} differs from the classifier's stamp size "
+            f"{stamp} (train.realbogus.model.stamp_size); set both to the same odd size"
+        )
+    return problems
 
 
 def _key(path: Any) -> str:
@@ -224,6 +287,15 @@ def validate_config(
     problems = [_describe(error) for error in errors]
     if not problems:
         problems = _check_paths(filled, schema, Path(base_dir), ())
+    if not problems:
+        for key, classes, values in _options_sections(schema, filled, (), schema):
+            for cls in classes:
+                own = {name: values[name] for name in cls.__dataclass_fields__ if name in values}
+                try:
+                    cls(**own)
+                except ConfigError as exc:
+                    problems.append(f"config key '{key}': {str(exc).split(': ', 1)[-1]}")
+        problems += _cross_checks(filled)
     if problems:
         raise ConfigError(f"{source}: invalid configuration\n  " + "\n  ".join(problems))
     return filled
@@ -299,3 +371,54 @@ def read_pairs_table(path: str | os.PathLike[str], *, base_dir: str | os.PathLik
             entry[column] = value or None
         pairs.append(entry)
     return pairs
+
+
+#: Where the parameter tables of the stages are generated in config/README.md.
+_TABLE_MARKER = re.compile(r"<!-- options: ([a-z_.]+) -->\n.*?<!-- /options -->", re.DOTALL)
+_TABLE_HEADER = "| key | type (unit) | default | meaning |\n|---|---|---|---|"
+
+
+def options_sections(schema_path: str | os.PathLike[str] | None = None) -> dict[str, list[type]]:
+    """Dotted configuration section -> its options classes, from the schema's ``x-options``."""
+    path = Path(schema_path) if schema_path else Path(__file__).resolve().parents[2] / "workflow" / "schemas" / "config.schema.yaml"
+    raw = read_yaml(path)
+    sections: dict[str, list[type]] = {}
+
+    def walk(node: Any, where: tuple[str, ...]) -> None:
+        if not isinstance(node, dict):
+            return
+        node = _resolve_ref(node, raw)
+        if node.get("x-options"):
+            sections[".".join(where)] = [load_options_class(r) for r in node["x-options"]]
+            return
+        for name, sub in node.get("properties", {}).items():
+            walk(sub, (*where, name))
+
+    walk(raw, ())
+    train = sections.pop("train.transit", None)
+    for task in ("lens", "realbogus", "gw"):
+        sections.pop(f"train.{task}", None)
+    if train is not None:
+        sections["train.<task>"] = train
+    return sections
+
+
+def render_parameter_tables(markdown: str | None, schema_path: str | os.PathLike[str] | None = None) -> str:
+    """The Markdown parameter tables of every stage, generated from the options classes.
+
+    With ``markdown``, rewrite each block between ``<!-- options: SECTION -->``
+    and ``<!-- /options -->`` and return the text; with None, return every table.
+    """
+    from skysift.options import markdown_table
+
+    sections = options_sections(schema_path)
+
+    def table(section: str) -> str:
+        if section not in sections:
+            raise ConfigError(f"no options section {section!r}; known: {', '.join(sections)}")
+        rows = "\n".join(markdown_table(cls, f"{section}.") for cls in sections[section])
+        return f"<!-- options: {section} -->\n{_TABLE_HEADER}\n{rows}\n<!-- /options -->"
+
+    if markdown is None:
+        return "\n\n".join(table(section) for section in sections)
+    return _TABLE_MARKER.sub(lambda match: table(match.group(1)), markdown)

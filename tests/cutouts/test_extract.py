@@ -7,6 +7,7 @@ import pytest
 from astropy.nddata import Cutout2D
 from astropy.table import Table
 
+from skysift.context import RunContext
 from skysift.cutouts import Triplets, extract_triplets, make_cutouts, write_cutout_product
 from skysift.errors import InputDataError
 from skysift.io import read_product
@@ -88,7 +89,7 @@ def test_make_cutouts_from_a_diffim_directory(tmp_path, provenance, monkeypatch)
     science = read_fits_image(pair["science"], require_wcs=True)
     result = difference_images(science, read_fits_image(pair["reference"], require_wcs=True))
     write_fits_image(outdir / "aligned_reference.fits", result.reference_aligned, provenance=provenance, wcs=science.wcs)
-    path = make_cutouts(outdir, pair["science"], tmp_path / "cutouts.h5", size=21, rule="cutouts", config_digest="x")
+    path = make_cutouts(outdir, pair["science"], tmp_path / "cutouts.h5", cutout_size=21, context=RunContext(rule="cutouts", config_digest="x"))
     product = read_product(path)
     n = len(result.candidates)
     assert n >= 3 and product.arrays["cutout"].shape == (n, 3, 21, 21)
@@ -105,7 +106,7 @@ def test_make_cutouts_from_a_diffim_directory(tmp_path, provenance, monkeypatch)
     from skysift.cutouts import extract
 
     monkeypatch.setattr(extract, "_BATCH_BYTES", 2 * 21 * 21 * 13)
-    batched = read_product(make_cutouts(outdir, pair["science"], tmp_path / "batched.h5", size=21))
+    batched = read_product(make_cutouts(outdir, pair["science"], tmp_path / "batched.h5", cutout_size=21))
     for name in ("cutout", "edge_mask"):
         np.testing.assert_array_equal(batched.arrays[name], product.arrays[name])
     for name in product.table.colnames:

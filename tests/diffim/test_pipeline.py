@@ -11,6 +11,7 @@ from astropy.table import Table
 from scipy.spatial import cKDTree
 
 import skysift.diffim.pipeline as pipeline
+from skysift.context import RunContext
 from skysift.diffim import DiffimOptions, difference_images, run_diffim
 from skysift.diffim.detect import FLAG_NEAR_MASK, FLAG_NEAR_SATURATED
 from skysift.errors import InputDataError
@@ -73,7 +74,7 @@ def test_run_diffim_writes_products_with_provenance(tmp_path, pair_512, write_pa
     bad = np.zeros((512, 512), np.uint8)
     bad[100:110, 100:110] = 1
     fits.PrimaryHDU(bad).writeto(mask_path)
-    outputs = run_diffim(science_path, reference_path, tmp_path / "out", science_mask_path=mask_path, config_digest="abc")
+    outputs = run_diffim(science_path, reference_path, tmp_path / "out", science_mask_path=mask_path, context=RunContext(config_digest="abc"))
     assert set(outputs) == {"difference", "scorr", "fpsf", "fpsf_err", "aligned_reference", "candidates", "preview"}
     for path in outputs.values():
         assert path.is_file() and path.stat().st_size > 0

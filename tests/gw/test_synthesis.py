@@ -7,6 +7,7 @@ import pytest
 
 pytest.importorskip("pycbc")
 
+from skysift.context import RunContext  # noqa: E402
 from skysift.gw.dataset import GWSampleConfig, make_gw_training_set, simulate_gw_batch, simulate_gw_sample_pycbc  # noqa: E402
 from skysift.gw.noise import design_psd  # noqa: E402
 from skysift.gw.waveforms import REFERENCE_GPS, antenna_response, fd_waveforms, optimal_snr, project_fd  # noqa: E402
@@ -87,7 +88,7 @@ def test_peer_path_rescales_to_target():
 
 
 def test_training_set_product_round_trip(tmp_path):
-    path = make_gw_training_set(tmp_path / "gw.h5", 20, seed=4, chunk_size=8, whitening="analytic", scheduler="synchronous", config_digest="abc", rule="test")
+    path = make_gw_training_set(tmp_path / "gw.h5", 20, seed=4, chunk_size=8, whitening="analytic", context=RunContext(rule="test", config_digest="abc", scheduler="synchronous"))
     product = read_product(path)
     assert product.arrays["strain"].shape == (20, 2, 2048)
     table = product.table
@@ -101,5 +102,5 @@ def test_training_set_product_round_trip(tmp_path):
     _, counts = np.unique(ids, return_counts=True)
     assert counts.max() == 4 and counts.size == 3  # chunks of 4 signals, 4 samples per waveform
     assert product.provenance.seed == 4
-    again = read_product(make_gw_training_set(tmp_path / "gw2.h5", 20, seed=4, chunk_size=8, whitening="analytic", scheduler="threads"))
+    again = read_product(make_gw_training_set(tmp_path / "gw2.h5", 20, seed=4, chunk_size=8, whitening="analytic", context=RunContext(scheduler="threads")))
     np.testing.assert_array_equal(again.arrays["strain"], product.arrays["strain"])

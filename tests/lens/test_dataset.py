@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 
+from skysift.context import RunContext
 from skysift.errors import InputDataError
 from skysift.io import read_product
 from skysift.lens.dataset import KINDS, make_lens_training_set
@@ -20,7 +21,7 @@ GALSIM_DIR = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "l
 
 def test_training_set_round_trip(tmp_path: Path) -> None:
     path = make_lens_training_set(tmp_path / "lenses.h5", 60, image_size=32, supersampling=2, seed=4, batch_size=25,
-                                  config_digest="abc")
+                                  context=RunContext(config_digest="abc"))
     product = read_product(path)
     assert product.product_type == "lens-training-set"
     image = product.arrays["image"]

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from skysift.context import RunContext
 from skysift.cutouts import extract_triplets
 from skysift.io import FitsImage, read_product
 from skysift.realbogus.injection import (
@@ -39,7 +40,7 @@ def training_set(pairs, tmp_path_factory):
     path = tmp_path_factory.mktemp("ts") / "training.h5"
     make_realbogus_training_set(
         pairs, path, n_injections_per_image=20, n_cosmic_rays_per_image=8, snr_range=(8.0, 60.0),
-        cutout_size=31, seed=3, rule="test", config_digest="abc", scheduler="sync",
+        cutout_size=31, seed=3, context=RunContext(rule="test", config_digest="abc", scheduler="sync"),
     )
     return read_product(path)
 
@@ -99,7 +100,7 @@ def test_detected_samples_are_cut_at_their_candidate(training_set):
 def test_all_injections_kept_without_detected_only(pairs, training_set, tmp_path):
     path = make_realbogus_training_set(
         pairs, tmp_path / "all.h5", n_injections_per_image=20, n_cosmic_rays_per_image=8, snr_range=(8.0, 60.0),
-        cutout_size=31, seed=3, rule="test", config_digest="abc", scheduler="sync", detected_only=False,
+        cutout_size=31, seed=3, context=RunContext(rule="test", config_digest="abc", scheduler="sync"), detected_only=False,
     )
     table = read_product(path).table
     injected = table[table["kind"] == "injected"]
@@ -157,7 +158,7 @@ def test_same_seed_same_product_on_a_dask_client(pairs, training_set, tmp_path):
     with distributed.Client(n_workers=1, threads_per_worker=2, processes=False, dashboard_address=None) as client:
         path = make_realbogus_training_set(
             pairs, tmp_path / "again.h5", n_injections_per_image=20, n_cosmic_rays_per_image=8,
-            snr_range=(8.0, 60.0), cutout_size=31, seed=3, rule="test", config_digest="abc", client=client,
+            snr_range=(8.0, 60.0), cutout_size=31, seed=3, context=RunContext(rule="test", config_digest="abc", client=client),
         )
     again = read_product(path)
     np.testing.assert_array_equal(again.arrays["cutout"], training_set.arrays["cutout"])

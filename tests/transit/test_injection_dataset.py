@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from skysift.context import RunContext
 from skysift.io import read_product
 from skysift.simulate.priors import Fixed, sample_parameters
 from skysift.transit.dataset import (
@@ -93,7 +94,7 @@ def test_simulate_batch_views_and_labels():
 
 
 def test_training_set_product_round_trip(tmp_path):
-    path = make_transit_training_set(tmp_path / "transits.h5", 40, seed=9, chunk_size=16, config_digest="0" * 64, scheduler="synchronous")
+    path = make_transit_training_set(tmp_path / "transits.h5", 40, seed=9, chunk_size=16, context=RunContext(config_digest="0" * 64, scheduler="synchronous"))
     product = read_product(path)
     assert product.product_type == "transit-training-set"
     assert product.arrays["global_view"].shape == (40, 2001)
@@ -108,7 +109,7 @@ def test_training_set_product_round_trip(tmp_path):
     assert table["label"].sum() == 20
     assert product.provenance.seed == 9
     # Same seed, different scheduler: identical product.
-    again = read_product(make_transit_training_set(tmp_path / "again.h5", 40, seed=9, chunk_size=16, scheduler="threads"))
+    again = read_product(make_transit_training_set(tmp_path / "again.h5", 40, seed=9, chunk_size=16, context=RunContext(scheduler="threads")))
     np.testing.assert_array_equal(again.arrays["local_view"], product.arrays["local_view"])
     np.testing.assert_array_equal(np.asarray(again.table["period"]), np.asarray(table["period"]))
 

@@ -9,7 +9,8 @@ from pathlib import Path
 SRC_DIR = Path(workflow.basedir) / "src"
 sys.path.insert(0, str(SRC_DIR))
 
-from skysift.config import derive_seed, load_schema, read_pairs_table, validate_config  # noqa: E402
+from skysift.config import derive_seed, load_schema, options_sections, read_pairs_table, validate_config  # noqa: E402
+from skysift.options import option_params  # noqa: E402
 from skysift.errors import ConfigError  # noqa: E402
 from skysift.provenance import config_hash, source_digest  # noqa: E402
 from skysift.releases import pair_fingerprint, read_release  # noqa: E402
@@ -73,6 +74,29 @@ def cli_flags(options):
     )
 
 
+OPTIONS = options_sections(SCHEMA_PATH)
+
+
+def stage_flags(section, keys=None, values=None):
+    """`skysift` flags of a configuration section's command-line parameters.
+
+    The flags are named as the keys (`diffim.psf_grid` -> `--psf-grid`); keys
+    only the workflow reads (`enabled`, `n_pairs`...) have none. `keys` picks
+    some; `values` overrides the section's values (same keys).
+    """
+    current = config
+    for part in section.split("."):
+        current = current[part]
+    current = {**current, **(values or {})}
+    classes = OPTIONS["train.<task>"] if section.startswith("train.") else OPTIONS[section]
+    selected = {}
+    for cls in classes:
+        for item, spec in option_params(cls):
+            if spec.cli and spec.config and (keys is None or item.name in keys):
+                selected[item.name] = current[item.name]
+    return cli_flags(selected)
+
+
 def simulated_pair_ids():
     """Identifiers of the pairs the demo simulates (sim00, sim01, ...)."""
     n_pairs = config["simulate"]["pairs"]["n_pairs"]
@@ -125,17 +149,13 @@ def pair_seed(pair_id):
     return derive_seed(config["seed"], "simulate_pair", pair_id)
 
 
-def simulation_options(pair_id="sim00"):
+def simulation_flags(pair_id="sim00"):
     """Field parameters for `skysift simulate pair`, from config simulate.pairs.
 
     Real/bogus training pairs (rb*) have no transients: every candidate found on
     them before injection is an artefact, so the bogus class is clean.
     """
-    options = dict(config["simulate"]["pairs"])
-    options.pop("n_pairs")
-    if pair_id.startswith("rb"):
-        options["n_transients"] = 0
-    return options
+    return stage_flags("simulate.pairs", values={"n_transients": 0} if pair_id.startswith("rb") else None)
 
 
 def pair_ids():
@@ -196,12 +216,6 @@ def simulated_products():
     )
 
 
-TRAINER_KEYS = (
-    "epochs", "batch_size", "learning_rate", "weight_decay", "patience", "val_fraction",
-    "test_fraction", "num_workers", "threads", "device",
-)
-
-
 def enabled_tasks():
     """Model tasks switched on in the configuration."""
     return [task for task in ("realbogus", "transit", "lens", "gw") if config[task]["enabled"]]
@@ -214,7 +228,7 @@ def train_settings(task):
 def train_flags(task):
     """`skysift train` options for a task (model keyword arguments as JSON)."""
     settings = train_settings(task)
-    flags = cli_flags({key: settings[key] for key in TRAINER_KEYS})
+    flags = stage_flags(f"train.{task}")
     flags += f" --seed {derive_seed(config['seed'], 'train', task)}"
     if settings["model"]:
         flags += f" --model-json {shlex.quote(json.dumps(settings['model'], sort_keys=True))}"
@@ -228,10 +242,7 @@ def train_launcher(wildcards):
 
 
 def dask_flags():
-    flags = f"--cluster {config['dask']['cluster']}"
-    if config["dask"]["workers"]:
-        flags += f" --workers {config['dask']['workers']}"
-    return flags
+    return stage_flags("dask")
 
 
 def model_products():

@@ -24,7 +24,7 @@ rule diffim:
         outdir=lambda wildcards: f"{RESULTS}/diffim/{wildcards.pair}",
         masks=mask_flags,
         checksums=pair_checksums,
-        options=cli_flags(config["diffim"]),
+        options=stage_flags("diffim"),
         provenance=provenance_flags("diffim", "diffim"),
     log:
         f"{LOGS}/diffim/{{pair}}.log",

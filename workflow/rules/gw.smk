@@ -9,14 +9,8 @@ rule gw_training_set:
     params:
         skysift=SKYSIFT_CLI,
         code=code_version("gw"),
-        n_samples=config["gw"]["n_samples"],
         seed=derive_seed(config["seed"], "gw_training_set"),
-        options=cli_flags(
-            {
-                key: config["gw"][key]
-                for key in ("approximant", "sample_rate", "duration", "snr_min", "snr_max", "mass_min", "mass_max")
-            }
-        ),
+        options=stage_flags("gw"),
         dask=dask_flags(),
         provenance=provenance_flags("gw_training_set", "gw"),
     log:
@@ -29,7 +23,7 @@ rule gw_training_set:
         runtime=30,
         cpus_per_task=2,
     shell:
-        "{params.skysift} gw simulate --out {output.product} --n-samples {params.n_samples} --seed {params.seed} "
+        "{params.skysift} gw simulate --out {output.product} --seed {params.seed} "
         "{params.options} {params.dask} {params.provenance} > {log} 2>&1"
 
 
@@ -43,15 +37,7 @@ rule gw_test_data:
         code=code_version("gw"),
         outdir=lambda wildcards, output: Path(output.foreground).parent,
         seed=derive_seed(config["seed"], "gw_test_data"),
-        options=cli_flags(
-            {
-                "duration": config["gw"]["test_duration"],
-                "approximant": config["gw"]["approximant"],
-                "mass_min": config["gw"]["mass_min"],
-                "mass_max": config["gw"]["mass_max"],
-                "max_distance": config["gw"]["max_distance"],
-            }
-        ),
+        options=stage_flags("gw"),
         provenance=provenance_flags("gw_test_data", "gw"),
     log:
         f"{LOGS}/gw_test_data.log",
@@ -76,7 +62,7 @@ rule gw_search:
         skysift=SKYSIFT_CLI,
         code=code_version("gw", "train"),
         model_dir=lambda wildcards, input: Path(input.model).parent,
-        step=config["gw"]["search_step"],
+        options=stage_flags("gw", keys=("search_step",)),
         provenance=provenance_flags("gw_search", "gw", "train.gw"),
     wildcard_constraints:
         which="foreground|background",
@@ -91,7 +77,7 @@ rule gw_search:
         cpus_per_task=2,
     shell:
         "{params.skysift} gw search --strain {input.strain} --out {output.events} --model {params.model_dir} "
-        "--step {params.step} {params.provenance} > {log} 2>&1"
+        "{params.options} {params.provenance} > {log} 2>&1"
 
 
 rule gw_matched_filter:
@@ -102,8 +88,7 @@ rule gw_matched_filter:
     params:
         skysift=SKYSIFT_CLI,
         code=code_version("gw"),
-        masses=f"--mass-min {config['gw']['mass_min']} --mass-max {config['gw']['mass_max']}",
-        bank=f"--bank-chirp-masses {config['gw']['bank_chirp_masses']} --bank-mass-ratios {config['gw']['bank_mass_ratios']}",
+        options=stage_flags("gw", keys=("mass_min", "mass_max", "bank_chirp_masses", "bank_mass_ratios")),
         provenance=provenance_flags("gw_matched_filter", "gw"),
     wildcard_constraints:
         which="foreground|background",
@@ -118,7 +103,7 @@ rule gw_matched_filter:
         cpus_per_task=2,
     shell:
         "{params.skysift} gw search --strain {input.strain} --out {output.events} --matched-filter "
-        "{params.masses} {params.bank} {params.provenance} > {log} 2>&1"
+        "{params.options} {params.provenance} > {log} 2>&1"
 
 
 rule gw_sensitivity:
@@ -140,7 +125,8 @@ rule gw_sensitivity:
     params:
         skysift=SKYSIFT_CLI,
         code=code_version("gw"),
-        max_distance=config["gw"]["max_distance"],
+        options=stage_flags("gw", keys=("max_distance",)),
+        outdir=lambda wildcards, output: Path(output.summary).parent,
     log:
         f"{LOGS}/gw_sensitivity.log",
     conda:
@@ -151,5 +137,4 @@ rule gw_sensitivity:
     shell:
         "{params.skysift} gw evaluate --search network {input.network_fg} {input.network_bg} "
         "--search matched-filter {input.mf_fg} {input.mf_bg} --injections {input.injections} "
-        "--background-strain {input.background} --max-distance {params.max_distance} "
-        "--out-json {output.summary} --out-plot {output.plot} > {log} 2>&1"
+        "--background-strain {input.background} {params.options} --outdir {params.outdir} > {log} 2>&1"

@@ -7,14 +7,8 @@ rule lens_training_set:
     params:
         skysift=SKYSIFT_CLI,
         code=code_version("lens"),
-        n_samples=config["lens"]["n_samples"],
         seed=derive_seed(config["seed"], "lens_training_set"),
-        options=cli_flags(
-            {
-                key: config["lens"][key]
-                for key in ("survey", "image_size", "supersampling", "positive_fraction", "galaxies")
-            }
-        ),
+        options=stage_flags("lens"),
         provenance=provenance_flags("lens_training_set", "lens"),
     log:
         f"{LOGS}/lens_training_set.log",
@@ -26,5 +20,5 @@ rule lens_training_set:
         runtime=30,
         cpus_per_task=2,
     shell:
-        "{params.skysift} lens simulate --out {output.product} --n-samples {params.n_samples} "
+        "{params.skysift} lens simulate --out {output.product} "
         "--seed {params.seed} {params.options} {params.provenance} > {log} 2>&1"

@@ -15,6 +15,7 @@ rule provenance_summary:
     params:
         skysift=SKYSIFT_CLI,
         code=code_version(),
+        outdir=lambda wildcards, output: Path(output.json).parent,
         run_name=config["run_name"],
         release=release_name(),
     log:
@@ -25,7 +26,7 @@ rule provenance_summary:
         mem_mb=1000,
         runtime=10,
     shell:
-        "{params.skysift} provenance summary {input} --json {output.json} --html {output.html} "
+        "{params.skysift} provenance summary {input} --outdir {params.outdir} "
         "--run-name {params.run_name} --release '{params.release}' > {log} 2>&1"
 
 

@@ -14,7 +14,7 @@ rule cutouts:
         skysift=SKYSIFT_CLI,
         code=code_version("cutouts"),
         diffim_dir=lambda wildcards, input: Path(input.candidates).parent,
-        size=config["realbogus"]["cutout_size"],
+        options=stage_flags("realbogus", keys=("cutout_size",)),
         provenance=provenance_flags("cutouts", "realbogus.cutout_size"),
     log:
         f"{LOGS}/cutouts/{{pair}}.log",
@@ -25,7 +25,7 @@ rule cutouts:
         runtime=10,
     shell:
         "{params.skysift} cutouts --diffim-dir {params.diffim_dir} --science {input.science} "
-        "--out {output.product} --size {params.size} {params.provenance} > {log} 2>&1"
+        "--out {output.product} {params.options} {params.provenance} > {log} 2>&1"
 
 
 rule realbogus_training_set:
@@ -41,18 +41,8 @@ rule realbogus_training_set:
             f"--pair {science} {reference}" for science, reference in zip(input.science, input.reference)
         ),
         seed=derive_seed(config["seed"], "realbogus_training_set"),
-        options=cli_flags(
-            {
-                "n_injections": config["realbogus"]["n_injections_per_image"],
-                "n_repeats": config["realbogus"]["n_repeats"],
-                "snr_min": config["realbogus"]["snr_min"],
-                "snr_max": config["realbogus"]["snr_max"],
-                "n_cosmic_rays": config["realbogus"]["n_cosmic_rays"],
-                "cutout_size": config["realbogus"]["cutout_size"],
-                "detected_only": config["realbogus"]["detected_only"],
-            }
-        ),
-        diffim=cli_flags(config["diffim"]),
+        options=stage_flags("realbogus"),
+        diffim=stage_flags("diffim"),
         dask=dask_flags(),
         provenance=provenance_flags("realbogus_training_set", "realbogus", "diffim"),
     log:

@@ -19,7 +19,7 @@ rule simulate_pair:
         code=code_version("simulate"),
         outdir=lambda wildcards: f"{RESULTS}/simulate/{wildcards.pair}",
         seed=lambda wildcards: pair_seed(wildcards.pair),
-        options=lambda wildcards: cli_flags(simulation_options(wildcards.pair)),
+        options=lambda wildcards: simulation_flags(wildcards.pair),
         provenance=provenance_flags("simulate_pair", "simulate.pairs"),
     wildcard_constraints:
         pair=r"(sim|rb)\d+",

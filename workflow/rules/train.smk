@@ -1,5 +1,5 @@
 # Stage: training and inference with the shared trainer, for every enabled task.
-# GPU jobs request `gpu`/`cpus_per_gpu` (and `gpu_model` when set); several GPUs run
+# GPU jobs request `gpu`/`cpus_per_gpu` (a GPU model is site specific: set it in a profile); several GPUs run
 # DDP through `skysift launch`, which uses srun inside SLURM and torchrun elsewhere.
 
 

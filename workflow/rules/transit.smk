@@ -7,11 +7,8 @@ rule transit_training_set:
     params:
         skysift=SKYSIFT_CLI,
         code=code_version("transit"),
-        n_samples=config["transit"]["n_samples"],
         seed=derive_seed(config["seed"], "transit_training_set"),
-        options=cli_flags(
-            {key: config["transit"][key] for key in ("mission", "n_blocks", "positive_fraction", "chunk_size")}
-        ),
+        options=stage_flags("transit"),
         dask=dask_flags(),
         provenance=provenance_flags("transit_training_set", "transit"),
     log:
@@ -24,5 +21,5 @@ rule transit_training_set:
         runtime=30,
         cpus_per_task=2,
     shell:
-        "{params.skysift} transit simulate --out {output.product} --n-samples {params.n_samples} "
+        "{params.skysift} transit simulate --out {output.product} "
         "--seed {params.seed} {params.options} {params.dask} {params.provenance} > {log} 2>&1"

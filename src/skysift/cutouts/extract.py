@@ -29,8 +29,9 @@ import numba
 import numpy as np
 from astropy.table import Table
 
-from skysift.errors import InputDataError
-from skysift.io import ProductWriter, read_fits_image, read_table
+from skysift.context import RunContext, resolve_context
+from skysift.errors import InputDataError, ProductError
+from skysift.io import ProductWriter, read_fits_image, read_provenance, read_table
 from skysift.log import get_logger, progress
 from skysift.provenance import Provenance
 
@@ -479,15 +480,33 @@ def _declare_cutouts(
     return columns
 
 
+def _check_same_science(difference_path: Path, science_path: Path) -> None:
+    """Refuse a diffim directory whose difference image was made from another science image.
+
+    The difference product records the sha256 of its inputs; a science image
+    whose checksum is not among them belongs to another pair.
+    """
+    from skysift.provenance import sha256_file
+
+    try:
+        recorded = read_provenance(difference_path).inputs
+    except (ProductError, InputDataError, KeyError, ValueError):
+        return  # a difference image from elsewhere (no provenance): nothing to compare
+    if recorded and sha256_file(science_path) not in recorded.values():
+        raise InputDataError(
+            f"{difference_path}: made from {', '.join(sorted(recorded))}, not from the science image {science_path} "
+            "(a diffim directory of another pair?)"
+        )
+
+
 def make_cutouts(
     diffim_dir: str | os.PathLike[str],
     science_path: str | os.PathLike[str],
     out_path: str | os.PathLike[str],
     *,
-    size: int = 63,
+    cutout_size: int = 63,
     aligned_reference_path: str | os.PathLike[str] | None = None,
-    rule: str = "cutouts",
-    config_digest: str = "",
+    context: RunContext | None = None,
 ) -> Path:
     """Cut triplets around every candidate of a diffim run and write the ``cutouts`` product.
 
@@ -501,12 +520,13 @@ def make_cutouts(
         its raw pixels, as survey alert stamps do).
     out_path : str or path-like
         Destination ``.h5``.
-    size : int
+    cutout_size : int
         Odd stamp side.
     aligned_reference_path : str or path-like, optional
         Aligned reference image, if not ``diffim_dir/aligned_reference.fits``.
-    rule, config_digest : str
-        Provenance.
+    context : RunContext, optional
+        Rule, configuration digest, provenance labels and Dask client
+        (:class:`skysift.context.RunContext`).
 
     Returns
     -------
@@ -515,8 +535,10 @@ def make_cutouts(
     Raises
     ------
     InputDataError
-        If a diffim product is missing or the images differ in shape.
+        If a diffim product is missing, the images differ in shape, or the
+        diffim products were made from another science image.
     """
+    size = cutout_size
     diffim_dir = Path(diffim_dir)
     difference_path = diffim_dir / "difference.fits"
     candidates_path = diffim_dir / "candidates.ecsv"
@@ -533,13 +555,12 @@ def make_cutouts(
     for image in (aligned, difference):
         if image.data.shape != science.data.shape:
             raise InputDataError(f"{image.path}: shape {image.data.shape} differs from {science.path} {science.data.shape}")
+    _check_same_science(difference_path, Path(science_path))
     candidates = read_table(candidates_path)
     table = Table(candidates, copy=True)
     table.meta.clear()
     table["edge_fraction"] = np.zeros(len(table), dtype=np.float32)  # filled batch by batch below
-    provenance = Provenance.collect(
-        rule=rule, inputs=[Path(science_path), aligned_path, difference_path, candidates_path], config_digest=config_digest
-    )
+    provenance = resolve_context(context, "cutouts").provenance(inputs=[Path(science_path), aligned_path, difference_path, candidates_path])
     log.info("%s: %d triplets of %dx%d", diffim_dir, len(table), size, size)
     meta = {
         "channels": ",".join(CHANNELS), "cutout_size": size,

@@ -1,93 +1,61 @@
-"""Options of the image-differencing pipeline (kept free of heavy imports for the CLI)."""
+"""Options of the image-differencing stage (kept free of heavy imports for the CLI)."""
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
-from typing import Any
+from dataclasses import dataclass
+from typing import ClassVar
+
+from skysift.options import StageOptions, param
 
 __all__ = ["DiffimOptions"]
 
 
 @dataclass(frozen=True)
-class DiffimOptions:
-    """Settings of :func:`difference_images`.
+class DiffimOptions(StageOptions):
+    """Settings of :func:`~skysift.diffim.pipeline.difference_images` (config section ``diffim``).
 
-    Attributes
-    ----------
-    threshold : float
-        Detection threshold on ``|S_corr|`` (sigma).
-    psf_grid : int
-        PSFs are solved on ``psf_grid`` x ``psf_grid`` cells and ZOGY is run per
-        cell (1: one PSF per image).
-    psf_size : int or None
-        Odd PSF stamp side; None picks about 8 FWHM.
-    fwhm_guess : float
-        Starting FWHM (pixels) for star finding; refined from the data.
-    refine_wcs : bool
-        Refine the WCS alignment with matched stars (affine fit).
-    match_radius : float
-        Star-matching radius (pixels) after the WCS prior.
-    saturation : float or None
-        Saturation level (image units) for both images; None reads ``SATURATE``
-        (or the lowest ``SATURATA``/``SATURATB``) from each header.
-    saturation_grow : int
-        Saturated pixels are grown by this many pixels...
-    saturation_grow_factor : float
-        ...plus this many times the equivalent radius of each saturated
-        region, because the wings of a brighter star stay unusable further out.
-    edge_width : int
-        Border (pixels) of the science image excluded from detection.
-    deblend : bool
-        Deblend connected detections.
-    npixels : int
-        Minimum connected pixels of a detection.
-    background_box : int
-        Box size (pixels) of the background mesh.
-    gain_science, gain_reference : float or None
-        Electrons per image unit, for the sources' Poisson variance; None reads
-        ``GAIN`` from the header, else 1 (images in electrons).
-    source_noise : bool
-        Include the sources' Poisson noise in ``S_corr`` (eq. 26 of ZOGY).
-    astrometric_noise : bool
-        Include the registration noise term (eqs. 30-33), with the standard
-        error of the fitted transform as sigma.
-    interpolation_order : int
-        Spline order when resampling the reference.
-    exclude_near_saturated : bool
-        Leave candidates flagged :data:`~skysift.diffim.detect.FLAG_NEAR_SATURATED`
-        (peak within 10 px of a saturated pixel of either image) out of the
-        catalogue. Saturated stars' halos do not subtract to the noise level,
-        so ZOGY's authors mask them; set False to keep them, flagged.
-    max_psf_stars : int
-        Brightest isolated stars stacked per PSF (per cell with ``psf_grid``).
-    affine_registration : bool
-        Resample the reference with :func:`scipy.ndimage.affine_transform` when
-        the WCS map is affine to 0.01 px (see
-        :func:`~skysift.diffim.registration.register`).
+    Every field is declared once with its unit, range and meaning; the schema,
+    the ``skysift diffim`` flags and ``config/README.md`` are generated from it.
+    Saturated stars' halos do not subtract to the noise level, so ZOGY's authors
+    mask them: ``exclude_near_saturated`` leaves candidates flagged
+    :data:`~skysift.diffim.detect.FLAG_NEAR_SATURATED` out of the catalogue.
     """
 
-    threshold: float = 5.0
-    psf_grid: int = 1
-    psf_size: int | None = None
-    fwhm_guess: float = 3.0
-    refine_wcs: bool = True
-    match_radius: float = 3.0
-    saturation: float | None = None
-    saturation_grow: int = 3
-    saturation_grow_factor: float = 2.0
-    edge_width: int = 10
-    deblend: bool = True
-    npixels: int = 5
-    background_box: int = 64
-    gain_science: float | None = None
-    gain_reference: float | None = None
-    source_noise: bool = True
-    astrometric_noise: bool = True
-    interpolation_order: int = 3
-    exclude_near_saturated: bool = True
-    max_psf_stars: int = 50
-    affine_registration: bool = True
+    section: ClassVar[str] = "diffim"
 
-    def to_dict(self) -> dict[str, Any]:
-        """Return the options as a JSON-serialisable dict (for config hashes)."""
-        return asdict(self)
+    threshold: float = param(5.0, "Detection threshold on abs(Scorr).", unit="sigma", exclusive_minimum=0)
+    psf_grid: int = param(1, "PSFs solved on an N x N grid of sub-images (spatial variation).", minimum=1, maximum=8)
+    psf_size: int | None = param(
+        None, "Side of the PSF stamps; null sizes them from the FWHM (about 8 FWHM).", unit="pix", minimum=5, odd=True
+    )
+    fwhm_guess: float = param(3.0, "First guess of the PSF FWHM for star finding.", unit="pix", exclusive_minimum=0)
+    refine_wcs: bool = param(True, "Refine the WCS registration by matching stars (affine fit).")
+    match_radius: float = param(3.0, "Star-matching radius after the WCS prior.", unit="pix", exclusive_minimum=0)
+    saturation: float | None = param(
+        None, "Saturation level (image units); null reads SATURATE (or the lowest SATURATA/B) from each header.",
+        exclusive_minimum=0,
+    )
+    saturation_grow: int = param(3, "Pixels by which saturated regions are grown in the mask.", unit="pix", minimum=0)
+    saturation_grow_factor: float = param(
+        2.0, "Extra growth of each saturated region in units of its own size (halo and bleed).", minimum=0
+    )
+    edge_width: int = param(10, "Width of the masked border.", unit="pix", minimum=0)
+    deblend: bool = param(True, "Deblend connected candidate regions.")
+    npixels: int = param(5, "Minimum connected pixels of a candidate.", unit="pix", minimum=1)
+    background_box: int = param(64, "Box size of the background mesh.", unit="pix", minimum=8)
+    gain_science: float | None = param(
+        None, "Science gain for the source-noise term; null reads GAIN (else 1).", unit="electron/adu", exclusive_minimum=0
+    )
+    gain_reference: float | None = param(
+        None, "Reference gain; null reads GAIN (else 1).", unit="electron/adu", exclusive_minimum=0
+    )
+    source_noise: bool = param(True, "Include the sources' Poisson noise in Scorr (ZOGY eq. 26).")
+    astrometric_noise: bool = param(True, "Include the registration noise term in Scorr (ZOGY eqs. 30-33).")
+    interpolation_order: int = param(3, "Spline order when resampling the reference.", minimum=0, maximum=5)
+    exclude_near_saturated: bool = param(
+        True, "Leave candidates within 10 px of a saturated pixel out of the catalogue (false keeps them, flagged)."
+    )
+    max_psf_stars: int = param(50, "Brightest isolated stars stacked per PSF (per cell with psf_grid).", minimum=1)
+    affine_registration: bool = param(
+        True, "Resample the reference with an affine transform when the WCS map is affine to 0.01 px."
+    )

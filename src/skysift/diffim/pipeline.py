@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 from astropy.table import Table
 
+from skysift.context import RunContext, resolve_context
 from skysift.diffim.options import DiffimOptions
 from skysift.diffim.background import BackgroundEstimate, estimate_background, mesh_to_image
 from skysift.diffim.detect import FLAG_NEAR_SATURATED, detect_candidates
@@ -29,7 +30,6 @@ from skysift.diffim.zogy import ZogyResult, zogy, zogy_grid
 from skysift.errors import InputDataError
 from skysift.io import FitsImage, atomic_output, read_fits_image, write_fits_image, write_table
 from skysift.log import get_logger
-from skysift.provenance import Provenance
 
 __all__ = ["DiffimOptions", "DiffimResult", "difference_images", "run_diffim"]
 
@@ -425,8 +425,7 @@ def run_diffim(
     science_mask_path: str | os.PathLike[str] | None = None,
     reference_mask_path: str | os.PathLike[str] | None = None,
     options: DiffimOptions = DiffimOptions(),
-    rule: str = "diffim",
-    config_digest: str = "",
+    context: RunContext | None = None,
     seed: int | None = None,
 ) -> dict[str, Path]:
     """Read a science/reference pair, difference them and write the products.
@@ -441,10 +440,9 @@ def run_diffim(
         FITS bad-pixel masks (non-zero = bad), same shape as their images.
     options : DiffimOptions
         Settings.
-    rule : str
-        Rule name for the provenance block.
-    config_digest : str
-        Configuration hash for the provenance block.
+    context : RunContext, optional
+        Rule, configuration digest, provenance labels and Dask client
+        (:class:`skysift.context.RunContext`).
     seed : int, optional
         Recorded in the provenance (the computation is deterministic).
 
@@ -477,7 +475,7 @@ def run_diffim(
     preview = render_preview(result)
     inputs = [Path(science_path), Path(reference_path)]
     inputs += [Path(p) for p in (science_mask_path, reference_mask_path) if p is not None]
-    provenance = Provenance.collect(rule=rule, inputs=inputs, config_digest=config_digest, seed=seed)
+    provenance = resolve_context(context, "diffim").provenance(inputs=inputs, seed=seed)
     header = {
         "DIFFALGO": ("ZOGY", "Zackay, Ofek & Gal-Yam 2016, ApJ 830, 27"),
         "FLUXSCL": (result.flux_scale.ratio, "F_n / F_r from matched stars"),

@@ -44,12 +44,13 @@ noise has unit variance (:mod:`skysift.gw.noise`).
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from skysift.context import RunContext, resolve_context
 from skysift.gw.noise import DEFAULT_BAND, bandpassed_white_noise, colored_noise_fd, design_psd, welch_psd, whiten, whitening_filter
 from skysift.gw.series import PSD
 from skysift.gw.waveforms import (
@@ -65,7 +66,6 @@ from skysift.gw.waveforms import (
 from skysift.io import ProductWriter
 from skysift.log import get_logger
 from skysift.parallel import compute_in_windows
-from skysift.provenance import Provenance
 from skysift.simulate.priors import Prior, Uniform, describe, sample_parameters
 
 __all__ = [
@@ -409,11 +409,7 @@ def make_gw_training_set(
     reuse: int = 4,
     chunk_size: int = 512,
     band: tuple[float, float] = DEFAULT_BAND,
-    rule: str = "gw_training_set",
-    config_digest: str | None = None,
-    inputs: Sequence[str | os.PathLike[str]] | None = None,
-    client: Any | None = None,
-    scheduler: str | None = None,
+    context: RunContext | None = None,
     **config_kwargs: Any,
 ) -> Path:
     """Write a ``gw-training-set`` HDF5 product.
@@ -446,12 +442,9 @@ def make_gw_training_set(
         Samples per dask task.
     band : (float, float)
         Band-pass (Hz).
-    rule, config_digest, inputs
-        Provenance.
-    client : dask.distributed.Client, optional
-        Any cluster; without one dask's ``scheduler`` runs the chunks
-        (default ``"threads"``; numpy FFTs release the GIL).
-    scheduler : str, optional
+    context : RunContext, optional
+        Rule, configuration digest, provenance labels and Dask client
+        (:class:`skysift.context.RunContext`).
     **config_kwargs
         Further :class:`GWSampleConfig` options (``buffer_duration``,
         ``merger_window``, ``f_lower``, ``spin_max``, ``psd_name``...).
@@ -493,7 +486,7 @@ def make_gw_training_set(
         dask.delayed(simulate_gw_batch)(int(n_sig), int(size - n_sig), seed=chunk_seed, config=config, waveform_id_offset=int(offset))
         for size, n_sig, chunk_seed, offset in zip(sizes, signal_counts, chunk_seeds, offsets)
     ]
-    provenance = Provenance.collect(rule=rule, inputs=list(inputs or []), config_digest=config_digest, seed=seed)
+    provenance = resolve_context(context, "gw_training_set").provenance(inputs=(), seed=seed)
     attrs = config.attrs() | {"signal_fraction": signal_fraction}
     log.info("gw training set: %d samples (%s, %g s at %g Hz) in %d chunks", n_samples, approximant, duration, sample_rate, len(tasks))
     with ProductWriter(out_path, PRODUCT_TYPE, provenance, attrs=attrs) as writer:
@@ -502,6 +495,7 @@ def make_gw_training_set(
         writer.add_column("waveform_id", "int64", description="intrinsic waveform shared by samples (-1: noise)")
         for name, (unit, description) in TABLE_COLUMNS.items():
             writer.add_column(name, "float64", unit=unit, description=description)
-        for strain, label, columns in compute_in_windows(tasks, client=client, scheduler=scheduler, desc="gw chunks"):
+        for strain, label, columns in compute_in_windows(tasks, client=context.client if context else None,
+            scheduler=context.scheduler if context else None, desc="gw chunks"):
             writer.append({"strain": strain}, {"label": label, **columns})
     return Path(out_path)

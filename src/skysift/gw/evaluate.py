@@ -25,7 +25,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["SECONDS_PER_MONTH", "SearchSensitivity", "event_far", "evaluate_search", "injection_far", "plot_sensitivity"]
+__all__ = [
+    "SECONDS_PER_MONTH", "SearchSensitivity", "evaluate_search", "evaluate_searches", "event_far", "injection_far",
+    "plot_sensitivity",
+]
 
 #: MLGWSC-1 quotes FARs per month (30 days).
 SECONDS_PER_MONTH = 30 * 86400.0
@@ -164,3 +167,33 @@ def plot_sensitivity(curves: Mapping[str, SearchSensitivity], *, title: str = "S
     axes.grid(True, which="both", alpha=0.3)
     axes.legend(fontsize=8)
     return figure
+
+
+def evaluate_searches(
+    searches: Mapping[str, tuple[str, str]],
+    injections_path: str,
+    background_strain_path: str,
+    *,
+    max_distance: float,
+) -> dict[str, SearchSensitivity]:
+    """Evaluate several searches of one MLGWSC-1 test set (files in, curves out).
+
+    Parameters
+    ----------
+    searches : mapping of str to (path, path)
+        Search name to its foreground and background events files.
+    injections_path, background_strain_path : path
+        The injections file and the background strain (whose duration sets the
+        false-alarm rates).
+    max_distance : float
+        Distance (Mpc) out to which injections are uniform in volume.
+    """
+    from skysift.gw.mlgwsc import read_events, read_injections, read_strain
+
+    background_duration = float(sum(segment.duration for segment in read_strain(background_strain_path)))
+    injections = read_injections(injections_path)
+    return {
+        name: evaluate_search(read_events(foreground), read_events(background), injections, background_duration,
+                              max_distance=max_distance)
+        for name, (foreground, background) in searches.items()
+    }

@@ -32,6 +32,7 @@ from pathlib import Path
 import numpy as np
 from scipy.ndimage import maximum_filter1d
 
+from skysift.context import RunContext, resolve_context
 from skysift.errors import InputDataError
 from skysift.gw.noise import welch_psd
 from skysift.gw.series import PSD, Strain
@@ -173,8 +174,7 @@ def matched_filter_search(
     cluster_window: float = 1.0,
     var: float = 0.3,
     template_batch: int = 16,
-    rule: str = "gw_matched_filter",
-    config_digest: str | None = None,
+    context: RunContext | None = None,
 ) -> Path:
     """Run the matched-filter baseline over an MLGWSC-1 strain file and write events.
 
@@ -198,12 +198,12 @@ def matched_filter_search(
         Clustering half-width and the events' ``var`` (s).
     template_batch : int
         Templates per inverse-FFT batch (memory: 2 x batch x segment complex).
-    rule, config_digest
-        Provenance.
+    context : RunContext, optional
+        Rule, configuration digest, provenance labels and Dask client
+        (:class:`skysift.context.RunContext`).
     """
     from skysift.gw.mlgwsc import read_strain, write_events
     from skysift.gw.search import cluster_triggers
-    from skysift.provenance import Provenance
 
     bank = bank if bank is not None else template_bank(mass_range)
     template_duration = float(chirp_time(bank["mass1"], bank["mass2"], f_lower).max()) + 0.5
@@ -234,5 +234,5 @@ def matched_filter_search(
         all_times.append(times)
         all_stats.append(stats)
         log.info("matched filter: %s, %d templates, %.0f s, %d events", strain_path, bank["mass1"].size, strain.duration, times.size)
-    provenance = Provenance.collect(rule=rule, inputs=[strain_path], config_digest=config_digest, extra={"n_templates": str(bank["mass1"].size)})
+    provenance = resolve_context(context, "gw_matched_filter").provenance(inputs=[strain_path], extra={"n_templates": str(bank["mass1"].size)})
     return write_events(events_path, np.concatenate(all_times), np.concatenate(all_stats), var, provenance=provenance)

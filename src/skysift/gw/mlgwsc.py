@@ -38,6 +38,7 @@ from typing import Any
 import h5py
 import numpy as np
 
+from skysift.context import RunContext, resolve_context
 from skysift.errors import InputDataError
 from skysift.gw.series import Strain
 from skysift.io import atomic_output
@@ -187,8 +188,7 @@ def make_mlgwsc_test_data(
     f_lower: float = 20.0,
     start_time: float = 1238166018.0,
     psd_name: str = "aLIGOZeroDetHighPower",
-    rule: str = "gw_test_data",
-    config_digest: str | None = None,
+    context: RunContext | None = None,
 ) -> tuple[Path, Path, Path]:
     """Generate MLGWSC-1-style foreground, background and injection files.
 
@@ -211,8 +211,9 @@ def make_mlgwsc_test_data(
         relies on this (see :mod:`skysift.gw.evaluate`).
     sample_rate, f_lower, start_time, psd_name
         Data settings.
-    rule, config_digest
-        Provenance.
+    context : RunContext, optional
+        Rule, configuration digest, provenance labels and Dask client
+        (:class:`skysift.context.RunContext`).
 
     Returns
     -------
@@ -267,7 +268,7 @@ def make_mlgwsc_test_data(
     params["snr_H1"], params["snr_L1"] = snrs[:, 0], snrs[:, 1]
     params["network_snr"] = np.sqrt(np.sum(snrs**2, axis=1))
 
-    provenance = Provenance.collect(rule=rule, config_digest=config_digest, seed=seed, extra={"approximant": approximant, "psd": psd_name})
+    provenance = resolve_context(context, "gw_test_data").provenance(seed=seed, extra={"approximant": approximant, "psd": psd_name})
     delta_t = 1.0 / sample_rate
     write_strain(background_path, Strain(noise, start_time, delta_t, detectors), provenance=provenance)
     write_strain(foreground_path, Strain(foreground, start_time, delta_t, detectors), provenance=provenance)

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from skysift.context import RunContext, resolve_context
 from skysift.gw.noise import DEFAULT_BAND, welch_psd, whiten
 from skysift.gw.series import Strain
 from skysift.log import get_logger
@@ -122,8 +123,7 @@ def run_search(
     batch_size: int = 256,
     band: tuple[float, float] = DEFAULT_BAND,
     welch_segment: float = 4.0,
-    rule: str = "gw_search",
-    config_digest: str | None = None,
+    context: RunContext | None = None,
 ) -> Path:
     """Search an MLGWSC-1 strain file and write its events file.
 
@@ -145,11 +145,11 @@ def run_search(
         MLGWSC-1 ``var`` of every event (s).
     batch_size, band, welch_segment
         Scoring batch and whitening settings.
-    rule, config_digest
-        Provenance.
+    context : RunContext, optional
+        Rule, configuration digest, provenance labels and Dask client
+        (:class:`skysift.context.RunContext`).
     """
     from skysift.gw.mlgwsc import read_strain, write_events
-    from skysift.provenance import Provenance
 
     all_times, all_stats = [], []
     for segment in read_strain(strain_path):
@@ -161,5 +161,5 @@ def run_search(
         log.info("searched %s segment at %.0f (%.0f s): %d events", strain_path, segment.start_time, segment.duration, times.size)
     times = np.concatenate(all_times) if all_times else np.empty(0)
     stats = np.concatenate(all_stats) if all_stats else np.empty(0)
-    provenance = Provenance.collect(rule=rule, inputs=[strain_path], config_digest=config_digest)
+    provenance = resolve_context(context, "gw_search").provenance(inputs=[strain_path])
     return write_events(events_path, times, stats, var, provenance=provenance)

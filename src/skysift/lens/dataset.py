@@ -36,12 +36,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from skysift.context import RunContext, resolve_context
 from skysift.io import ProductWriter
 from skysift.lens.injection import degrade_to_survey, read_real_galaxies
 from skysift.lens.negatives import FEATURE_NAMES, HARD_NEGATIVE_KINDS, HARD_NEGATIVE_PRIORS, render_hard_negative
 from skysift.lens.simulator import LENS_PRIORS, SURVEYS, LensSimulator, arc_signal_to_noise
 from skysift.log import get_logger, progress
-from skysift.provenance import Provenance
 from skysift.simulate.priors import describe, sample_parameters
 
 __all__ = [
@@ -277,8 +277,7 @@ def make_lens_training_set(
     positive_fraction: float = 0.5,
     galaxies: str | os.PathLike[str] = "simulated",
     seed: int = 0,
-    rule: str = "lens_training_set",
-    config_digest: str | None = None,
+    context: RunContext | None = None,
     device: str = "cpu",
     batch_size: int = 512,
     compile: bool = False,
@@ -309,10 +308,9 @@ def make_lens_training_set(
         GalSim real-galaxy stamps (:func:`~skysift.lens.injection.read_real_galaxies`).
     seed : int
         Seed of the single random generator (parameters and noise).
-    rule : str
-        Provenance rule name.
-    config_digest : str, optional
-        Precomputed config hash for the provenance block.
+    context : RunContext, optional
+        Rule, configuration digest, provenance labels and Dask client
+        (:class:`skysift.context.RunContext`).
     device : str
         Torch device (``"cpu"``, ``"cuda"``).
     batch_size : int
@@ -391,7 +389,7 @@ def make_lens_training_set(
         inputs = sorted({g.path for g in real})
         _LOG.info("using %d real galaxies from %s", len(real), galaxies)
     kinds = _assign_kinds(n_samples, positive_fraction, rng)
-    provenance = Provenance.collect(rule=rule, inputs=inputs, config_digest=config_digest, seed=seed)
+    provenance = resolve_context(context, "lens_training_set").provenance(inputs=inputs, seed=seed)
     attrs = {
         "survey": survey,
         "pixel_scale": SURVEYS[survey].pixel_scale,

@@ -50,6 +50,7 @@ import numpy as np
 from astropy.table import Table, vstack
 from scipy import ndimage
 
+from skysift.context import RunContext, resolve_context
 from skysift.cutouts.extract import CHANNELS, extract_triplets
 from skysift.diffim.detect import FLAG_NEAR_SATURATED
 from skysift.diffim.pipeline import DiffimOptions, DiffimResult, difference_images
@@ -57,7 +58,6 @@ from skysift.diffim.psf import PsfGrid, psf_fwhm
 from skysift.errors import InputDataError
 from skysift.io import FitsImage, ProductWriter, read_fits_image
 from skysift.log import get_logger
-from skysift.provenance import Provenance
 from skysift.simulate.priors import Choice, LogUniform, Prior, Uniform, describe, sample_parameters
 
 __all__ = [
@@ -605,10 +605,7 @@ def make_realbogus_training_set(
     seed: int = 0,
     detected_only: bool = True,
     diffim_options: DiffimOptions = DiffimOptions(),
-    rule: str = "realbogus_training_set",
-    config_digest: str = "",
-    client: Any = None,
-    scheduler: str = "threads",
+    context: RunContext | None = None,
 ) -> Path:
     """Build the ``realbogus-training-set`` product from science/reference FITS pairs.
 
@@ -641,12 +638,9 @@ def make_realbogus_training_set(
         Keep only detected injections and cosmic rays (see :class:`InjectionSettings`).
     diffim_options : DiffimOptions
         Subtraction settings.
-    rule, config_digest : str
-        Provenance.
-    client : distributed.Client, optional
-        Run the tasks on this cluster; without one, Dask's ``scheduler`` runs them here.
-    scheduler : str
-        Local Dask scheduler when ``client`` is None (``"threads"``, ``"sync"``, ``"processes"``).
+    context : RunContext, optional
+        Rule, configuration digest, provenance labels and Dask client
+        (:class:`skysift.context.RunContext`).
 
     Returns
     -------
@@ -678,14 +672,15 @@ def make_realbogus_training_set(
     jobs = [(str(s), str(r), index, repeat) for index, (s, r) in enumerate(pairs) for repeat in range(n_repeats)]
     tasks = [dask.delayed(_pair_task, pure=True)(s, r, index, repeat, seed, settings) for s, r, index, repeat in jobs]
     log.info("real/bogus training set: %d pairs x %d repeats, %d injections each", len(pairs), n_repeats, n_injections_per_image)
+    client = context.client if context else None
     if client is not None:
         futures = client.compute(tasks)
         results = (future.result() for future in futures)
     else:
-        results = iter(dask.compute(*tasks, scheduler=scheduler))
+        results = iter(dask.compute(*tasks, scheduler=(context.scheduler if context else None) or "threads"))
 
     inputs = [Path(p) for pair in pairs for p in pair]
-    provenance = Provenance.collect(rule=rule, inputs=inputs, config_digest=config_digest, seed=seed)
+    provenance = resolve_context(context, "realbogus_training_set").provenance(inputs=inputs, seed=seed)
     # Positions are uniform over each image's usable area; the other priors are global.
     priors = {k: v for k, v in injection_priors((1024, 1024), snr_range=snr_range, flux_range=flux_range).items() if k not in ("x", "y")}
     priors.update({f"cosmic_ray_{k}": v for k, v in cosmic_ray_priors((1024, 1024), snr_range=settings.cosmic_ray_snr_range).items() if k not in ("x", "y")})

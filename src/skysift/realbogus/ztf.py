@@ -37,9 +37,9 @@ import numpy as np
 from astropy.io import fits
 from astropy.table import Table
 
+from skysift.context import RunContext, resolve_context
 from skysift.io import write_table
 from skysift.log import get_logger
-from skysift.provenance import Provenance
 
 __all__ = ["ALERT_STAMP_SIZE", "STAMP_FIELDS", "read_alerts", "run_score_alerts", "score_alerts", "spearman_with"]
 
@@ -248,7 +248,7 @@ def score_alerts(model: Any, directory: str | os.PathLike[str], *, batch_size: i
     if isinstance(model, (str, os.PathLike)):
         from skysift.train.trainer import load_model
 
-        model, _ = load_model(model)
+        model, _ = load_model(model, task="realbogus")
     cutouts, table = read_alerts(directory)
     scores = np.full(len(table), np.nan)
     usable = np.flatnonzero(np.asarray(table["usable"], dtype=bool)) if len(table) else np.zeros(0, int)
@@ -273,12 +273,11 @@ def run_score_alerts(
     alerts_dir: str | os.PathLike[str],
     out_path: str | os.PathLike[str],
     *,
-    rule: str = "score_ztf_alerts",
-    config_digest: str = "",
+    context: RunContext | None = None,
 ) -> Path:
     """Score a directory of alerts with a trained model and write the ECSV table (with provenance)."""
     alerts_dir = Path(alerts_dir)
     table = score_alerts(model_dir, alerts_dir)
     inputs = sorted(alerts_dir.glob("*.avro")) + sorted(p for p in Path(model_dir).glob("*") if p.is_file())
-    provenance = Provenance.collect(rule=rule, inputs=inputs, config_digest=config_digest)
+    provenance = resolve_context(context, "score_ztf_alerts").provenance(inputs=inputs)
     return write_table(table, out_path, provenance=provenance)

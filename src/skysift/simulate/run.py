@@ -14,10 +14,10 @@ from pathlib import Path
 
 import numpy as np
 
+from skysift.context import RunContext, resolve_context
 from skysift.io import save_figure, write_fits_image, write_product, write_table
 from skysift.log import get_logger
 from skysift.plotting import image_panels
-from skysift.provenance import Provenance
 from skysift.simulate.starfield import FieldSpec, PairSimulation, simulate_pair
 
 __all__ = ["TRUTH_STAMP_SIZE", "cut_stamps", "run_simulate_pair"]
@@ -63,8 +63,7 @@ def run_simulate_pair(
     *,
     seed: int,
     pair_id: str = "sim",
-    rule: str = "simulate_pair",
-    config_digest: str = "",
+    context: RunContext | None = None,
 ) -> dict[str, Path]:
     """Simulate one pair and write its products into ``outdir``.
 
@@ -79,8 +78,9 @@ def run_simulate_pair(
         function of (spec, seed).
     pair_id : str
         Name recorded in the products.
-    rule, config_digest : str
-        Provenance: the workflow rule and the configuration hash.
+    context : RunContext, optional
+        Rule, configuration digest, provenance labels and Dask client
+        (:class:`skysift.context.RunContext`).
 
     Returns
     -------
@@ -90,9 +90,7 @@ def run_simulate_pair(
     outdir = Path(outdir)
     log.info("simulating pair %s (%d px, %d stars, %d transients, seed %d)", pair_id, spec.image_size, spec.n_stars, spec.n_transients, seed)
     simulation: PairSimulation = simulate_pair(spec, np.random.default_rng(seed))
-    provenance = Provenance.collect(
-        rule=rule, inputs=(), config_digest=config_digest, seed=seed, extra={"pair_id": pair_id}
-    )
+    provenance = resolve_context(context, "simulate_pair").provenance(inputs=(), seed=seed, extra={"pair_id": pair_id})
     paths = {
         "reference": outdir / "reference.fits",
         "science": outdir / "science.fits",

@@ -3,72 +3,66 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
-__all__ = ["FieldSpec"]
+from skysift.options import StageOptions, param
+
+__all__ = ["FieldSpec", "SimulatedPairsOptions"]
 
 
 @dataclass(frozen=True)
-class FieldSpec:
-    """Parameters of a simulated reference/science pair.
+class SimulatedPairsOptions(StageOptions):
+    """Workflow keys of ``simulate.pairs`` that describe the DAG, not one pair."""
 
-    Attributes
-    ----------
-    image_size : int
-        Side of the square images (pixels).
-    pixel_scale : float
-        Arcseconds per pixel.
-    center_ra, center_dec : float
-        Field centre (degrees).
-    n_stars : int
-        Number of stars.
-    star_flux_min, star_flux_max : float
-        Range of star fluxes in the reference (electrons); drawn from a
-        power law dN/dF ~ F^-2 (many faint, few bright).
-    n_saturated : int
-        Number of extra stars bright enough to saturate in both images.
-    n_transients : int
-        Number of point transients in the science image only.
-    transient_snr_min, transient_snr_max : float
-        Range of the transients' signal-to-noise ratio (log-uniform), defined
-        as the optimal PSF-photometry S/N in the science image alone.
-    reference_fwhm, science_fwhm : float
-        PSF core FWHM (pixels).
-    reference_sky, science_sky : float
-        Sky level (electrons per pixel).
-    read_noise : float
-        Read noise (electrons).
-    saturation : float
-        Full-well level (electrons); pixels above are clipped to it.
-    science_flux_scale : float
-        Photometric scale of the science image relative to the reference
-        (transparency and exposure): a star of flux F in the reference has
-        ``science_flux_scale * F`` in the science image.
-    max_shift : float
-        Largest pointing offset between the images (pixels, each axis).
-    max_rotation : float
-        Largest rotation between the images (degrees).
-    edge_margin : int
-        Transients stay this many pixels away from the edges.
+    section: ClassVar[str] = "simulate.pairs"
+
+    n_pairs: int = param(2, "Number of simulated pairs (sim00, sim01, ...).", minimum=0, maximum=1000, cli=False)
+
+
+@dataclass(frozen=True)
+class FieldSpec(StageOptions):
+    """Parameters of a simulated reference/science pair (config section ``simulate.pairs``).
+
+    Star fluxes follow a power law dN/dF ~ F^-2 (many faint, few bright);
+    transient S/N is log-uniform and defined as the optimal PSF-photometry S/N
+    in the science image alone; a star of flux F in the reference has
+    ``science_flux_scale * F`` in the science image.
     """
 
-    image_size: int = 512
-    pixel_scale: float = 0.26
-    center_ra: float = 150.0
-    center_dec: float = 2.2
-    n_stars: int = 400
-    star_flux_min: float = 500.0
-    star_flux_max: float = 2.0e5
-    n_saturated: int = 3
-    n_transients: int = 10
-    transient_snr_min: float = 5.0
-    transient_snr_max: float = 50.0
-    reference_fwhm: float = 2.5
-    science_fwhm: float = 3.5
-    reference_sky: float = 200.0
-    science_sky: float = 400.0
-    read_noise: float = 5.0
-    saturation: float = 60000.0
-    science_flux_scale: float = 0.8
-    max_shift: float = 3.0
-    max_rotation: float = 0.05
-    edge_margin: int = 20
+    section: ClassVar[str] = "simulate.pairs"
+
+    image_size: int = param(512, "Side of the square images.", unit="pix", minimum=64, maximum=16384)
+    pixel_scale: float = param(0.26, "Pixel scale (DECam-like).", unit="arcsec/pix", exclusive_minimum=0)
+    center_ra: float = param(150.0, "Field centre right ascension.", unit="deg", minimum=0, maximum=360)
+    center_dec: float = param(2.2, "Field centre declination.", unit="deg", minimum=-90, maximum=90)
+    n_stars: int = param(400, "Number of stars (fluxes from dN/dF ~ F^-2).", minimum=0)
+    star_flux_min: float = param(500.0, "Faintest star flux in the reference.", unit="electron", exclusive_minimum=0)
+    star_flux_max: float = param(
+        2.0e5, "Brightest (unsaturated) star flux in the reference.", unit="electron", exclusive_minimum=0
+    )
+    n_saturated: int = param(3, "Extra stars bright enough to saturate in both images.", minimum=0)
+    n_transients: int = param(10, "Point transients injected into the science image only.", minimum=0)
+    transient_snr_min: float = param(5.0, "Lowest transient S/N (science image alone).", exclusive_minimum=0)
+    transient_snr_max: float = param(50.0, "Highest transient S/N (log-uniform between the two).", exclusive_minimum=0)
+    reference_fwhm: float = param(2.5, "Reference PSF core FWHM.", unit="pix", exclusive_minimum=0)
+    science_fwhm: float = param(3.5, "Science PSF core FWHM.", unit="pix", exclusive_minimum=0)
+    reference_sky: float = param(200.0, "Reference sky level.", unit="electron/pix", minimum=0)
+    science_sky: float = param(400.0, "Science sky level.", unit="electron/pix", minimum=0)
+    read_noise: float = param(5.0, "Read noise of both images.", unit="electron", minimum=0)
+    saturation: float = param(
+        60000.0, "Full well; pixels above are clipped (written as SATURATE).", unit="electron", exclusive_minimum=0
+    )
+    science_flux_scale: float = param(0.8, "Photometric scale of the science image relative to the reference.", exclusive_minimum=0)
+    max_shift: float = param(3.0, "Largest pointing offset between the images, per axis.", unit="pix", minimum=0)
+    max_rotation: float = param(0.05, "Largest rotation between the images.", unit="deg", minimum=0)
+    edge_margin: int = param(20, "Transients stay this far from the image edges.", unit="pix", minimum=0)
+
+    def check(self) -> None:
+        from skysift.errors import ConfigError
+
+        if self.star_flux_max <= self.star_flux_min:
+            raise ConfigError(f"{self.section}: star_flux_max ({self.star_flux_max}) must exceed star_flux_min ({self.star_flux_min})")
+        if self.transient_snr_max < self.transient_snr_min:
+            raise ConfigError(
+                f"{self.section}: transient_snr_max ({self.transient_snr_max}) is below transient_snr_min ({self.transient_snr_min})"
+            )

@@ -2,68 +2,46 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, ClassVar
 
-__all__ = ["TrainConfig"]
+from skysift.options import StageOptions, param
+
+__all__ = ["TrainConfig", "TrainResources"]
 
 
 @dataclass
-class TrainConfig:
-    """Training hyper-parameters (every field is also a ``skysift train`` option).
+class TrainConfig(StageOptions):
+    """Training hyper-parameters (config section ``train.<task>``; every field but
+    ``model`` is also a ``skysift train`` option; ``model`` is ``--model-json``)."""
 
-    Attributes
-    ----------
-    epochs : int
-        Maximum number of epochs.
-    batch_size : int
-        Global batch size (summed over processes).
-    learning_rate, weight_decay : float
-        AdamW parameters.
-    scheduler : {"cosine", "constant"}
-        Learning-rate schedule over ``epochs``.
-    patience : int
-        Early stopping: stop after this many epochs without a better validation
-        loss (0: never).
-    val_fraction, test_fraction : float
-        Held-out fractions of the product (deterministic split from ``seed``).
-    seed : int
-        Seed of the split, batch order, initialisation and per-step randomness.
-    num_workers : int
-        DataLoader worker processes reading the product.
-    device : {"auto", "cpu", "cuda"}
-        Where to train; ``auto`` takes the GPU when there is one.
-    amp : bool
-        bf16 autocast on GPU (ignored on CPU).
-    augment : bool
-        Apply the task's augmentation to training batches.
-    max_steps_per_epoch : int
-        Cap on steps per epoch (0: the whole training split).
-    threads : int
-        ``torch.set_num_threads`` for this process (0: leave torch's default).
-    model : dict
-        Keyword arguments for the task's model builder.
-    """
+    section: ClassVar[str] = "train"
 
-    epochs: int = 10
-    batch_size: int = 128
-    learning_rate: float = 1e-3
-    weight_decay: float = 1e-4
-    scheduler: str = "cosine"
-    patience: int = 5
-    val_fraction: float = 0.15
-    test_fraction: float = 0.15
-    seed: int = 0
-    num_workers: int = 0
-    device: str = "auto"
-    amp: bool = True
-    augment: bool = True
-    max_steps_per_epoch: int = 0
-    threads: int = 0
-    model: dict[str, Any] = field(default_factory=dict)
+    epochs: int = param(10, "Maximum number of epochs.", minimum=1)
+    batch_size: int = param(128, "Global batch size of training (summed over processes).", minimum=1)
+    learning_rate: float = param(1e-3, "AdamW learning rate.", exclusive_minimum=0)
+    weight_decay: float = param(1e-4, "AdamW weight decay.", minimum=0)
+    scheduler: str = param("cosine", "Learning-rate schedule over the epochs.", choices=("cosine", "constant"))
+    patience: int = param(5, "Early-stopping patience in epochs (0 never stops early).", minimum=0)
+    val_fraction: float = param(0.15, "Validation fraction of the training set.", minimum=0, maximum=0.5)
+    test_fraction: float = param(0.15, "Held-out test fraction.", minimum=0, maximum=0.5)
+    seed: int = param(0, "Seed of the split, batch order, initialisation and per-step randomness.", minimum=0, config=False)
+    num_workers: int = param(0, "DataLoader worker processes reading the product.", minimum=0)
+    device: str = param("auto", "Where to train; auto takes the GPU when there is one.", choices=("auto", "cpu", "cuda"))
+    amp: bool = param(True, "bf16 autocast on GPU (ignored on CPU).")
+    augment: bool = param(True, "Apply the task's augmentation to training batches.")
+    max_steps_per_epoch: int = param(0, "Cap on steps per epoch (0: the whole training split).", minimum=0)
+    threads: int = param(0, "Torch threads per process (0 leaves torch's default).", minimum=0)
+    model: dict[str, Any] = param({}, "Keyword arguments of the task's model builder.", cli=False)
 
-    def __post_init__(self) -> None:
-        if self.scheduler not in ("cosine", "constant"):
-            raise ValueError(f"scheduler must be 'cosine' or 'constant', got {self.scheduler!r}")
-        if self.epochs < 1 or self.batch_size < 1:
-            raise ValueError("epochs and batch_size must be >= 1")
+
+@dataclass(frozen=True)
+class TrainResources(StageOptions):
+    """Cluster resources of one training job (config section ``train.<task>``; read by the workflow)."""
+
+    section: ClassVar[str] = "train"
+
+    gpus: int = param(0, "GPUs per training job (more than 1 runs DDP through skysift launch).", minimum=0, cli=False)
+    cpus_per_gpu: int = param(4, "CPUs per GPU for data loading.", minimum=1, cli=False)
+    mem_mb: int = param(4000, "Memory of the training job.", unit="MB", minimum=100, cli=False)
+    runtime: int = param(60, "Wall-time limit of the training job.", unit="min", minimum=1, cli=False)

@@ -10,9 +10,10 @@ import numpy as np
 import torch
 from astropy.table import Table
 
+from skysift.context import RunContext, resolve_context
+from skysift.errors import InputDataError
 from skysift.io import write_product, write_table
 from skysift.log import get_logger
-from skysift.provenance import Provenance
 from skysift.train.data import ProductDataset, split_indices
 from skysift.train.distributed import init_distributed
 from skysift.train.tasks import get_task
@@ -32,8 +33,7 @@ def score_product(
     split: str = "all",
     batch_size: int = 512,
     device: str = "auto",
-    rule: str = "score",
-    config_digest: str = "",
+    context: RunContext | None = None,
 ) -> Table:
     """Score every sample (or one split) of a product with a trained model.
 
@@ -68,10 +68,12 @@ def score_product(
     if split == "all":
         indices = np.arange(len(dataset))
     else:
-        info = card["split"]
+        info = card.get("split")
+        if not isinstance(info, dict) or not {"val_fraction", "test_fraction", "seed"} <= set(info):
+            raise InputDataError(f"{model_dir}: the model card records no split, so --split {split} is undefined")
         groups = np.asarray(dataset.table[info["group"]]) if info.get("group") else None
         indices = split_indices(len(dataset), info["val_fraction"], info["test_fraction"], info["seed"], groups)[split]
-    amp = bool(card["train_config"].get("amp")) and torch_device.type == "cuda"
+    amp = bool((card.get("train_config") or {}).get("amp")) and torch_device.type == "cuda"
     preprocess = get_task(card["task"]).preprocessing()
     scores, _ = evaluate(model, dataset, indices, batch_size=batch_size, device=torch_device, amp=amp, preprocess=preprocess)
     table = dataset.table[indices]
@@ -80,10 +82,8 @@ def score_product(
     ranks = np.empty(len(scores), dtype=np.int64)
     ranks[np.argsort(-scores, kind="stable")] = np.arange(1, len(scores) + 1)
     table["rank"] = ranks
-    provenance = Provenance.collect(
-        rule=rule, inputs=[product_path, Path(model_dir) / "model.pt"], config_digest=config_digest,
-        extra={"task": card["task"], "split": split},
-    )
+    provenance = resolve_context(context, "score").provenance(inputs=[product_path, Path(model_dir) / "model.pt"],
+        extra={"task": card["task"], "split": split})
     write_product(out_path, product_type="scores", provenance=provenance, table=table,
                   descriptions={"score": "model probability of the positive class", "rank": "1 = highest score"},
                   attrs={"task": card["task"], "split": split})

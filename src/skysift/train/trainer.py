@@ -38,11 +38,12 @@ import torch
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 
-from skysift.errors import ProductError
+from skysift.context import RunContext, resolve_context
+from skysift.errors import InputDataError, ProductError
 from skysift.io import atomic_output, save_figure
 from skysift.log import get_logger, progress
 from skysift.metrics import binary_metrics
-from skysift.provenance import Provenance, sha256_file
+from skysift.provenance import sha256_file
 from skysift.train.data import EpochBatches, ProductDataset, split_indices
 from skysift.train.distributed import DistributedContext, cleanup_distributed, init_distributed
 from skysift.train.config import TrainConfig
@@ -194,8 +195,7 @@ def train(
     outdir: str | os.PathLike[str],
     config: TrainConfig,
     *,
-    rule: str = "train",
-    config_digest: str = "",
+    context: RunContext | None = None,
 ) -> dict[str, Any]:
     """Train ``task_name``'s model on an HDF5 product, resuming if a checkpoint matches.
 
@@ -209,8 +209,8 @@ def train(
         Where the model, card, metrics, plot and checkpoint go.
     config : TrainConfig
         Hyper-parameters.
-    rule, config_digest : str
-        Provenance recorded in the model card.
+    context : RunContext, optional
+        Rule and configuration digest recorded in the model card.
 
     Returns
     -------
@@ -225,9 +225,10 @@ def train(
         If the product lacks the task's arrays or labels.
     """
     task = get_task(task_name)
-    context = init_distributed(config.device)
+    run = resolve_context(context, "train")
+    distributed = init_distributed(config.device)
     try:
-        return _train(task, Path(product_path), Path(outdir), config, context, rule, config_digest)
+        return _train(task, Path(product_path), Path(outdir), config, distributed, run)
     finally:
         cleanup_distributed()
 
@@ -238,8 +239,7 @@ def _train(
     outdir: Path,
     config: TrainConfig,
     context: DistributedContext,
-    rule: str,
-    config_digest: str,
+    run: RunContext,
 ) -> dict[str, Any]:
     if config.threads:
         torch.set_num_threads(config.threads)
@@ -389,7 +389,7 @@ def _train(
 
     card: dict[str, Any] = {}
     if context.is_main:
-        card = _finish(task, model, dataset, splits, state, config, context, product_path, product_sha256, outdir, rule, config_digest)
+        card = _finish(task, model, dataset, splits, state, config, context, product_path, product_sha256, outdir, run)
     if context.distributed:
         dist.barrier()
         if not context.is_main:
@@ -408,8 +408,7 @@ def _finish(
     product_path: Path,
     product_sha256: str,
     outdir: Path,
-    rule: str,
-    config_digest: str,
+    run: RunContext,
 ) -> dict[str, Any]:
     """Write the best model, its card, the metrics table and the training curve (rank 0)."""
     if state["best_state"] is not None:
@@ -423,7 +422,7 @@ def _finish(
     _atomic_torch_save({k: v.detach().cpu() for k, v in model.state_dict().items()}, outdir / MODEL_NAME)
     _write_history(history, outdir / "metrics.csv")
     save_figure(_plot_training_curve(history, f"{task.name}: training curve"), outdir / "training_curve.png")
-    provenance = Provenance.collect(rule=rule, inputs=[product_path], config_digest=config_digest, seed=config.seed)
+    provenance = run.provenance(inputs=[product_path], seed=config.seed)
     card = {
         "task": task.name,
         "architecture": type(model).__name__,
@@ -452,20 +451,58 @@ def _finish(
     return card
 
 
-def load_model(model_dir: str | os.PathLike[str], device: str | torch.device = "cpu") -> tuple[torch.nn.Module, dict[str, Any]]:
+def load_model(
+    model_dir: str | os.PathLike[str], device: str | torch.device = "cpu", *, task: str | None = None
+) -> tuple[torch.nn.Module, dict[str, Any]]:
     """Load a trained model and its card with ``torch.load(weights_only=True)``.
+
+    Parameters
+    ----------
+    model_dir : str or path-like
+        Directory of ``model.pt`` and ``model_card.json``.
+    device : str or torch.device
+        Where the model goes.
+    task : str, optional
+        The task the caller expects; a model of another task is refused.
 
     Raises
     ------
     FileNotFoundError
         If the model or card is missing (the message names it).
+    InputDataError
+        If the card is not a model card, the model is of another task, or
+        ``model.pt`` is not a state dict of the card's architecture (corrupt,
+        truncated, or a pickle that would run code: never unpickled here).
     """
     model_dir = Path(model_dir)
     card_path, weights_path = model_dir / CARD_NAME, model_dir / MODEL_NAME
     for path in (card_path, weights_path):
         if not path.is_file():
             raise FileNotFoundError(f"{path}: no such file (train the model first)")
-    card = json.loads(card_path.read_text())
-    model = get_task(card["task"]).build_model(**card["model_kwargs"])
-    model.load_state_dict(torch.load(weights_path, map_location="cpu", weights_only=True))
+    try:
+        card = json.loads(card_path.read_text())
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise InputDataError(f"{card_path}: not a model card (invalid JSON: {exc})") from None
+    if (not isinstance(card, dict) or not isinstance(card.get("task"), str) or not isinstance(card.get("model_kwargs"), dict)
+            or not isinstance(card.get("inputs"), list)):
+        raise InputDataError(f"{card_path}: not a model card (needs 'task', 'model_kwargs' and 'inputs')")
+    if task is not None and card["task"] != task:
+        raise InputDataError(f"{model_dir}: a '{card['task']}' model, not a {task} model")
+    try:
+        model = get_task(card["task"]).build_model(**card["model_kwargs"])
+    except (TypeError, ValueError) as exc:
+        raise InputDataError(f"{card_path}: model_kwargs do not build a {card['task']} model ({exc})") from None
+    try:
+        state = torch.load(weights_path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - torch raises UnpicklingError, RuntimeError, EOFError...
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        if "weights_only" in str(exc) or "Unsupported global" in str(exc):
+            reason = "it holds objects other than tensors, which are never unpickled"
+        raise InputDataError(f"{weights_path}: not a readable skysift state dict ({reason[:200]})") from None
+    if not isinstance(state, dict):
+        raise InputDataError(f"{weights_path}: not a state dict (found {type(state).__name__})")
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as exc:
+        raise InputDataError(f"{weights_path}: does not fit the card's architecture ({str(exc).splitlines()[0][:200]})") from None
     return model.to(device).eval(), card

@@ -20,11 +20,11 @@ from typing import Any
 
 import numpy as np
 
+from skysift.context import RunContext, resolve_context
 from skysift.errors import InputDataError
 from skysift.io import ProductWriter
 from skysift.log import get_logger
 from skysift.parallel import compute_in_windows
-from skysift.provenance import Provenance
 from skysift.simulate.priors import LogUniform, Prior, describe, sample_parameters
 from skysift.transit.injection import (
     BLEND_PRIORS,
@@ -322,11 +322,7 @@ def make_transit_training_set(
     statistic: str = "median",
     mes_threshold: float | None = MES_THRESHOLD,
     noise_mes_threshold: float | None = None,
-    rule: str = "transit_training_set",
-    config_digest: str | None = None,
-    inputs: list[str | os.PathLike[str]] | None = None,
-    client: Any | None = None,
-    scheduler: str | None = None,
+    context: RunContext | None = None,
 ) -> Path:
     """Write a ``transit-training-set`` HDF5 product of AstroNet views and vetting inputs.
 
@@ -361,14 +357,9 @@ def make_transit_training_set(
         7.1), as in a survey's TCE list; None keeps every draw.
     noise_mes_threshold : float or None
         The same for noise/systematics negatives (default: not selected).
-    rule, config_digest, inputs
-        Provenance.
-    client : dask.distributed.Client, optional
-        Cluster to run the chunks on; without it dask's ``scheduler`` is used
-        (default: the threaded scheduler).
-    scheduler : str, optional
-        dask scheduler name when no client is given (``"threads"``,
-        ``"processes"``, ``"synchronous"``).
+    context : RunContext, optional
+        Rule, configuration digest, provenance labels and Dask client
+        (:class:`skysift.context.RunContext`).
 
     Returns
     -------
@@ -414,7 +405,7 @@ def make_transit_training_set(
         )
         for chunk, chunk_seed in zip(chunks, chunk_seeds)
     ]
-    provenance = Provenance.collect(rule=rule, inputs=inputs or [], config_digest=config_digest, seed=seed)
+    provenance = resolve_context(context, "transit_training_set").provenance(inputs=(), seed=seed)
     attrs = {
         "mission": mission,
         "n_blocks": n_blocks,
@@ -444,7 +435,8 @@ def make_transit_training_set(
         writer.add_column("kind", str, description="planet, eb, blend or noise")
         for name, (unit, description) in TABLE_COLUMNS.items():
             writer.add_column(name, "float64", unit=unit, description=description)
-        for inputs, columns in compute_in_windows(tasks, client=client, scheduler=scheduler, desc="transit chunks"):
+        for inputs, columns in compute_in_windows(tasks, client=context.client if context else None,
+            scheduler=context.scheduler if context else None, desc="transit chunks"):
             writer.append(inputs, columns)
     return Path(out_path)
 

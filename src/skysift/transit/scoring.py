@@ -23,7 +23,7 @@ from skysift.transit.dataset import INPUT_NAMES, read_tce_table, views_for_light
 from skysift.transit.lightcurves import read_lightcurve
 from skysift.transit.preprocess import make_vetting_views
 
-__all__ = ["score_folded", "score_tce_table", "score_views"]
+__all__ = ["score_folded", "score_request", "score_tce_table", "score_views"]
 
 log = get_logger(__name__)
 
@@ -116,3 +116,79 @@ def score_tce_table(
     table["score"] = scores
     table["flag"] = flags
     return table
+
+
+def score_request(
+    model: torch.nn.Module,
+    *,
+    lightcurve: str | os.PathLike[str] | None = None,
+    period: float | None = None,
+    t0: float | None = None,
+    duration: float | None = None,
+    folded: str | os.PathLike[str] | None = None,
+    tce_table: str | os.PathLike[str] | None = None,
+    lightcurve_dir: str | os.PathLike[str] | None = None,
+    limit: int | None = None,
+) -> tuple[Table, list[Path]]:
+    """Score one of three kinds of input: a light curve with its ephemeris, a folded curve, or a TCE table.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        A trained transit model.
+    lightcurve : path, optional
+        Kepler or TESS light-curve FITS, with ``period`` (days), ``t0`` (days,
+        the file's time system) and ``duration`` (hours).
+    folded : path, optional
+        Phase-folded curve: ``.npy`` or text rows ``phase, flux[, error]``.
+    tce_table, lightcurve_dir : path, optional
+        A TCE table and the directory of its ``kplr*_llc.fits`` files.
+    limit : int, optional
+        Score only the first ``limit`` TCEs.
+
+    Returns
+    -------
+    table : astropy.table.Table
+        One row per scored source with its ``score``.
+    inputs : list of Path
+        The files read (for the provenance block).
+
+    Raises
+    ------
+    InputDataError
+        When no input, or an incomplete one, is given, or a file is unreadable
+        or of the wrong shape; the message names the flag or file.
+    """
+    if tce_table is not None:
+        if lightcurve_dir is None:
+            raise InputDataError("--tce-table needs --lightcurve-dir (where kplr*_llc.fits files are)")
+        if not Path(lightcurve_dir).is_dir():
+            raise InputDataError(f"{lightcurve_dir}: --lightcurve-dir is not a directory")
+        if not Path(tce_table).is_file():
+            raise InputDataError(f"{tce_table}: no such TCE table")
+        table = score_tce_table(model, tce_table, lightcurve_dir, limit=limit)
+        if len(table) and not np.isfinite(np.asarray(table["score"], dtype=float)).any():
+            raise InputDataError(f"{lightcurve_dir}: no light curve of any TCE of {tce_table} was found or readable")
+        return table, [Path(tce_table)]
+    if folded is not None:
+        path = Path(folded)
+        if not path.is_file():
+            raise InputDataError(f"{path}: no such folded light curve")
+        try:
+            columns = np.load(path, allow_pickle=False) if path.suffix == ".npy" else np.loadtxt(path, unpack=True, ndmin=2)
+        except (OSError, ValueError, EOFError) as exc:
+            raise InputDataError(f"{path}: unreadable folded light curve ({exc})") from exc
+        if np.ndim(columns) != 2 or len(columns) < 2 or np.shape(columns)[1] < 2:
+            raise InputDataError(f"{path}: expected rows (phase, flux[, error]), got shape {np.shape(columns)}")
+        score, _, _ = score_folded(model, columns[0], columns[1])
+        return Table({"source": [str(path)], "score": [score]}), [path]
+    if lightcurve is not None:
+        if None in (period, t0, duration):
+            raise InputDataError("--lightcurve needs --period, --t0 and --duration (hours)")
+        if period <= 0 or duration <= 0:
+            raise InputDataError(f"--period and --duration must be positive, got {period} and {duration}")
+        views = views_for_lightcurve(read_lightcurve(lightcurve), period, t0, duration)
+        table = Table({"source": [str(lightcurve)], "period": [period], "t0": [t0], "duration": [duration],
+                       "score": [float(score_views(model, *views)[0])]})
+        return table, [Path(lightcurve)]
+    raise InputDataError("give --lightcurve (with --period/--t0/--duration), --folded, or --tce-table")

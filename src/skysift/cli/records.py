@@ -1,0 +1,198 @@
+"""Subcommands of configuration, provenance, data releases and archives."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from skysift.cli._flags import add_command
+from skysift.errors import ConfigError
+from skysift.log import get_logger
+
+__all__ = ["register"]
+
+log = get_logger(__name__)
+
+
+def _config_validate(arguments: argparse.Namespace) -> int:
+    from skysift.config import load_config, read_pairs_table
+    from skysift.provenance import config_hash
+
+    config = load_config(arguments.path, arguments.schema, base_dir=arguments.base_dir)
+    table = config.get("inputs", {}).get("pairs_table")
+    n_pairs = len(read_pairs_table(Path(arguments.base_dir) / table, base_dir=arguments.base_dir)) if table else 0
+    print(f"{arguments.path}: valid (config hash {config_hash(config)[:16]}, {n_pairs} pairs from table)")
+    return 0
+
+
+def _config_docs(arguments: argparse.Namespace) -> int:
+    from skysift.config import render_parameter_tables
+
+    if arguments.path is None:
+        print(render_parameter_tables(None))
+        return 0
+    path = Path(arguments.path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: no such Markdown file")
+    text = path.read_text(encoding="utf-8")
+    updated = render_parameter_tables(text)
+    if updated != text:
+        path.write_text(updated, encoding="utf-8")
+        log.info("%s: parameter tables updated", path)
+    return 0
+
+
+def _provenance_show(arguments: argparse.Namespace) -> int:
+    from skysift.io import read_provenance
+
+    for product in arguments.products:
+        print(json.dumps(read_provenance(product).to_dict(), indent=2, sort_keys=True))
+    return 0
+
+
+def _provenance_summary(arguments: argparse.Namespace) -> int:
+    from skysift.report import write_provenance_summary
+
+    outdir = Path(arguments.outdir)
+    summary = write_provenance_summary(arguments.products, outdir / "summary.json", outdir / "summary.html",
+                                       run_name=arguments.run_name, release=arguments.release)
+    log.info("provenance of %d products written to %s", len(summary["products"]), outdir)
+    return 0
+
+
+def _provenance_export(arguments: argparse.Namespace) -> int:
+    from skysift.config import load_schema
+    from skysift.provdoc import write_prov_documents
+
+    try:
+        config = json.loads(arguments.config_json) if arguments.config_json else {}
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"--config-json: not valid JSON ({exc})") from None
+    paths = write_prov_documents(
+        arguments.products, arguments.outdir, schema=load_schema(arguments.schema), config=config,
+        metadata_dir=arguments.metadata, run_name=arguments.run_name,
+    )
+    log.info("PROV documents written: %s", ", ".join(map(str, paths.values())))
+    return 0
+
+
+def _release_diff(arguments: argparse.Namespace) -> int:
+    from skysift.releases import affected_outputs, diff_releases, read_release
+
+    old = read_release(arguments.old, base_dir=arguments.base_dir)
+    new = read_release(arguments.new, base_dir=arguments.base_dir)
+    diff = diff_releases(old, new)
+    print(f"{arguments.old} -> {arguments.new}")
+    for label, pairs in (("unchanged", diff.unchanged), ("added", diff.added), ("removed", diff.removed)):
+        print(f"  {label + ':':<10} {len(pairs)} pair(s){': ' + ', '.join(pairs) if pairs else ''}")
+    print(f"  changed:   {len(diff.changed)} pair(s)")
+    for pair_id, columns in sorted(diff.changed.items()):
+        print(f"    {pair_id}: {', '.join(columns)}")
+    outputs = affected_outputs(diff, arguments.results, realbogus=not arguments.no_realbogus)
+    print(f"outputs that rerun ({len(outputs)}):" if outputs else "nothing reruns")
+    for output, reason in outputs:
+        print(f"  {output}  <- {reason}")
+    return 0
+
+
+def _release_verify(arguments: argparse.Namespace) -> int:
+    from skysift.releases import read_release, verify_release
+
+    release = read_release(arguments.path, base_dir=arguments.base_dir)
+    problems = verify_release(release)
+    for problem in problems:
+        print(f"{arguments.path}: {problem}", file=sys.stderr)
+    if not problems:
+        print(f"{arguments.path}: {len(release)} pair(s), every checksum matches")
+    return 1 if problems else 0
+
+
+def _archive_create(arguments: argparse.Namespace) -> int:
+    from skysift.archive import bundle_run
+
+    bundle, n_products = bundle_run(arguments.bundle, results_dir=arguments.results, report=arguments.report,
+                                    overwrite=arguments.overwrite)
+    log.info("bundle written to %s (%d products)", bundle, n_products)
+    return 0
+
+
+def _archive_verify(arguments: argparse.Namespace) -> int:
+    from skysift.archive import verify_bundle
+
+    report = verify_bundle(arguments.path)
+    if report.ok:
+        print(f"{arguments.path}: OK, {report.checked} files match the manifest")
+        return 0
+    for line in report.lines():
+        print(f"{arguments.path}: {line}", file=sys.stderr)
+    return 1
+
+
+def _group(commands: argparse._SubParsersAction, name: str, help: str, description: str) -> argparse._SubParsersAction:
+    parser = commands.add_parser(name, help=help, description=description)
+    return parser.add_subparsers(dest="subcommand", metavar="SUBCOMMAND", required=True)
+
+
+def register(commands: argparse._SubParsersAction) -> None:
+    """Add the configuration, provenance, release and archive subcommands."""
+    config = _group(commands, "config", "check a workflow configuration; document its parameters",
+                    "Workflow configuration: validation and the generated parameter tables.")
+    add_command(
+        config, "validate", _config_validate, flags=("path", "--schema", "--base-dir"),
+        overrides={"path": {"nargs": "?", "default": "config/config.yaml", "help": "configuration file"}},
+        help="validate a configuration against the schema (types, ranges, paths, cross-checks)",
+        description="Validate a YAML configuration exactly as the workflow does before any job: one line per "
+        "problem naming the key; exit status 2 if invalid.",
+    )
+    add_command(
+        config, "docs", _config_docs, flags=("path",),
+        overrides={"path": {"nargs": "?", "default": None, "help": "Markdown file whose tables to rewrite in place"}},
+        help="the parameter tables of config/README.md, generated from the stage options classes",
+        description="Print the Markdown parameter table of every stage (from the options dataclasses), or "
+        "rewrite the tables between '<!-- options: SECTION -->' markers of the Markdown file given.",
+    )
+    provenance = _group(commands, "provenance", "inspect and export provenance",
+                        "Provenance of products: show one block, summarise a run, export W3C PROV and IVOA.")
+    add_command(provenance, "show", _provenance_show, flags=("products",),
+                help="print the provenance block of products (HDF5, FITS or ECSV)",
+                description="Print the provenance block of each product as JSON.")
+    add_command(
+        provenance, "summary", _provenance_summary, flags=("products", "--outdir", "--run-name", "--release"),
+        help="summary of every product's provenance (JSON and HTML) for the report",
+        description="Collect the provenance blocks of a run's products into OUTDIR/summary.json and summary.html.",
+    )
+    add_command(
+        provenance, "export", _provenance_export,
+        flags=("products", "--outdir", "--metadata", "--schema", "--config-json", "--run-name"),
+        help="W3C PROV-JSON/PROV-N and IVOA provenance documents of a run",
+        description="Write the run's provenance as W3C PROV (JSON and PROV-N) and IVOA provenance documents.",
+    )
+    release = _group(commands, "release", "data releases: what reruns, and checksum verification",
+                     "Data-release manifests (pairs tables with sha256 of every input).")
+    add_command(
+        release, "diff", _release_diff, flags=("old", "new", "--results", "--base-dir", "--no-realbogus"),
+        help="which pairs changed between two releases, and which outputs rerun",
+        description="Compare two release manifests by checksum: unchanged, added, removed and changed pairs, "
+        "and the outputs of a run that rerun.",
+    )
+    add_command(
+        release, "verify", _release_verify, flags=("path", "--base-dir"),
+        overrides={"path": {"help": "release manifest"}},
+        help="recompute every checksum of a release manifest",
+        description="Recompute the sha256 of every input listed in a release manifest; exit 1 naming each mismatch.",
+    )
+    archive = _group(commands, "archive", "archive bundles of a run, and their verification",
+                     "Write an archive bundle of a finished run (products, sha256 manifest, PROV, report), or verify one.")
+    add_command(
+        archive, "create", _archive_create, flags=("--results", "--bundle", "--report", "--overwrite"),
+        help="bundle a run's products with a sha256 manifest, PROV documents and report",
+        description="Copy every product listed in RESULTS/provenance/summary.json, the provenance documents and "
+        "the report into BUNDLE with MANIFEST.sha256 and BUNDLE.json; the bundle appears whole or not at all.",
+    )
+    add_command(
+        archive, "verify", _archive_verify, flags=("path",), overrides={"path": {"help": "bundle directory"}},
+        help="check a bundle against its manifest; names missing or altered files",
+        description="Recompute every sha256 of a bundle; exit 1 naming each missing, altered or unlisted file.",
+    )

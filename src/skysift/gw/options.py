@@ -1,0 +1,42 @@
+"""Options of the gravitational-wave stage (config section ``gw``)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+from skysift.errors import ConfigError
+from skysift.options import StageOptions, param
+
+__all__ = ["GWOptions"]
+
+
+@dataclass(frozen=True)
+class GWOptions(StageOptions):
+    """Settings of the GW training set, MLGWSC-1 test data and both searches."""
+
+    section: ClassVar[str] = "gw"
+
+    enabled: bool = param(True, "Build, train and evaluate the GW detector.", cli=False)
+    n_samples: int = param(2000, "Training samples.", minimum=10)
+    signal_fraction: float = param(0.5, "Fraction of training samples with a signal.", exclusive_minimum=0, exclusive_maximum=1)
+    approximant: str = param("IMRPhenomD", "Waveform model.", choices=("IMRPhenomD", "IMRPhenomXPHM"))
+    sample_rate: float = param(2048.0, "Sample rate.", unit="Hz", exclusive_minimum=0)
+    duration: float = param(1.0, "Length of a training sample.", unit="s", exclusive_minimum=0)
+    snr_min: float = param(5.0, "Lowest network SNR of training signals.", exclusive_minimum=0)
+    snr_max: float = param(20.0, "Highest network SNR of training signals.", exclusive_minimum=0)
+    mass_min: float = param(10.0, "Lowest component mass.", unit="solMass", exclusive_minimum=0)
+    mass_max: float = param(50.0, "Highest component mass.", unit="solMass", exclusive_minimum=0)
+    test_duration: float = param(3600.0, "Seconds of MLGWSC-1 foreground and background test data.", unit="s", minimum=60)
+    max_distance: float = param(2000.0, "Injections are uniform in volume out to this distance.", unit="Mpc", exclusive_minimum=0)
+    search_step: float = param(0.1, "Step of the sliding-window network search.", unit="s", exclusive_minimum=0)
+    bank_chirp_masses: int = param(40, "Matched-filter bank grid points in chirp mass.", minimum=2)
+    bank_mass_ratios: int = param(12, "Matched-filter bank grid points in mass ratio.", minimum=1)
+
+    def check(self) -> None:
+        if self.mass_max <= self.mass_min:
+            raise ConfigError(f"gw: mass_max ({self.mass_max}) must exceed mass_min ({self.mass_min})")
+        if self.snr_max < self.snr_min:
+            raise ConfigError(f"gw: snr_max ({self.snr_max}) is below snr_min ({self.snr_min})")
+        if self.search_step > self.duration:
+            raise ConfigError(f"gw: search_step ({self.search_step} s) exceeds the window duration ({self.duration} s)")

@@ -1,0 +1,29 @@
+"""Options of the strong-lens training-set stage (config section ``lens``)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+from skysift.options import StageOptions, param
+
+__all__ = ["LensOptions"]
+
+
+@dataclass(frozen=True)
+class LensOptions(StageOptions):
+    """Settings of :func:`~skysift.lens.dataset.make_lens_training_set`."""
+
+    section: ClassVar[str] = "lens"
+
+    enabled: bool = param(True, "Build, train and evaluate the lens finder.", cli=False)
+    n_samples: int = param(2000, "Images in the training set.", minimum=10)
+    survey: str = param("lsst", "Survey preset (pixel scale, PSF, sky, noise).", choices=("lsst", "hsc", "euclid"))
+    image_size: int = param(64, "Image side.", unit="pix", minimum=16, maximum=512)
+    supersampling: int = param(3, "Sub-pixels per pixel side.", minimum=1, maximum=9)
+    positive_fraction: float = param(0.5, "Fraction of lenses.", exclusive_minimum=0, exclusive_maximum=1)
+    galaxies: str = param(
+        "simulated", "'simulated' (the demo), or a GalSim real-galaxy directory whose HST galaxies host the arcs."
+    )
+    device: str = param("cpu", "Where the batched simulator runs.", choices=("cpu", "cuda"))
+    simulation_batch: int = param(512, "Images simulated per batch (memory, not results).", minimum=1)
