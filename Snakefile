@@ -29,6 +29,10 @@ include: "workflow/rules/train.smk"
 include: "workflow/rules/provenance.smk"
 
 
+onstart:
+    withdraw_on_start()
+
+
 rule all:
     input:
         all_targets(),

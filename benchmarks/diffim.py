@@ -369,7 +369,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=2024)
     parser.add_argument("--psf-grid", type=int, default=1)
     parser.add_argument("--repeat", type=int, default=3, help="skysift runs (fresh processes); the median is reported")
-    parser.add_argument("--real", action="store_true", help="run on the DECam pair in /work/shared/data/diffim")
+    parser.add_argument("--real", action="store_true", help="run on the real pairs in ../shared/data/diffim (beside the checkout)")
     parser.add_argument("--data", type=Path, default=Path(__file__).resolve().parents[1].parent / "shared" / "data" / "diffim" / "sfft_decam_i_pair")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--output", type=Path, help=argparse.SUPPRESS)

@@ -45,7 +45,8 @@ def test_simulate_pair_and_provenance_show(tmp_path, capsys):
     capsys.readouterr()
     assert main(["provenance", "show", str(outdir / "science.fits")]) == 0
     block = json.loads(capsys.readouterr().out)
-    assert block["rule"] == "simulate_pair" and block["extra"] == {"pair_id": "sim"}
+    assert block["rule"] == "simulate_pair" and block["extra"]["pair_id"] == "sim"
+    assert json.loads(block["extra"]["options.simulate.pairs"])["n_stars"] == 30  # the options object, whole
 
 
 def test_errors_exit_2_with_one_line(tmp_path, capsys):

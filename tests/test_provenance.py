@@ -65,24 +65,3 @@ def test_from_dict_reports_missing_fields():
     with pytest.raises(ValueError, match="config_hash"):
         Provenance.from_dict({"skysift_version": "1", "git_commit": "x", "inputs": {}, "rule": "r",
                               "created_utc": "t", "software": {}})
-
-
-def test_source_digest_tracks_core_and_named_subpackages(tmp_path):
-    from skysift.provenance import source_digest
-
-    package = tmp_path / "skysift"
-    (package / "diffim").mkdir(parents=True)
-    (package / "lens").mkdir()
-    (package / "io.py").write_text("x = 1\n")
-    (package / "diffim" / "zogy.py").write_text("y = 1\n")
-    (package / "lens" / "sim.py").write_text("z = 1\n")
-    before = source_digest(package, ["diffim"])
-    (package / "lens" / "sim.py").write_text("z = 2\n")
-    assert source_digest(package, ["diffim"]) == before  # another stage's edit does not matter
-    (package / "diffim" / "zogy.py").write_text("y = 2\n")
-    after_stage = source_digest(package, ["diffim"])
-    assert after_stage != before
-    (package / "io.py").write_text("x = 2\n")
-    assert source_digest(package, ["diffim"]) != after_stage  # core edits rerun everything
-    with pytest.raises(FileNotFoundError, match="nosuch"):
-        source_digest(package, ["nosuch"])

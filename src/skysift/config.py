@@ -37,6 +37,7 @@ from skysift.options import load_options_class, section_schema
 
 __all__ = [
     "PAIRS_TABLE_COLUMNS",
+    "default_schema_path",
     "derive_seed",
     "load_config",
     "load_schema",
@@ -311,12 +312,16 @@ def load_config(
     return validate_config(read_yaml(path), load_schema(schema_path), base_dir=base_dir, source=str(path))
 
 
-def read_pairs_table(path: str | os.PathLike[str], *, base_dir: str | os.PathLike[str] = ".") -> list[dict[str, Any]]:
+def read_pairs_table(
+    path: str | os.PathLike[str], *, base_dir: str | os.PathLike[str] = ".", require_files: bool = True
+) -> list[dict[str, Any]]:
     """Read a tab-separated table of science/reference pairs and check its paths.
 
     Columns: ``pair_id``, ``science``, ``reference`` and optionally
     ``science_mask`` and ``reference_mask`` (empty for none). Lines starting
-    with ``#`` are comments. Paths are resolved against ``base_dir``.
+    with ``#`` are comments. Paths are resolved against ``base_dir``; with
+    ``require_files`` False they need not exist (an old release whose files
+    were replaced).
 
     Returns
     -------
@@ -361,7 +366,7 @@ def read_pairs_table(path: str | os.PathLike[str], *, base_dir: str | os.PathLik
                 entry[column] = None
                 continue
             resolved = (base / value).resolve()
-            if not resolved.is_file():
+            if require_files and not resolved.is_file():
                 raise ConfigError(f"{path}, row {line_number}: {column} file '{value}' ({resolved}) does not exist")
             entry[column] = resolved
         for column in CHECKSUM_COLUMNS:
@@ -378,10 +383,14 @@ _TABLE_MARKER = re.compile(r"<!-- options: ([a-z_.]+) -->\n.*?<!-- /options -->"
 _TABLE_HEADER = "| key | type (unit) | default | meaning |\n|---|---|---|---|"
 
 
+def default_schema_path() -> Path:
+    """The workflow's configuration schema beside this source tree (``workflow/schemas/config.schema.yaml``)."""
+    return Path(__file__).resolve().parents[2] / "workflow" / "schemas" / "config.schema.yaml"
+
+
 def options_sections(schema_path: str | os.PathLike[str] | None = None) -> dict[str, list[type]]:
     """Dotted configuration section -> its options classes, from the schema's ``x-options``."""
-    path = Path(schema_path) if schema_path else Path(__file__).resolve().parents[2] / "workflow" / "schemas" / "config.schema.yaml"
-    raw = read_yaml(path)
+    raw = read_yaml(Path(schema_path) if schema_path else default_schema_path())
     sections: dict[str, list[type]] = {}
 
     def walk(node: Any, where: tuple[str, ...]) -> None:

@@ -14,6 +14,7 @@ before deciding what to import.
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -63,6 +64,10 @@ class RunContext:
     scheduler : str or None
         Dask's local scheduler when there is no client (``"threads"``,
         ``"sync"``, ``"processes"``); None takes the function's default.
+    options : tuple of StageOptions
+        The stage options the product was made with; each is recorded whole
+        in the provenance block (``extra["options.<section>"]``, JSON), so a
+        product names every parameter, declared once, that shaped it.
     """
 
     rule: str = ""
@@ -71,6 +76,7 @@ class RunContext:
     labels: Mapping[str, str] = field(default_factory=dict)
     client: Any = None
     scheduler: str | None = None
+    options: tuple[StageOptions, ...] = ()
 
     def with_default_rule(self, rule: str) -> RunContext:
         """This context, naming ``rule`` when no rule was set."""
@@ -87,9 +93,13 @@ class RunContext:
         from skysift.provenance import Provenance
 
         recorded = [*inputs, *(Path(p) for p in self.inputs)]
+        declared = {
+            f"options.{options.section or type(options).__name__}": json.dumps(options.to_dict(), sort_keys=True)
+            for options in self.options
+        }
         return Provenance.collect(
             rule=self.rule, inputs=recorded, config_digest=self.config_digest, seed=seed,
-            extra={**dict(extra or {}), **dict(self.labels)},
+            extra={**dict(extra or {}), **declared, **dict(self.labels)},
         )
 
 

@@ -14,7 +14,7 @@ from skysift.io import atomic_output, open_product, read_product, save_figure
 from skysift.metrics import binary_metrics, roc_curve, tpr_at_fpr
 from skysift.train.tasks import get_task
 
-__all__ = ["evaluate_scores", "gw_gallery", "lens_gallery", "roc_figure", "transit_gallery"]
+__all__ = ["evaluate_scores", "roc_figure"]
 
 
 def roc_figure(labels: np.ndarray, scores: np.ndarray, *, title: str = "", mark_fpr: float = 0.01) -> Figure:
@@ -53,50 +53,6 @@ def roc_figure(labels: np.ndarray, scores: np.ndarray, *, title: str = "", mark_
     return figure
 
 
-def transit_gallery(arrays: dict[str, np.ndarray], scores: np.ndarray, labels: np.ndarray, title: str) -> Figure:
-    """Global and local views of the top- and bottom-scored held-out samples."""
-    from skysift.transit.plots import view_gallery
-
-    return view_gallery(arrays["global_view"], arrays["local_view"], scores, labels=labels, title=title)
-
-
-def lens_gallery(arrays: dict[str, np.ndarray], scores: np.ndarray, labels: np.ndarray, title: str) -> Figure:
-    """Images of the top- and bottom-scored held-out samples, best first (truth in green/red)."""
-    from skysift.lens.plots import candidate_gallery
-
-    figure = candidate_gallery(arrays["image"], scores, n_show=len(scores), ncols=max(1, len(scores) // 2), labels=labels)
-    figure.suptitle(title)
-    return figure
-
-
-def gw_gallery(arrays: dict[str, np.ndarray], scores: np.ndarray, labels: np.ndarray, title: str) -> Figure:
-    """Whitened H1 and L1 strain of the top- and bottom-scored held-out samples."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    strain = arrays["strain"]
-    figure, axes = plt.subplots(len(scores), 1, figsize=(9, 1.1 * len(scores)), sharex=True, squeeze=False)
-    for axis, series, score, label in zip(axes[:, 0], strain, scores, labels, strict=True):
-        for detector, values in zip(("H1", "L1"), series, strict=True):
-            axis.plot(values, lw=0.5, label=detector)
-        axis.set_title(f"score {score:.3f}  label {int(label)}", fontsize=7, loc="left")
-        axis.set_yticks([])
-    axes[0, 0].legend(fontsize=6, loc="upper right")
-    axes[-1, 0].set_xlabel("sample")
-    figure.suptitle(title)
-    figure.tight_layout()
-    return figure
-
-
-def lens_metrics(labels: np.ndarray, scores: np.ndarray) -> dict[str, float]:
-    """Bologna lens-challenge figures: TPR0 (before the first false positive) and TPR10 (< 10 false positives)."""
-    from skysift.lens.metrics import tpr_at_false_positives
-
-    return {"tpr0": tpr_at_false_positives(labels, scores, 0), "tpr10": tpr_at_false_positives(labels, scores, 9)}
-
-
 def evaluate_scores(
     scores_path: str | os.PathLike[str],
     product_path: str | os.PathLike[str],
@@ -123,13 +79,14 @@ def evaluate_scores(
     scores = np.asarray(table["score"], dtype=float)
     metrics = binary_metrics(labels, scores)
     metrics["tpr_at_fpr_0.01"] = tpr_at_fpr(labels, scores, 0.01) if 0 < labels.sum() < len(labels) else float("nan")
-    if task_name == "lens" and 0 < labels.sum() < len(labels):
-        metrics.update(lens_metrics(labels, scores))
+    task = get_task(task_name)
+    extra_metrics = task.metrics_function()
+    if extra_metrics is not None and 0 < labels.sum() < len(labels):
+        metrics.update(extra_metrics(labels, scores))
     out_dir = Path(out_dir)
     with atomic_output(out_dir / "metrics.json") as temporary:
         temporary.write_text(json.dumps({"task": task_name, "split": scores_product.attrs.get("split", ""), **metrics}, indent=2))
     save_figure(roc_figure(labels, scores, title=f"{task_name}: held-out ROC ({len(labels)} samples)"), out_dir / "roc.png")
-    task = get_task(task_name)
     gallery = task.gallery_function()
     if gallery is not None:
         order = np.argsort(-scores, kind="stable")

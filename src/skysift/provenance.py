@@ -29,7 +29,6 @@ __all__ = [
     "git_commit",
     "package_versions",
     "sha256_file",
-    "source_digest",
 ]
 
 #: Packages whose versions every provenance block records.
@@ -122,43 +121,6 @@ def git_commit(repo_dir: str | os.PathLike[str] | None = None) -> str:
     except (OSError, subprocess.SubprocessError):
         return "unknown"
     return f"{commit}-dirty" if status else commit
-
-
-def source_digest(package_dir: str | os.PathLike[str], subpackages: Iterable[str] = ()) -> str:
-    """Hash the source a workflow rule runs: skysift's core modules plus some subpackages.
-
-    Snakemake reruns a job when its parameters change but does not notice edits
-    to the Python modules a command imports. Rules therefore carry this digest
-    as a parameter: it covers every top-level module of the package (the CLI,
-    I/O, provenance... that every stage uses) and the named subpackages (the
-    stage's own algorithms), so editing ``skysift/diffim/zogy.py`` reruns the
-    differencing jobs and nothing else, while editing ``skysift/io.py`` reruns
-    everything.
-
-    Parameters
-    ----------
-    package_dir : str or path-like
-        The ``skysift`` package directory (``src/skysift``).
-    subpackages : iterable of str
-        Subpackage names (``"diffim"``, ``"simulate"``...).
-
-    Returns
-    -------
-    str
-        sha256 over the relative paths and contents of the ``.py`` files, in sorted order.
-    """
-    root = Path(package_dir)
-    files = sorted(root.glob("*.py"))
-    for name in sorted(set(subpackages)):
-        directory = root / name
-        if not directory.is_dir():
-            raise FileNotFoundError(f"{directory}: no such skysift subpackage")
-        files += sorted(directory.rglob("*.py"))
-    digest = hashlib.sha256()
-    for path in files:
-        digest.update(path.relative_to(root).as_posix().encode() + b"\0")
-        digest.update(path.read_bytes())
-    return digest.hexdigest()
 
 
 def package_versions(packages: Iterable[str] = PROVENANCE_PACKAGES) -> dict[str, str]:

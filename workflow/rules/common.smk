@@ -2,6 +2,7 @@
 # the command that calls the skysift CLI. Rules stay thin and call `skysift`.
 
 import json
+import os
 import shlex
 import sys
 from pathlib import Path
@@ -12,8 +13,10 @@ sys.path.insert(0, str(SRC_DIR))
 from skysift.config import derive_seed, load_schema, options_sections, read_pairs_table, validate_config  # noqa: E402
 from skysift.options import option_params  # noqa: E402
 from skysift.errors import ConfigError  # noqa: E402
-from skysift.provenance import config_hash, source_digest  # noqa: E402
-from skysift.releases import pair_fingerprint, read_release  # noqa: E402
+from skysift.codedigest import code_digest  # noqa: E402
+from skysift.provenance import config_hash  # noqa: E402
+from skysift.provenance import sha256_file  # noqa: E402
+from skysift.releases import DigestCache, check_inputs, pair_fingerprint, read_release, withdrawn_pairs  # noqa: E402
 
 SCHEMA_PATH = Path(workflow.basedir) / "workflow" / "schemas" / "config.schema.yaml"
 
@@ -28,20 +31,38 @@ config.clear()
 config.update(_validated)
 
 RESULTS = Path(config["results_dir"]).as_posix()
-LOGS = "logs"
+LOGS = f"{RESULTS}/logs"  # per run: two runs with different results_dir never share a log
 CONFIG_HASH = config_hash(config)
 # Rules run `python -m skysift` from this checkout's source tree, so a job uses
-# the code of the checkout that scheduled it, in a venv or in a conda env alike.
-SKYSIFT_CLI = f"PYTHONPATH={SRC_DIR}${{PYTHONPATH:+:$PYTHONPATH}} python -m skysift"
+# the code of the checkout that scheduled it. The interpreter is the one running
+# Snakemake (`.venv/bin/snakemake` works without an activated venv), or the
+# rule's own conda env's `python` when Snakemake deploys conda envs.
+try:
+    from snakemake.settings.types import DeploymentMethod
+
+    _USES_CONDA = DeploymentMethod.CONDA in workflow.deployment_settings.deployment_method
+except (ImportError, AttributeError):
+    _USES_CONDA = False
+PYTHON = "python" if _USES_CONDA else shlex.quote(sys.executable)
+SKYSIFT_CLI = f"PYTHONPATH={SRC_DIR}${{PYTHONPATH:+:$PYTHONPATH}} {PYTHON} -m skysift"
+MODEL_TASKS = ("realbogus", "transit", "lens", "gw")  # each with a `skysift.<task>.task` module
 
 
-def code_version(*subpackages):
-    """Digest of the skysift source a rule runs (core modules + its subpackages).
+_CODE_DIGESTS = {}
 
-    Used as a rule parameter so that editing the library reruns exactly the
-    rules whose code changed (Snakemake does not track imported modules).
+
+def code_version(*entries):
+    """Digest of the code a rule's command runs (`skysift.codedigest.code_digest`).
+
+    `entries` are the CLI handler (`"skysift.cli.stages:_diffim"`) and any
+    module found at run time (a task's `skysift.<task>.task`); the digest
+    follows their imports, ignoring comments, docstrings and help texts. A rule
+    parameter, so editing the library reruns exactly the jobs that run the
+    edited code (Snakemake does not track imported modules).
     """
-    return source_digest(SRC_DIR / "skysift", subpackages)
+    if entries not in _CODE_DIGESTS:
+        _CODE_DIGESTS[entries] = code_digest(entries, SRC_DIR)
+    return _CODE_DIGESTS[entries]
 
 
 def section_hash(*keys):
@@ -133,16 +154,38 @@ def table_pairs():
 
 
 def pair_checksums(wildcards):
-    """Checksums of a pair's inputs (a parameter: a new release reruns exactly the changed pairs)."""
+    """Content digests of a pair's inputs: a parameter, so a job reruns when the content of an
+    input changes, not its path or modification time (a new release reruns exactly the changed pairs)."""
     row = TABLE_PAIRS.get(wildcards.pair)
-    return pair_fingerprint(row) if row is not None else "simulated"
+    return pair_fingerprint(row, DIGESTS) if row is not None else "simulated"
 
 
 def release_name():
     return Path(config["release"]).stem if config["release"] else ""
 
 
+def verify_inputs():
+    """Every input of the pairs table and release against its declared sha256, before any job.
+
+    Digests are cached by path, size, inode, mtime and ctime (`.snakemake/skysift/digests.json`);
+    `rehash_inputs: true` hashes every file again.
+    """
+    problems = check_inputs(TABLE_PAIRS.values(), DIGESTS, source=config["release"] or config["inputs"]["pairs_table"] or "")
+    if problems:
+        for problem in problems:
+            sys.stderr.write(f"skysift: {problem}\n")
+        sys.stderr.write("skysift: inputs do not match their manifest; nothing was run\n")
+        raise SystemExit(1)
+
+
 TABLE_PAIRS = table_pairs()
+DIGESTS = DigestCache(Path(".snakemake") / "skysift" / "digests.json", rehash=config["rehash_inputs"])
+verify_inputs()
+# Provenance labels of the whole run, read by every `skysift` command (`RunContext`). An
+# environment variable rather than a flag: a new release must not rerun unchanged jobs.
+os.environ["SKYSIFT_LABELS"] = (
+    f"release={release_name()},release_sha256={sha256_file(config['release'])}" if config["release"] else ""
+)
 
 
 def pair_seed(pair_id):
@@ -163,28 +206,65 @@ def pair_ids():
     return simulated_pair_ids() + list(TABLE_PAIRS)
 
 
-def pair_inputs(wildcards):
-    """Science, reference and optional masks of one pair (simulated or from the table)."""
-    if wildcards.pair in TABLE_PAIRS:
-        row = TABLE_PAIRS[wildcards.pair]
-        inputs = {"science": str(row["science"]), "reference": str(row["reference"])}
-        for mask in ("science_mask", "reference_mask"):
-            if row[mask] is not None:
-                inputs[mask] = str(row[mask])
-        return inputs
+def report_withdrawn():
+    """Pairs with products here that this run no longer lists (a release withdrew them)."""
+    withdrawn = withdrawn_pairs(RESULTS, pair_ids())
+    if withdrawn:
+        source = f"release {release_name()}" if config["release"] else "this run's pairs"
+        sys.stderr.write(
+            f"skysift: pair(s) {', '.join(withdrawn)} have products in {RESULTS} but are not in {source}: "
+            f"withdrawn; their products are moved to {RESULTS}/withdrawn/{release_name() or 'no-release'}/ "
+            "when the run starts\n"
+        )
+    return withdrawn
+
+
+def withdraw_on_start():
+    """Move the products of withdrawn pairs aside, so that nothing in results/ looks current but is not."""
+    from skysift.releases import withdraw_products
+
+    for path in withdraw_products(RESULTS, WITHDRAWN, release_name()):
+        sys.stderr.write(f"skysift: moved withdrawn product to {path}\n")
+
+
+WITHDRAWN = report_withdrawn()
+
+
+def pair_paths(pair_id):
+    """Science, reference and optional masks of one pair (simulated or from the table/release)."""
+    if pair_id in TABLE_PAIRS:
+        row = TABLE_PAIRS[pair_id]
+        return {key: str(row[key]) for key in ("science", "reference", "science_mask", "reference_mask") if row[key]}
     return {
-        "science": f"{RESULTS}/simulate/{wildcards.pair}/science.fits",
-        "reference": f"{RESULTS}/simulate/{wildcards.pair}/reference.fits",
+        "science": f"{RESULTS}/simulate/{pair_id}/science.fits",
+        "reference": f"{RESULTS}/simulate/{pair_id}/reference.fits",
     }
 
 
-def mask_flags(wildcards, input):
-    flags = []
-    if "science_mask" in input.keys():
-        flags.append(f"--science-mask {input.science_mask}")
-    if "reference_mask" in input.keys():
-        flags.append(f"--reference-mask {input.reference_mask}")
-    return " ".join(flags)
+def pair_inputs(wildcards):
+    """Snakemake inputs of a pair's jobs: the simulated images, which rules make.
+
+    The files of a pairs table or release are not Snakemake inputs: their content
+    digests are a job parameter (`pair_checksums`) and they were verified before the
+    DAG was built, so copying an unchanged file to a new path (a new input path,
+    a new mtime) reruns nothing, and an edit with its mtime set back is still seen.
+    """
+    return {} if wildcards.pair in TABLE_PAIRS else pair_paths(wildcards.pair)
+
+
+def pair_file(kind):
+    """Parameter function: the path of one input of the job's pair.
+
+    It takes `input` (unused), so Snakemake counts it as derived from the inputs
+    and leaves it out of the params rerun trigger: a path is not content. The
+    content digests (`pair_checksums`) are the parameter that reruns a job.
+    """
+    return lambda wildcards, input: pair_paths(wildcards.pair)[kind]
+
+
+def mask_flags(wildcards, input):  # derived from the inputs, as pair_file
+    paths = pair_paths(wildcards.pair)
+    return " ".join(f"--{kind.replace('_', '-')} {shlex.quote(paths[kind])}" for kind in ("science_mask", "reference_mask") if kind in paths)
 
 
 def diffim_products():
@@ -218,7 +298,7 @@ def simulated_products():
 
 def enabled_tasks():
     """Model tasks switched on in the configuration."""
-    return [task for task in ("realbogus", "transit", "lens", "gw") if config[task]["enabled"]]
+    return [task for task in MODEL_TASKS if config[task]["enabled"]]
 
 
 def train_settings(task):

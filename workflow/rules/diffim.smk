@@ -20,8 +20,10 @@ rule diffim:
         ),
     params:
         skysift=SKYSIFT_CLI,
-        code=code_version("diffim"),
+        code=code_version("skysift.cli.stages:_diffim"),
         outdir=lambda wildcards: f"{RESULTS}/diffim/{wildcards.pair}",
+        science=pair_file("science"),
+        reference=pair_file("reference"),
         masks=mask_flags,
         checksums=pair_checksums,
         options=stage_flags("diffim"),
@@ -36,5 +38,6 @@ rule diffim:
         cpus_per_task=2,
     threads: 2
     shell:
-        "{params.skysift} diffim --science {input.science} --reference {input.reference} "
-        "{params.masks} --outdir {params.outdir} {params.options} {params.provenance} > {log} 2>&1"
+        "{params.skysift} diffim --science {params.science} --reference {params.reference} "
+        "{params.masks} --outdir {params.outdir} {params.options} {params.provenance} --label pair_id={wildcards.pair} "
+        "> {log} 2>&1"

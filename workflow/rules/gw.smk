@@ -8,7 +8,7 @@ rule gw_training_set:
         product=f"{RESULTS}/gw/training_set.h5",
     params:
         skysift=SKYSIFT_CLI,
-        code=code_version("gw"),
+        code=code_version("skysift.cli.stages:_gw_simulate"),
         seed=derive_seed(config["seed"], "gw_training_set"),
         options=stage_flags("gw"),
         dask=dask_flags(),
@@ -34,7 +34,7 @@ rule gw_test_data:
         injections=f"{RESULTS}/gw/test/injections.hdf",
     params:
         skysift=SKYSIFT_CLI,
-        code=code_version("gw"),
+        code=code_version("skysift.cli.stages:_gw_testdata"),
         outdir=lambda wildcards, output: Path(output.foreground).parent,
         seed=derive_seed(config["seed"], "gw_test_data"),
         options=stage_flags("gw"),
@@ -60,7 +60,7 @@ rule gw_search:
         events=f"{RESULTS}/gw/events/network_{{which}}.hdf",
     params:
         skysift=SKYSIFT_CLI,
-        code=code_version("gw", "train"),
+        code=code_version("skysift.cli.stages:_gw_search", "skysift.gw.task"),
         model_dir=lambda wildcards, input: Path(input.model).parent,
         options=stage_flags("gw", keys=("search_step",)),
         provenance=provenance_flags("gw_search", "gw", "train.gw"),
@@ -87,7 +87,7 @@ rule gw_matched_filter:
         events=f"{RESULTS}/gw/events/matched_filter_{{which}}.hdf",
     params:
         skysift=SKYSIFT_CLI,
-        code=code_version("gw"),
+        code=code_version("skysift.cli.stages:_gw_search"),
         options=stage_flags("gw", keys=("mass_min", "mass_max", "bank_chirp_masses", "bank_mass_ratios")),
         provenance=provenance_flags("gw_matched_filter", "gw"),
     wildcard_constraints:
@@ -124,7 +124,7 @@ rule gw_sensitivity:
         ),
     params:
         skysift=SKYSIFT_CLI,
-        code=code_version("gw"),
+        code=code_version("skysift.cli.stages:_gw_evaluate"),
         options=stage_flags("gw", keys=("max_distance",)),
         outdir=lambda wildcards, output: Path(output.summary).parent,
     log:

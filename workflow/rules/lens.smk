@@ -6,7 +6,7 @@ rule lens_training_set:
         product=f"{RESULTS}/lens/training_set.h5",
     params:
         skysift=SKYSIFT_CLI,
-        code=code_version("lens"),
+        code=code_version("skysift.cli.stages:_lens_simulate"),
         seed=derive_seed(config["seed"], "lens_training_set"),
         options=stage_flags("lens"),
         provenance=provenance_flags("lens_training_set", "lens"),

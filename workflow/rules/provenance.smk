@@ -14,7 +14,7 @@ rule provenance_summary:
         ),
     params:
         skysift=SKYSIFT_CLI,
-        code=code_version(),
+        code=code_version("skysift.cli.records:_provenance_summary"),
         outdir=lambda wildcards, output: Path(output.json).parent,
         run_name=config["run_name"],
         release=release_name(),
@@ -40,7 +40,7 @@ rule provenance_export:
         ivoa=f"{RESULTS}/provenance/ivoa_provenance.json",
     params:
         skysift=SKYSIFT_CLI,
-        code=code_version(),
+        code=code_version("skysift.cli.records:_provenance_export"),
         outdir=lambda wildcards, output: Path(output.prov_json).parent,
         config_json=shlex.quote(json.dumps(config, sort_keys=True, default=str)),
         schema=SCHEMA_PATH,

@@ -4,7 +4,7 @@
 
 rule cutouts:
     input:
-        science=lambda wildcards: pair_inputs(wildcards)["science"],
+        unpack(lambda wildcards: {k: v for k, v in pair_inputs(wildcards).items() if k == "science"}),
         candidates=f"{RESULTS}/diffim/{{pair}}/candidates.ecsv",
         difference=f"{RESULTS}/diffim/{{pair}}/difference.fits",
         aligned_reference=f"{RESULTS}/diffim/{{pair}}/aligned_reference.fits",
@@ -12,8 +12,10 @@ rule cutouts:
         product=f"{RESULTS}/cutouts/{{pair}}/cutouts.h5",
     params:
         skysift=SKYSIFT_CLI,
-        code=code_version("cutouts"),
+        code=code_version("skysift.cli.stages:_cutouts"),
         diffim_dir=lambda wildcards, input: Path(input.candidates).parent,
+        science=pair_file("science"),
+        checksums=pair_checksums,
         options=stage_flags("realbogus", keys=("cutout_size",)),
         provenance=provenance_flags("cutouts", "realbogus.cutout_size"),
     log:
@@ -24,8 +26,8 @@ rule cutouts:
         mem_mb=2000,
         runtime=10,
     shell:
-        "{params.skysift} cutouts --diffim-dir {params.diffim_dir} --science {input.science} "
-        "--out {output.product} {params.options} {params.provenance} > {log} 2>&1"
+        "{params.skysift} cutouts --diffim-dir {params.diffim_dir} --science {params.science} "
+        "--out {output.product} {params.options} {params.provenance} --label pair_id={wildcards.pair} > {log} 2>&1"
 
 
 rule realbogus_training_set:
@@ -36,7 +38,7 @@ rule realbogus_training_set:
         product=f"{RESULTS}/realbogus/training_set.h5",
     params:
         skysift=SKYSIFT_CLI,
-        code=code_version("realbogus", "diffim", "cutouts"),
+        code=code_version("skysift.cli.stages:_realbogus_simulate"),
         pairs=lambda wildcards, input: " ".join(
             f"--pair {science} {reference}" for science, reference in zip(input.science, input.reference)
         ),
@@ -69,7 +71,7 @@ rule score_candidates:
         catalogue=f"{RESULTS}/realbogus/candidates/{{pair}}.ecsv",
     params:
         skysift=SKYSIFT_CLI,
-        code=code_version("train", "realbogus"),
+        code=code_version("skysift.cli.training:_score", "skysift.realbogus.task"),
         model_dir=lambda wildcards, input: Path(input.model).parent,
         provenance=provenance_flags("score_candidates", "train.realbogus"),
     log:
@@ -81,7 +83,7 @@ rule score_candidates:
         runtime=10,
     shell:
         "{params.skysift} score --model {params.model_dir} --product {input.product} --out {output.scores} "
-        "--catalogue {output.catalogue} {params.provenance} > {log} 2>&1"
+        "--catalogue {output.catalogue} {params.provenance} --label pair_id={wildcards.pair} > {log} 2>&1"
 
 
 rule score_ztf_alerts:
@@ -92,7 +94,7 @@ rule score_ztf_alerts:
         table=f"{RESULTS}/realbogus/ztf_scores.ecsv",
     params:
         skysift=SKYSIFT_CLI,
-        code=code_version("train", "realbogus"),
+        code=code_version("skysift.cli.stages:_realbogus_score", "skysift.realbogus.task"),
         model_dir=lambda wildcards, input: Path(input.model).parent,
         alerts=config["realbogus"]["ztf_alerts"] or "",
         provenance=provenance_flags("score_ztf_alerts", "train.realbogus"),

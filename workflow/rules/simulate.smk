@@ -16,7 +16,7 @@ rule simulate_pair:
         ),
     params:
         skysift=SKYSIFT_CLI,
-        code=code_version("simulate"),
+        code=code_version("skysift.cli.stages:_simulate_pair"),
         outdir=lambda wildcards: f"{RESULTS}/simulate/{wildcards.pair}",
         seed=lambda wildcards: pair_seed(wildcards.pair),
         options=lambda wildcards: simulation_flags(wildcards.pair),

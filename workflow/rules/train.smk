@@ -18,13 +18,13 @@ rule train:
         ),
     params:
         skysift=SKYSIFT_CLI,
-        code=lambda wildcards: code_version("train", wildcards.task),
+        code=lambda wildcards: code_version("skysift.cli.training:_train", f"skysift.{wildcards.task}.task"),
         command=train_launcher,
         outdir=lambda wildcards: f"{RESULTS}/models/{wildcards.task}",
         options=lambda wildcards: train_flags(wildcards.task),
         provenance=lambda wildcards: provenance_flags(f"train_{wildcards.task}", f"train.{wildcards.task}"),
     wildcard_constraints:
-        task="transit|lens|realbogus|gw",
+        task="|".join(MODEL_TASKS),
     log:
         f"{LOGS}/train/{{task}}.log",
     conda:
@@ -54,11 +54,11 @@ rule score_test:
         catalogue=f"{RESULTS}/{{task}}/candidates_test.ecsv",
     params:
         skysift=SKYSIFT_CLI,
-        code=lambda wildcards: code_version("train", wildcards.task),
+        code=lambda wildcards: code_version("skysift.cli.training:_score", f"skysift.{wildcards.task}.task"),
         model_dir=lambda wildcards: f"{RESULTS}/models/{wildcards.task}",
         provenance=lambda wildcards: provenance_flags(f"score_{wildcards.task}", f"train.{wildcards.task}"),
     wildcard_constraints:
-        task="transit|lens|realbogus|gw",
+        task="|".join(MODEL_TASKS),
     log:
         f"{LOGS}/score/{{task}}.log",
     conda:
@@ -91,10 +91,10 @@ rule evaluate:
         ),
     params:
         skysift=SKYSIFT_CLI,
-        code=lambda wildcards: code_version(wildcards.task),
+        code=lambda wildcards: code_version("skysift.cli.training:_evaluate", f"skysift.{wildcards.task}.task"),
         outdir=lambda wildcards: f"{RESULTS}/{wildcards.task}/evaluation",
     wildcard_constraints:
-        task="transit|lens|realbogus|gw",
+        task="|".join(MODEL_TASKS),
     log:
         f"{LOGS}/evaluate/{{task}}.log",
     conda:
@@ -119,7 +119,7 @@ rule metrics_table:
         ),
     params:
         skysift=SKYSIFT_CLI,
-        code=code_version(),
+        code=code_version("skysift.cli.training:_metrics_table"),
     log:
         f"{LOGS}/metrics_table.log",
     conda:

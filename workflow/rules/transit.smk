@@ -6,7 +6,7 @@ rule transit_training_set:
         product=f"{RESULTS}/transit/training_set.h5",
     params:
         skysift=SKYSIFT_CLI,
-        code=code_version("transit"),
+        code=code_version("skysift.cli.stages:_transit_simulate"),
         seed=derive_seed(config["seed"], "transit_training_set"),
         options=stage_flags("transit"),
         dask=dask_flags(),

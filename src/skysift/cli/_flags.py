@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
 import sys
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
@@ -111,7 +112,7 @@ FLAGS: dict[str, dict[str, Any]] = {
     "--nproc": {"type": _positive_int, "default": 1, "help": "number of processes (GPUs)"},
     "command_args": {"nargs": argparse.REMAINDER, "help": "the skysift command and its arguments (after --)"},
     # configuration, provenance, releases, archives
-    "--schema": {"default": str(Path("workflow") / "schemas" / "config.schema.yaml"), "help": "config JSON schema (YAML)"},
+    "--schema": {"type": Path, "default": None, "help": "config JSON schema (YAML; default: the workflow's own)"},
     "--base-dir": {"default": ".", "help": "directory relative paths are resolved against"},
     "products": {"nargs": "+", "type": Path, "help": "product files"},
     "--run-name": {"default": "", "help": "name of the run"},
@@ -125,7 +126,6 @@ FLAGS: dict[str, dict[str, Any]] = {
     "old": {"type": Path, "help": "the earlier release manifest"},
     "new": {"type": Path, "help": "the later release manifest"},
     "path": {"type": Path, "help": "the file or directory"},
-    "--no-realbogus": {"action": "store_true", "help": "the run has realbogus.enabled: false"},
 }
 
 
@@ -210,15 +210,27 @@ def add_command(
     return parser
 
 
+def _labels(items: Sequence[str], where: str) -> dict[str, str]:
+    labels = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"{where}: expected KEY=VALUE, got {item!r}")
+        labels[key.strip()] = value.strip()
+    return labels
+
+
 def run_context(arguments: argparse.Namespace, rule: str, **execution: Any) -> Any:
-    """The :class:`~skysift.context.RunContext` of a command from its provenance flags."""
+    """The :class:`~skysift.context.RunContext` of a command from its provenance flags.
+
+    Labels come from ``SKYSIFT_LABELS`` (``key=value,...``: the workflow sets the
+    run's data release there, so that a new release does not change any job's
+    command line) and then from ``--label``.
+    """
     from skysift.context import RunContext
 
-    labels = {}
-    for item in getattr(arguments, "label", []) or []:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise ConfigError(f"--label: expected KEY=VALUE, got {item!r}")
-        labels[key] = value
+    environment = os.environ.get("SKYSIFT_LABELS", "").strip()
+    labels = _labels([part for part in environment.split(",") if part.strip()], "SKYSIFT_LABELS")
+    labels.update(_labels(getattr(arguments, "label", []) or [], "--label"))
     return RunContext(rule=getattr(arguments, "rule", None) or rule, config_digest=getattr(arguments, "config_hash", ""),
                       labels=labels, **execution)

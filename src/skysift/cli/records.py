@@ -17,10 +17,10 @@ log = get_logger(__name__)
 
 
 def _config_validate(arguments: argparse.Namespace) -> int:
-    from skysift.config import load_config, read_pairs_table
+    from skysift.config import default_schema_path, load_config, read_pairs_table
     from skysift.provenance import config_hash
 
-    config = load_config(arguments.path, arguments.schema, base_dir=arguments.base_dir)
+    config = load_config(arguments.path, arguments.schema or default_schema_path(), base_dir=arguments.base_dir)
     table = config.get("inputs", {}).get("pairs_table")
     n_pairs = len(read_pairs_table(Path(arguments.base_dir) / table, base_dir=arguments.base_dir)) if table else 0
     print(f"{arguments.path}: valid (config hash {config_hash(config)[:16]}, {n_pairs} pairs from table)")
@@ -63,7 +63,7 @@ def _provenance_summary(arguments: argparse.Namespace) -> int:
 
 
 def _provenance_export(arguments: argparse.Namespace) -> int:
-    from skysift.config import load_schema
+    from skysift.config import default_schema_path, load_schema
     from skysift.provdoc import write_prov_documents
 
     try:
@@ -71,42 +71,82 @@ def _provenance_export(arguments: argparse.Namespace) -> int:
     except json.JSONDecodeError as exc:
         raise ConfigError(f"--config-json: not valid JSON ({exc})") from None
     paths = write_prov_documents(
-        arguments.products, arguments.outdir, schema=load_schema(arguments.schema), config=config,
+        arguments.products, arguments.outdir, schema=load_schema(arguments.schema or default_schema_path()), config=config,
         metadata_dir=arguments.metadata, run_name=arguments.run_name,
     )
     log.info("PROV documents written: %s", ", ".join(map(str, paths.values())))
     return 0
 
 
+def _workflow_config(arguments: argparse.Namespace) -> dict | None:
+    """The validated workflow configuration of ``--config``, or None."""
+    from skysift.config import default_schema_path, load_config
+
+    if arguments.config is None:
+        return None
+    return load_config(arguments.config, arguments.schema or default_schema_path(), base_dir=arguments.base_dir)
+
+
 def _release_diff(arguments: argparse.Namespace) -> int:
     from skysift.releases import affected_outputs, diff_releases, read_release
 
-    old = read_release(arguments.old, base_dir=arguments.base_dir)
-    new = read_release(arguments.new, base_dir=arguments.base_dir)
+    config = _workflow_config(arguments)
+    old = read_release(arguments.old, base_dir=arguments.base_dir, require_files=False)
+    new = read_release(arguments.new, base_dir=arguments.base_dir, require_files=False)
     diff = diff_releases(old, new)
     print(f"{arguments.old} -> {arguments.new}")
-    for label, pairs in (("unchanged", diff.unchanged), ("added", diff.added), ("removed", diff.removed)):
+    for label, pairs in (("unchanged", diff.unchanged), ("added", diff.added), ("withdrawn", diff.removed)):
         print(f"  {label + ':':<10} {len(pairs)} pair(s){': ' + ', '.join(pairs) if pairs else ''}")
     print(f"  changed:   {len(diff.changed)} pair(s)")
     for pair_id, columns in sorted(diff.changed.items()):
         print(f"    {pair_id}: {', '.join(columns)}")
-    outputs = affected_outputs(diff, arguments.results, realbogus=not arguments.no_realbogus)
+    results = config["results_dir"] if config else "results"
+    realbogus = config["realbogus"]["enabled"] if config else True
+    outputs = affected_outputs(diff, results, realbogus=realbogus)
     print(f"outputs that rerun ({len(outputs)}):" if outputs else "nothing reruns")
     for output, reason in outputs:
         print(f"  {output}  <- {reason}")
+    if diff.removed:
+        print(f"withdrawn pairs' products move to {results}/withdrawn/{Path(arguments.new).stem}/ when the run starts")
     return 0
 
 
 def _release_verify(arguments: argparse.Namespace) -> int:
-    from skysift.releases import read_release, verify_release
+    from skysift.releases import read_release, stale_products, verify_release
 
     release = read_release(arguments.path, base_dir=arguments.base_dir)
     problems = verify_release(release)
+    if Path(arguments.results).is_dir():
+        problems += stale_products(release, arguments.results)
     for problem in problems:
         print(f"{arguments.path}: {problem}", file=sys.stderr)
     if not problems:
-        print(f"{arguments.path}: {len(release)} pair(s), every checksum matches")
+        print(f"{arguments.path}: {len(release)} pair(s), every checksum matches"
+              f"{' and every product in ' + str(arguments.results) + ' was made from them' if Path(arguments.results).is_dir() else ''}")
     return 1 if problems else 0
+
+
+def _release_create(arguments: argparse.Namespace) -> int:
+    from skysift.releases import create_release, read_release
+
+    path = create_release(arguments.path, arguments.out, base_dir=arguments.base_dir)
+    print(f"{path}: {len(read_release(path, base_dir=arguments.base_dir))} pair(s) with their sha256")
+    return 0
+
+
+def _release_withdraw(arguments: argparse.Namespace) -> int:
+    from skysift.releases import configured_pair_ids, withdraw_products, withdrawn_pairs
+
+    config = _workflow_config(arguments)
+    if config is None:
+        raise ConfigError("--config: the workflow configuration is needed (which pairs are current)")
+    results = config["results_dir"]
+    withdrawn = withdrawn_pairs(results, configured_pair_ids(config, base_dir=arguments.base_dir))
+    release = Path(config["release"]).stem if config.get("release") else "no-release"
+    for path in withdraw_products(results, withdrawn, release):
+        print(f"moved {path}")
+    print(f"{len(withdrawn)} withdrawn pair(s){': ' + ', '.join(withdrawn) if withdrawn else ''}")
+    return 0
 
 
 def _archive_create(arguments: argparse.Namespace) -> int:
@@ -171,17 +211,36 @@ def register(commands: argparse._SubParsersAction) -> None:
     )
     release = _group(commands, "release", "data releases: what reruns, and checksum verification",
                      "Data-release manifests (pairs tables with sha256 of every input).")
+    workflow_config = {"config": {"help": "workflow configuration (results_dir, enabled stages, pairs)"}}
     add_command(
-        release, "diff", _release_diff, flags=("old", "new", "--results", "--base-dir", "--no-realbogus"),
-        help="which pairs changed between two releases, and which outputs rerun",
-        description="Compare two release manifests by checksum: unchanged, added, removed and changed pairs, "
-        "and the outputs of a run that rerun.",
+        release, "diff", _release_diff, flags=("old", "new", "--config", "--schema", "--base-dir"),
+        overrides=workflow_config,
+        help="which pairs changed between two releases, and every output that reruns",
+        description="Compare two release manifests by checksum, from the manifests alone (files of the old "
+        "release may be gone): unchanged, added, withdrawn and changed pairs, and every output of the run "
+        "(--config gives its results_dir and stages) that reruns.",
     )
     add_command(
-        release, "verify", _release_verify, flags=("path", "--base-dir"),
+        release, "verify", _release_verify, flags=("path", "--results", "--base-dir"),
         overrides={"path": {"help": "release manifest"}},
-        help="recompute every checksum of a release manifest",
-        description="Recompute the sha256 of every input listed in a release manifest; exit 1 naming each mismatch.",
+        help="recompute every checksum of a release manifest; name stale products",
+        description="Recompute the sha256 of every input listed in a release manifest, and compare the input "
+        "checksums recorded in each pair's products under --results with it; exit 1 naming each mismatch.",
+    )
+    add_command(
+        release, "create", _release_create, flags=("path", "--out", "--base-dir"),
+        overrides={"path": {"help": "a pairs table, or a directory of <pair>/science.fits and reference.fits"},
+                   "out": {"help": "the manifest to write (tab-separated)"}},
+        help="write a release manifest (every input with its sha256)",
+        description="Write a release manifest for a pairs table or a directory of pairs, computing every checksum.",
+    )
+    add_command(
+        release, "withdraw", _release_withdraw, flags=("--config", "--schema", "--base-dir"),
+        overrides={"config": {"required": True, **workflow_config["config"]}},
+        help="move the products of pairs the configured release no longer lists to RESULTS/withdrawn/",
+        description="Move the products of every pair that has products under results_dir but is not in the "
+        "configuration's pairs (a release withdrew it) to RESULTS/withdrawn/<release>/<pair>/ (the workflow "
+        "does the same when a run starts).",
     )
     archive = _group(commands, "archive", "archive bundles of a run, and their verification",
                      "Write an archive bundle of a finished run (products, sha256 manifest, PROV, report), or verify one.")

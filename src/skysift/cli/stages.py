@@ -11,6 +11,7 @@ import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from skysift.cli._flags import add_command, options_from_arguments, run_context
 from skysift.context import DaskOptions, RunContext
@@ -28,14 +29,14 @@ log = get_logger(__name__)
 
 
 @contextmanager
-def dask_context(arguments: argparse.Namespace, rule: str) -> Iterator[RunContext]:
+def dask_context(arguments: argparse.Namespace, rule: str, **recorded: Any) -> Iterator[RunContext]:
     """A run context with the Dask client that ``--cluster``/``--workers`` ask for (closed afterwards)."""
     from skysift.parallel import close_client, get_client
 
     dask = options_from_arguments(DaskOptions, arguments)
     client = get_client(dask.cluster, n_workers=dask.workers) if dask.cluster != "none" else None
     try:
-        yield run_context(arguments, rule, client=client)
+        yield run_context(arguments, rule, client=client, **recorded)
     finally:
         close_client(client)
 
@@ -43,17 +44,19 @@ def dask_context(arguments: argparse.Namespace, rule: str) -> Iterator[RunContex
 def _simulate_pair(arguments: argparse.Namespace) -> int:
     from skysift.simulate.run import run_simulate_pair
 
-    run_simulate_pair(arguments.outdir, options_from_arguments(FieldSpec, arguments), seed=arguments.seed,
-                      pair_id=arguments.pair_id, context=run_context(arguments, "simulate_pair"))
+    spec = options_from_arguments(FieldSpec, arguments)
+    run_simulate_pair(arguments.outdir, spec, seed=arguments.seed, pair_id=arguments.pair_id,
+                      context=run_context(arguments, "simulate_pair", options=(spec,)))
     return 0
 
 
 def _diffim(arguments: argparse.Namespace) -> int:
     from skysift.diffim.pipeline import run_diffim
 
+    options = options_from_arguments(DiffimOptions, arguments)
     run_diffim(arguments.science, arguments.reference, arguments.outdir,
                science_mask_path=arguments.science_mask, reference_mask_path=arguments.reference_mask,
-               options=options_from_arguments(DiffimOptions, arguments), context=run_context(arguments, "diffim"))
+               options=options, context=run_context(arguments, "diffim", options=(options,)))
     return 0
 
 
@@ -62,7 +65,7 @@ def _cutouts(arguments: argparse.Namespace) -> int:
 
     options = options_from_arguments(RealbogusOptions, arguments)
     make_cutouts(arguments.diffim_dir, arguments.science, arguments.out, cutout_size=options.cutout_size,
-                 context=run_context(arguments, "cutouts"))
+                 context=run_context(arguments, "cutouts"))  # only cutout_size shapes cutouts
     return 0
 
 
@@ -70,13 +73,14 @@ def _realbogus_simulate(arguments: argparse.Namespace) -> int:
     from skysift.realbogus.injection import make_realbogus_training_set
 
     options = options_from_arguments(RealbogusOptions, arguments)
-    with dask_context(arguments, "realbogus_training_set") as context:
+    diffim_options = options_from_arguments(DiffimOptions, arguments)
+    with dask_context(arguments, "realbogus_training_set", options=(options, diffim_options)) as context:
         make_realbogus_training_set(
             [tuple(pair) for pair in arguments.pair], arguments.out,
             n_injections_per_image=options.n_injections_per_image, snr_range=(options.snr_min, options.snr_max),
             n_cosmic_rays_per_image=options.n_cosmic_rays, real_fraction=options.real_fraction,
             cutout_size=options.cutout_size, n_repeats=options.n_repeats, seed=arguments.seed,
-            detected_only=options.detected_only, diffim_options=options_from_arguments(DiffimOptions, arguments),
+            detected_only=options.detected_only, diffim_options=diffim_options,
             context=context,
         )
     return 0
@@ -100,7 +104,7 @@ def _transit_simulate(arguments: argparse.Namespace) -> int:
     from skysift.transit.dataset import make_transit_training_set
 
     options = options_from_arguments(TransitOptions, arguments)
-    with dask_context(arguments, "transit_training_set") as context:
+    with dask_context(arguments, "transit_training_set", options=(options,)) as context:
         make_transit_training_set(
             arguments.out, options.n_samples, seed=arguments.seed, mission=options.mission, n_blocks=options.n_blocks,
             positive_fraction=options.positive_fraction, chunk_size=options.chunk_size, context=context,
@@ -134,7 +138,7 @@ def _lens_simulate(arguments: argparse.Namespace) -> int:
         arguments.out, options.n_samples, survey=options.survey, image_size=options.image_size,
         supersampling=options.supersampling, positive_fraction=options.positive_fraction, galaxies=options.galaxies,
         seed=arguments.seed, device=options.device, batch_size=options.simulation_batch,
-        context=run_context(arguments, "lens_training_set"),
+        context=run_context(arguments, "lens_training_set", options=(options,)),
     )
     return 0
 
@@ -144,7 +148,7 @@ def _gw_simulate(arguments: argparse.Namespace) -> int:
     from skysift.simulate.priors import Uniform
 
     options = options_from_arguments(GWOptions, arguments)
-    with dask_context(arguments, "gw_training_set") as context:
+    with dask_context(arguments, "gw_training_set", options=(options,)) as context:
         make_gw_training_set(
             arguments.out, options.n_samples, approximant=options.approximant, sample_rate=options.sample_rate,
             duration=options.duration, snr_prior=Uniform(options.snr_min, options.snr_max),
@@ -163,7 +167,7 @@ def _gw_testdata(arguments: argparse.Namespace) -> int:
         outdir / "foreground.hdf", outdir / "background.hdf", outdir / "injections.hdf",
         duration=options.test_duration, seed=arguments.seed, approximant=options.approximant,
         mass_range=(options.mass_min, options.mass_max), max_distance=options.max_distance,
-        context=run_context(arguments, "gw_test_data"),
+        context=run_context(arguments, "gw_test_data", options=(options,)),
     )
     return 0
 
@@ -180,14 +184,14 @@ def _gw_search(arguments: argparse.Namespace) -> int:
         mass_range = (options.mass_min, options.mass_max)
         bank = template_bank(mass_range, n_chirp_mass=options.bank_chirp_masses, n_mass_ratio=options.bank_mass_ratios)
         matched_filter_search(arguments.strain, arguments.out, mass_range=mass_range, bank=bank,
-                              context=run_context(arguments, "gw_matched_filter"))
+                              context=run_context(arguments, "gw_matched_filter", options=(options,)))
         return 0
     from skysift.gw.search import run_search, torch_scorer
     from skysift.train.trainer import load_model
 
     model, _ = load_model(arguments.model, task="gw")
     run_search(arguments.strain, arguments.out, torch_scorer(model), step=options.search_step,
-               context=run_context(arguments, "gw_search"))
+               context=run_context(arguments, "gw_search", options=(options,)))
     return 0
 
 

@@ -16,7 +16,7 @@ import numpy as np
 
 from skysift.metrics import roc_auc, roc_curve, tpr_at_fpr
 
-__all__ = ["roc_auc", "roc_curve", "tpr_at_false_positives", "tpr_at_fpr"]
+__all__ = ["bologna_metrics", "roc_auc", "roc_curve", "tpr_at_false_positives", "tpr_at_fpr"]
 
 
 def tpr_at_false_positives(labels: np.ndarray, scores: np.ndarray, max_false_positives: int = 0) -> float:
@@ -49,3 +49,8 @@ def tpr_at_false_positives(labels: np.ndarray, scores: np.ndarray, max_false_pos
     n_negatives = int(np.sum(~np.asarray(labels).astype(bool)))
     false_positives = np.rint(fpr * n_negatives)
     return float(tpr[false_positives <= max_false_positives].max())
+
+
+def bologna_metrics(labels: np.ndarray, scores: np.ndarray) -> dict[str, float]:
+    """Bologna lens-challenge figures: TPR0 (before the first false positive) and TPR10 (< 10 false positives)."""
+    return {"tpr0": tpr_at_false_positives(labels, scores, 0), "tpr10": tpr_at_false_positives(labels, scores, 9)}

@@ -11,7 +11,7 @@ matplotlib.use("Agg")
 import numpy as np  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
-__all__ = ["candidate_gallery"]
+__all__ = ["candidate_gallery", "lens_gallery"]
 
 
 def candidate_gallery(
@@ -70,4 +70,11 @@ def candidate_gallery(
             text += f"\n{titles[index]}"
         axis.set_title(text, fontsize=7, color=color)
     figure.tight_layout()
+    return figure
+
+
+def lens_gallery(arrays: dict[str, np.ndarray], scores: np.ndarray, labels: np.ndarray, title: str) -> Figure:
+    """Images of the top- and bottom-scored held-out samples, best first (truth in green/red)."""
+    figure = candidate_gallery(arrays["image"], scores, n_show=len(scores), ncols=max(1, len(scores) // 2), labels=labels)
+    figure.suptitle(title)
     return figure

@@ -12,7 +12,7 @@ difference have unrelated scales and units):
 
 Non-finite pixels (stamps padded at an image edge, NaN-filled survey pixels)
 become 0, the channel median after centring. Random rotations and flips for
-training are :func:`skysift.train.tasks.rot90_flip` (Deep-HiTS,
+training are :func:`skysift.train.augment.rot90_flip` (Deep-HiTS,
 Cabrera-Vives et al. 2017), re-exported here.
 """
 
@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from skysift.train.tasks import rot90_flip
+from skysift.train.augment import rot90_flip
 
 __all__ = ["NORMALISATIONS", "l2_normalise", "normalise", "robust_normalise", "rot90_flip"]
 

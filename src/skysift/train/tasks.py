@@ -6,11 +6,15 @@ augmentation. Every model follows one contract: ``forward(*inputs)`` takes
 float32 tensors with the batch first and returns logits of shape ``(N,)``
 (binary classification: 1 = real transient, lens, planet or signal).
 Models are referenced as ``"module:function"`` and imported only when used.
+Each domain package registers its own task in ``<package>/task.py``
+(:func:`discover_tasks` imports them), so the registry points downward.
 """
 
 from __future__ import annotations
 
 import importlib
+import importlib.util
+import pkgutil
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -18,8 +22,9 @@ from typing import Any
 import torch
 
 from skysift.errors import ConfigError
+from skysift.train.augment import rot90_flip
 
-__all__ = ["TASKS", "TaskSpec", "get_task", "register_task", "rot90_flip"]
+__all__ = ["TASKS", "TaskSpec", "discover_tasks", "get_task", "register_task", "rot90_flip"]
 
 
 def _resolve(reference: str | Callable[..., Any]) -> Callable[..., Any]:
@@ -27,27 +32,6 @@ def _resolve(reference: str | Callable[..., Any]) -> Callable[..., Any]:
         return reference
     module_name, _, attribute = reference.partition(":")
     return getattr(importlib.import_module(module_name), attribute)
-
-
-def rot90_flip(inputs: tuple[torch.Tensor, ...], generator: torch.Generator) -> tuple[torch.Tensor, ...]:
-    """Random rotation by multiples of 90 degrees and flips of image batches (N, C, H, W).
-
-    The dihedral group of the square leaves a point source or a lens
-    statistically unchanged (Deep-HiTS, Cabrera-Vives et al. 2017); each sample
-    gets its own of the 8 transformations, drawn from ``generator``.
-    """
-    augmented = []
-    for batch in inputs:
-        choice = torch.randint(0, 8, (batch.shape[0],), generator=generator)
-        out = batch.clone()
-        for k in range(4):
-            for flip in (False, True):
-                selected = choice == (2 * k + int(flip))
-                if selected.any():
-                    part = torch.rot90(batch[selected], k, dims=(-2, -1))
-                    out[selected] = torch.flip(part, dims=(-1,)) if flip else part
-        augmented.append(out)
-    return tuple(augmented)
 
 
 @dataclass(frozen=True)
@@ -72,6 +56,9 @@ class TaskSpec:
         alike (e.g. per-image normalisation), after augmentation.
     split_group : str, optional
         Table column whose equal values must share a split (no leakage).
+    metrics : str or callable, optional
+        ``(labels, scores) -> dict`` of the task's own held-out metrics, added to
+        the shared ones by ``skysift evaluate``.
     gallery : str or callable, optional
         ``(arrays, scores, labels, title) -> Figure`` showing the highest- and
         lowest-scored samples, for the report.
@@ -89,6 +76,7 @@ class TaskSpec:
     gallery: str | Callable[..., Any] | None = None
     preprocess: str | Callable[..., tuple[torch.Tensor, ...]] | None = None
     split_group: str | None = None
+    metrics: str | Callable[..., dict[str, float]] | None = None
 
     def build_model(self, **kwargs: Any) -> torch.nn.Module:
         """Build the task's model (defaults updated by ``kwargs``)."""
@@ -100,11 +88,32 @@ class TaskSpec:
     def gallery_function(self) -> Callable[..., Any] | None:
         return None if self.gallery is None else _resolve(self.gallery)
 
+    def metrics_function(self) -> Callable[..., dict[str, float]] | None:
+        return None if self.metrics is None else _resolve(self.metrics)
+
     def augmentation(self) -> Callable[..., tuple[torch.Tensor, ...]] | None:
         return None if self.augment is None else _resolve(self.augment)
 
 
 TASKS: dict[str, TaskSpec] = {}
+_discovered = False
+
+
+def discover_tasks() -> dict[str, TaskSpec]:
+    """Import every ``skysift.<package>.task`` module once; each registers its own task.
+
+    The registry names no domain: adding a task means adding ``task.py`` to
+    its package (and the stage to the workflow), nothing here.
+    """
+    global _discovered
+    if not _discovered:
+        _discovered = True
+        import skysift
+
+        for module in pkgutil.iter_modules(skysift.__path__):
+            if module.ispkg and importlib.util.find_spec(f"skysift.{module.name}.task") is not None:
+                importlib.import_module(f"skysift.{module.name}.task")
+    return TASKS
 
 
 def register_task(spec: TaskSpec) -> TaskSpec:
@@ -121,65 +130,8 @@ def get_task(name: str) -> TaskSpec:
     ConfigError
         Naming the known tasks.
     """
+    discover_tasks()
     try:
         return TASKS[name]
     except KeyError:
         raise ConfigError(f"unknown task {name!r}; known tasks: {', '.join(sorted(TASKS)) or 'none'}") from None
-
-
-register_task(
-    TaskSpec(
-        "transit",
-        # skysift.transit.dataset.INPUT_NAMES (not imported here: tasks load their modules on use).
-        ("global_view", "local_view", "secondary_view", "odd_view", "even_view", "scalars"),
-        "skysift.transit.model:build_model",
-        description="AstroNet 1-D CNN on global/local views (Shallue & Vanderburg 2018) with secondary, odd/even "
-        "views and scalar diagnostics (Ansdell et al. 2018; Yu et al. 2019)",
-        gallery="skysift.evaluation:transit_gallery",
-    )
-)
-
-
-def lens_preprocess(inputs: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
-    """Per-image robust arcsinh scaling of lens images (:func:`skysift.lens.model.normalise`)."""
-    from skysift.lens.model import normalise
-
-    return (normalise(inputs[0]),)
-
-
-register_task(
-    TaskSpec(
-        "lens",
-        ("image",),
-        "skysift.lens.model:build_model",
-        augment=rot90_flip,
-        preprocess=lens_preprocess,
-        description="ResNet lens finder as CMU DeepLens (Lanusse et al. 2018)",
-        gallery="skysift.evaluation:lens_gallery",
-    )
-)
-
-
-register_task(
-    TaskSpec(
-        "realbogus",
-        ("cutout",),
-        "skysift.realbogus.model:build_model",
-        augment=rot90_flip,
-        description="braai-like VGG on science/reference/difference triplets (Duev et al. 2019)",
-        split_group="sky_cell",
-        gallery="skysift.realbogus.plots:realbogus_gallery",
-    )
-)
-
-
-register_task(
-    TaskSpec(
-        "gw",
-        ("strain",),
-        "skysift.gw.model:build_model",
-        description="1-D CNN on whitened H1/L1 strain (George & Huerta 2018; deeper residual variant)",
-        split_group="waveform_id",
-        gallery="skysift.evaluation:gw_gallery",
-    )
-)

@@ -12,7 +12,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
-__all__ = ["view_gallery"]
+__all__ = ["transit_gallery", "view_gallery"]
 
 
 def view_gallery(
@@ -67,3 +67,8 @@ def view_gallery(
         figure.suptitle(title)
     figure.tight_layout()
     return figure
+
+
+def transit_gallery(arrays: dict[str, np.ndarray], scores: np.ndarray, labels: np.ndarray, title: str) -> Figure:
+    """Global and local views of the top- and bottom-scored held-out samples."""
+    return view_gallery(arrays["global_view"], arrays["local_view"], scores, labels=labels, title=title)
