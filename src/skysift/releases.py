@@ -39,8 +39,10 @@ __all__ = [
     "configured_pair_ids",
     "create_release",
     "diff_releases",
+    "export_run_labels",
     "pair_fingerprint",
     "read_release",
+    "release_labels",
     "stale_products",
     "verify_release",
     "withdraw_products",
@@ -399,3 +401,27 @@ def configured_pair_ids(config: Mapping[str, Any], *, base_dir: str | os.PathLik
     if config.get("release"):
         pair_ids += list(read_release(config["release"], base_dir=base_dir, require_files=False))
     return pair_ids
+
+
+#: Environment variable of a run's provenance labels (``key=value,...``), read by the CLI.
+LABELS_VARIABLE = "SKYSIFT_LABELS"
+
+
+def release_labels(release: str | os.PathLike[str] | None) -> dict[str, str]:
+    """Provenance labels of a run on a release: its name (the manifest's stem) and the manifest's sha256."""
+    if not release:
+        return {}
+    return {"release": Path(release).stem, "release_sha256": sha256_file(release)}
+
+
+def export_run_labels(labels: Mapping[str, str]) -> None:
+    """Put a run's labels where every job's ``skysift`` command reads them (``SKYSIFT_LABELS``).
+
+    Jobs inherit the environment of the Snakemake process (and SLURM jobs that
+    of ``sbatch``); the labels are not part of any command line, so changing
+    release reruns no job whose inputs are unchanged.
+    """
+    for key, value in labels.items():
+        if any(ch in f"{key}{value}" for ch in ",="):
+            raise ConfigError(f"provenance label {key}={value}: ',' and '=' are reserved")
+    os.environ[LABELS_VARIABLE] = ",".join(f"{key}={value}" for key, value in labels.items())

@@ -2,7 +2,6 @@
 # the command that calls the skysift CLI. Rules stay thin and call `skysift`.
 
 import json
-import os
 import shlex
 import sys
 from pathlib import Path
@@ -15,8 +14,15 @@ from skysift.options import option_params  # noqa: E402
 from skysift.errors import ConfigError  # noqa: E402
 from skysift.codedigest import code_digest  # noqa: E402
 from skysift.provenance import config_hash  # noqa: E402
-from skysift.provenance import sha256_file  # noqa: E402
-from skysift.releases import DigestCache, check_inputs, pair_fingerprint, read_release, withdrawn_pairs  # noqa: E402
+from skysift.releases import (  # noqa: E402
+    DigestCache,
+    check_inputs,
+    export_run_labels,
+    pair_fingerprint,
+    read_release,
+    release_labels,
+    withdrawn_pairs,
+)
 
 SCHEMA_PATH = Path(workflow.basedir) / "workflow" / "schemas" / "config.schema.yaml"
 
@@ -181,11 +187,10 @@ def verify_inputs():
 TABLE_PAIRS = table_pairs()
 DIGESTS = DigestCache(Path(".snakemake") / "skysift" / "digests.json", rehash=config["rehash_inputs"])
 verify_inputs()
-# Provenance labels of the whole run, read by every `skysift` command (`RunContext`). An
-# environment variable rather than a flag: a new release must not rerun unchanged jobs.
-os.environ["SKYSIFT_LABELS"] = (
-    f"release={release_name()},release_sha256={sha256_file(config['release'])}" if config["release"] else ""
-)
+# Provenance labels of the whole run (release name, manifest sha256), read by every `skysift`
+# command: exported to the jobs' environment rather than passed as flags, so that a new
+# release does not change the command line, hence the rerun triggers, of unchanged jobs.
+export_run_labels(release_labels(config["release"]))
 
 
 def pair_seed(pair_id):
