@@ -5,7 +5,10 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
-__all__ = ["DiffimOptions"]
+__all__ = ["CORRELATED_NOISE_MODES", "DiffimOptions"]
+
+#: Values of :attr:`DiffimOptions.correlated_noise`.
+CORRELATED_NOISE_MODES = ("auto", "always", "never")
 
 
 @dataclass(frozen=True)
@@ -44,10 +47,32 @@ class DiffimOptions:
     background_box : int
         Box size (pixels) of the background mesh.
     gain_science, gain_reference : float or None
-        Electrons per image unit, for the sources' Poisson variance; None reads
-        ``GAIN`` from the header, else 1 (images in electrons).
+        Electrons per image unit (> 0), for the sources' Poisson variance;
+        None derives it from the header (``EFFGAIN``; ``BUNIT`` with ``GAIN``,
+        ``EGAIN``, ``CCDGAIN``, ``EXPTIME``, ``PHOTMJSR``, ``PHOTFLAM``: see
+        :func:`skysift.diffim.noise.electrons_per_unit`), electrons when the
+        header has neither ``BUNIT`` nor a gain.
     source_noise : bool
-        Include the sources' Poisson noise in ``S_corr`` (eq. 26 of ZOGY).
+        Include the sources' Poisson noise in ``S_corr`` (eq. 26 of ZOGY): from
+        the noise map when it holds it (``ERR``, ``VAR_POISSON``), else from
+        the gain; an error when neither gives it.
+    noise_extensions : bool
+        Use the ``ERR``, ``VAR_POISSON`` + ``VAR_RNOISE``, ``WHT`` (inverse
+        variance) and ``DQ`` (non-zero = bad) extensions of the input files
+        when present and no noise or weight file is given.
+    correlated_noise : str
+        ``auto``, ``always`` or ``never``: divide ``S_corr`` (and multiply the
+        PSF-flux errors) by the robust width of ``S_corr`` on source-free
+        pixels, which corrects the noise correlation of resampled images;
+        ``auto`` does so when the width departs from 1 by more than
+        ``correlated_noise_tolerance``.
+    correlated_noise_tolerance : float
+        Relative departure (0-1) of the measured width from 1 that ``auto``
+        leaves alone, as consistent with uncorrelated noise.
+    nan_saturation_snr : float
+        NaN regions whose bordering pixels have a median above this many
+        background sigma are treated as saturated cores and grown like them
+        (sigma units, >= 0; 0 disables).
     astrometric_noise : bool
         Include the registration noise term (eqs. 30-33), with the standard
         error of the fitted transform as sigma.
@@ -87,6 +112,20 @@ class DiffimOptions:
     exclude_near_saturated: bool = True
     max_psf_stars: int = 50
     affine_registration: bool = True
+    noise_extensions: bool = True
+    correlated_noise: str = "auto"
+    correlated_noise_tolerance: float = 0.05
+    nan_saturation_snr: float = 20.0
+
+    def __post_init__(self) -> None:
+        if self.correlated_noise not in CORRELATED_NOISE_MODES:
+            raise ValueError(f"correlated_noise must be one of {', '.join(CORRELATED_NOISE_MODES)}, got {self.correlated_noise!r}")
+        if not 0 <= self.correlated_noise_tolerance < 1:
+            raise ValueError(f"correlated_noise_tolerance must be in [0, 1), got {self.correlated_noise_tolerance}")
+        for name in ("gain_science", "gain_reference"):
+            value = getattr(self, name)
+            if value is not None and not value > 0:
+                raise ValueError(f"{name} must be positive, got {value}")
 
     def to_dict(self) -> dict[str, Any]:
         """Return the options as a JSON-serialisable dict (for config hashes)."""
