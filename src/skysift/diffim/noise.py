@@ -33,6 +33,7 @@ from skysift.errors import InputDataError
 __all__ = [
     "GainModel",
     "NoiseMap",
+    "effective_gain",
     "electrons_per_unit",
     "quiet_pixels",
     "robust_std",
@@ -99,14 +100,16 @@ class GainModel:
     description: str
 
 
-def _check_shape_and_values(array: np.ndarray, shape: tuple[int, int], name: str, what: str) -> np.ndarray:
+def _check_shape_and_values(
+    array: np.ndarray, shape: tuple[int, int], name: str, what: str, *, allow_negative: bool = False
+) -> np.ndarray:
     array = np.asarray(array, dtype=np.float64)
     if array.shape != tuple(shape):
         raise InputDataError(f"{name}: {what} shape {array.shape} differs from image shape {tuple(shape)}")
     finite = np.isfinite(array)
     if not finite.any():
         raise InputDataError(f"{name}: every pixel of the {what} is NaN or infinite")
-    if np.any(array[finite] < 0):
+    if not allow_negative and np.any(array[finite] < 0):
         raise InputDataError(f"{name}: {what} has negative values (min {np.min(array[finite]):.3g})")
     if not np.any(array[finite] > 0):
         raise InputDataError(f"{name}: {what} is zero everywhere")
@@ -119,8 +122,9 @@ def variance_from_noise(noise: np.ndarray, shape: tuple[int, int], *, name: str,
     Parameters
     ----------
     noise : numpy.ndarray
-        1-sigma noise per pixel, same shape as the image; NaN or 0 mark
-        unusable pixels.
+        1-sigma noise per pixel, same shape as the image; NaN, 0 or negative
+        values mark unusable pixels (real noise maps hold a few negative
+        values where their pipeline's variance went below zero).
     shape : (int, int)
         Shape of the image.
     name : str
@@ -137,9 +141,9 @@ def variance_from_noise(noise: np.ndarray, shape: tuple[int, int], *, name: str,
     Raises
     ------
     InputDataError
-        Wrong shape, all NaN, negative values or zero everywhere.
+        Wrong shape, all NaN, or no positive value.
     """
-    noise = _check_shape_and_values(noise, shape, name, "noise map")
+    noise = _check_shape_and_values(noise, shape, name, "noise map", allow_negative=True)
     with np.errstate(invalid="ignore"):
         variance = np.where(np.isfinite(noise) & (noise > 0), noise**2, np.inf).astype(np.float32)
     return NoiseMap(variance=variance, includes_sources=True, origin=origin)
@@ -279,6 +283,48 @@ def electrons_per_unit(header: Mapping[str, Any], override: float | None = None)
     return None
 
 
+def effective_gain(data: np.ndarray, noise: NoiseMap, bad: np.ndarray, *, min_snr: float = 20.0) -> GainModel | None:
+    """Electrons per image unit implied by a noise map that holds the sources' Poisson noise.
+
+    Parameters
+    ----------
+    data : numpy.ndarray
+        Background-subtracted image (image units).
+    noise : NoiseMap
+        Its noise map, with ``includes_sources``.
+    bad : numpy.ndarray of bool
+        Pixels to ignore.
+    min_snr : float
+        Only pixels brighter than this many sky sigma are used, where the
+        sources' variance dominates the map.
+
+    Returns
+    -------
+    GainModel or None
+        Median of ``data / (variance - sky variance)`` over those pixels; None
+        without such pixels or when the map holds no source term.
+
+    Notes
+    -----
+    A Poisson source of ``F`` image units adds ``F / g`` to the variance, so
+    the excess of the map over its sky level on bright pixels gives ``g`` in
+    the image's own units, whatever they are. For a resampled image the map's
+    per-pixel variance and hence this ``g`` share the resampling factor, which
+    is what weighting fluxes measured on that image needs.
+    """
+    if not noise.includes_sources:
+        return None
+    usable = ~bad & np.isfinite(noise.variance)
+    sky_variance = float(np.median(noise.variance[::2, ::2][usable[::2, ::2]]))
+    bright = usable & (data > min_snr * np.sqrt(sky_variance))
+    excess = noise.variance[bright] - sky_variance
+    positive = excess > 0
+    if positive.sum() < 10:
+        return None
+    value = float(np.median(data[bright][positive] / excess[positive]))
+    return GainModel(value, f"{value:.6g} e-/unit from the {noise.origin} map")
+
+
 def robust_std(values: np.ndarray) -> float:
     """Standard deviation from the median absolute deviation (1.4826 MAD) of the finite values."""
     values = np.asarray(values)
@@ -288,47 +334,60 @@ def robust_std(values: np.ndarray) -> float:
     return float(1.4826 * np.median(np.abs(values - np.median(values))))
 
 
+def _block_mean(image: np.ndarray, block: int) -> np.ndarray:
+    ny, nx = (image.shape[0] // block) * block, (image.shape[1] // block) * block
+    return np.asarray(image[:ny, :nx], dtype=np.float32).reshape(ny // block, block, nx // block, block).mean(axis=(1, 3))
+
+
 def quiet_pixels(
     new: np.ndarray,
     reference: np.ndarray,
-    sigma_new: float,
-    sigma_reference: float,
     mask: np.ndarray,
     *,
-    step: int = 2,
+    block: int = 4,
     threshold: float = 3.0,
-    grow: int = 5,
+    grow: int = 2,
 ) -> np.ndarray:
-    """Source-free pixels of a pair, on a grid subsampled by ``step``.
+    """Source-free blocks of a pair: where neither image holds a source.
 
     Parameters
     ----------
     new, reference : numpy.ndarray
         Background-subtracted images on the same grid.
-    sigma_new, sigma_reference : float
-        Their background noise per pixel.
     mask : numpy.ndarray of bool
-        Pixels excluded anyway.
-    step : int
-        Subsampling step (every ``step``-th row and column).
+        Pixels excluded anyway (a block with one is excluded).
+    block : int
+        Side of the blocks (pixels) the images are averaged over.
     threshold : float
-        A pixel above ``threshold`` sigma in either image belongs to a source.
+        A block mean above ``threshold`` times the robust std of the block
+        means, in either image, belongs to a source.
     grow : int
-        Sources are grown by this many subsampled pixels (their wings).
+        Source blocks are grown by this many blocks (their wings).
 
     Returns
     -------
     numpy.ndarray of bool
-        On the subsampled grid ``[::step, ::step]``.
+        One value per block, ``(ny // block, nx // block)``.
+
+    Notes
+    -----
+    Block means catch faint extended sources that no single pixel shows,
+    and their noise is measured from the block means themselves, so that
+    correlated noise (which makes the per-pixel sigma misleading) sets the
+    threshold correctly. Only positive excursions are sources; a threshold
+    on single pixels instead would reject the noise peaks themselves and
+    bias the width measured on what is left.
     """
-    sub = (slice(None, None, step), slice(None, None, step))
-    bright = (np.abs(new[sub]) > threshold * sigma_new) | (np.abs(reference[sub]) > threshold * sigma_reference)
+    sources = np.zeros((new.shape[0] // block, new.shape[1] // block), dtype=bool)
+    for image in (new, reference):
+        means = _block_mean(image, block)
+        sources |= means > np.median(means) + threshold * robust_std(means)
     if grow > 0:
-        bright = ndimage.maximum_filter(bright, size=2 * grow + 1)
-    return ~bright & ~mask[sub]
+        sources = ndimage.maximum_filter(sources, size=2 * grow + 1)
+    return ~sources & ~(_block_mean(mask, block) > 0)
 
 
-def scorr_width(score_corr: np.ndarray, quiet: np.ndarray, *, step: int = 2, min_pixels: int = 2000) -> float:
+def scorr_width(score_corr: np.ndarray, quiet: np.ndarray, *, block: int = 4, min_pixels: int = 1000) -> float:
     """Robust width of ``S_corr`` on source-free pixels (1 when its noise model is right).
 
     Parameters
@@ -336,11 +395,12 @@ def scorr_width(score_corr: np.ndarray, quiet: np.ndarray, *, step: int = 2, min
     score_corr : numpy.ndarray
         ``S_corr`` from ZOGY.
     quiet : numpy.ndarray of bool
-        Source-free pixels on the ``[::step, ::step]`` grid (:func:`quiet_pixels`).
-    step : int
-        Subsampling step of ``quiet``.
+        Source-free blocks (:func:`quiet_pixels`); ``S_corr`` is sampled at
+        the centre pixel of each.
+    block : int
+        Block side used for ``quiet``.
     min_pixels : int
-        Fewer quiet pixels than this give NaN (no reliable measurement).
+        Fewer quiet blocks than this give NaN (no reliable measurement).
 
     Returns
     -------
@@ -352,13 +412,15 @@ def scorr_width(score_corr: np.ndarray, quiet: np.ndarray, *, step: int = 2, min
     Resampling (drizzling, interpolation) correlates the noise of
     neighbouring pixels: the per-pixel variance falls while the variance on
     the scale of the PSF, which the ZOGY kernels integrate over, does not
-    (Fruchter & Hook 2002, PASP 114, 144, section 7; Casertano et al. 2000,
-    AJ 120, 2747). The variance images then underestimate ``V(S)`` by a
-    factor that depends on the resampling kernel, not on the sky. Dividing
-    ``S_corr`` by its empirical width on source-free pixels restores unit
-    variance on the scale that matters for detection.
+    (Fruchter & Hook 2002, PASP 114, 144; Casertano et al. 2000, AJ 120,
+    2747). The variance images then underestimate ``V(S)`` by a factor that
+    depends on the resampling kernel, not on the sky. Dividing ``S_corr`` by
+    its empirical width on source-free pixels restores unit variance on the
+    scale that matters for detection.
     """
-    values = score_corr[::step, ::step][quiet]
+    centre = block // 2
+    samples = score_corr[centre::block, centre::block][: quiet.shape[0], : quiet.shape[1]]
+    values = samples[quiet]
     values = values[np.isfinite(values)]
     if values.size < min_pixels:
         return float("nan")

@@ -25,7 +25,7 @@ from skysift.diffim.masks import (
     combine_masks, edge_mask, grow_regions, mask_near, nonfinite_mask, saturated_nan_cores, saturation_level, saturation_mask,
 )
 from skysift.diffim.noise import (
-    GainModel, NoiseMap, electrons_per_unit, quiet_pixels, robust_std, scorr_width,
+    GainModel, NoiseMap, effective_gain, electrons_per_unit, quiet_pixels, robust_std, scorr_width,
     variance_from_components, variance_from_noise, variance_from_weight,
 )
 from skysift.diffim.psf import PsfGrid, estimate_psf_grid, psf_fwhm, select_psf_stars
@@ -209,6 +209,16 @@ def _variance_image(
     return variance, f"{origin} + sources / ({gain.description})"
 
 
+def _gain_model(
+    image: FitsImage, data: np.ndarray, noise: NoiseMap | None, bad: np.ndarray, override: float | None
+) -> GainModel | None:
+    """Electrons per image unit: the user's, the header's, else what the noise map implies (None if nothing says)."""
+    model = electrons_per_unit(image.header, override)
+    if model is None and noise is not None:
+        model = effective_gain(data, noise, bad)
+    return model
+
+
 def _noise_sigma(noise: NoiseMap, bad: np.ndarray) -> float:
     """Typical per-pixel noise of a noise map (median over its good pixels): ZOGY's scalar sigma."""
     values = noise.variance[::2, ::2][~bad[::2, ::2]]
@@ -366,10 +376,15 @@ def difference_images(
     calibrators = select_psf_stars(stars_science, new.shape, size, min_snr=20.0)
     if len(calibrators) < 3:
         calibrators = stars_science[stars_science["snr"] >= 10.0][:200]
+    gain_new = _gain_model(science, new, science_noise, mask, options.gain_science)
+    # The reference's noise map is in its own frame: its gain is measured there.
+    gain_reference = _gain_model(reference, ref.data, reference_noise, ref.bad, options.gain_reference)
     scale = flux_scale(
         new, aligned, calibrators["x"], calibrators["y"], psf_science.mean_psf, psf_reference.mean_psf,
         radius=3.0 * max(fwhm_science, fwhm_reference),
         sigma_science=sci.background.sigma, sigma_reference=ref.background.sigma, name=science_name,
+        gain_science=gain_new.electrons_per_unit if gain_new else 1.0,
+        gain_reference=gain_reference.electrons_per_unit if gain_reference else 1.0,
     )
     _log.info("flux scale F_n/F_r = %.4f +- %.4f from %d stars", scale.ratio, scale.error, scale.n_stars)
 
@@ -393,13 +408,11 @@ def difference_images(
         sigma_reference = ref.background.sigma
     variance_new, model_new = _variance_image(
         new, background_variance_new, science_noise,
-        electrons_per_unit(science.header, options.gain_science) if options.source_noise else None,
-        source_noise=options.source_noise, name=science_name, header=science.header,
+        gain_new, source_noise=options.source_noise, name=science_name, header=science.header,
     )
     variance_reference, model_reference = _variance_image(
         aligned, background_variance_reference, reference_noise,
-        electrons_per_unit(reference.header, options.gain_reference) if options.source_noise else None,
-        source_noise=options.source_noise, name=reference_name, header=reference.header,
+        gain_reference, source_noise=options.source_noise, name=reference_name, header=reference.header,
     )
     _log.info("noise model: science %s; reference %s", model_new, model_reference)
     astrometric_sigma = (0.0, 0.0)
@@ -422,7 +435,7 @@ def difference_images(
             new, aligned, psf_science.psfs, psf_reference.psfs, psf_science.y_edges, psf_science.x_edges,
             sigma_new, sigma_reference, **common,
         )
-    width, normalised = _normalise_scorr(result, new, aligned, sigma_new, sigma_reference, mask, options)
+    width, normalised = _normalise_scorr(result, new, aligned, mask, options)
     candidates = detect_candidates(
         result.score_corr,
         threshold=options.threshold,
@@ -463,16 +476,10 @@ def difference_images(
 
 
 def _normalise_scorr(
-    result: ZogyResult,
-    new: np.ndarray,
-    aligned: np.ndarray,
-    sigma_new: float,
-    sigma_reference: float,
-    mask: np.ndarray,
-    options: DiffimOptions,
+    result: ZogyResult, new: np.ndarray, aligned: np.ndarray, mask: np.ndarray, options: DiffimOptions
 ) -> tuple[float, bool]:
     """Measure ``S_corr``'s width on source-free pixels and divide it out when the options say so (in place)."""
-    quiet = quiet_pixels(new, aligned, sigma_new, sigma_reference, mask)
+    quiet = quiet_pixels(new, aligned, mask)
     width = scorr_width(result.score_corr, quiet)
     if options.correlated_noise == "never" or not np.isfinite(width) or width <= 0:
         apply = False
@@ -480,7 +487,7 @@ def _normalise_scorr(
         apply = True
     else:
         apply = abs(width - 1.0) > options.correlated_noise_tolerance
-    _log.info("S_corr width on %d source-free pixels: %.3f (%s)", int(quiet.sum()), width,
+    _log.info("S_corr width on %d source-free blocks: %.3f (%s)", int(quiet.sum()), width,
               "normalised" if apply else "left as computed")
     if apply:
         result.score_corr /= np.float32(width)
