@@ -25,9 +25,8 @@ import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import h5py
 import numpy as np
 from astropy.io import fits
 from astropy.table import Table
@@ -35,6 +34,9 @@ from astropy.wcs import WCS, FITSFixedWarning
 
 from skysift.errors import InputDataError, ProductError
 from skysift.provenance import Provenance
+
+if TYPE_CHECKING:  # h5py is imported where HDF5 is read or written: FITS-only jobs skip its import
+    import h5py
 
 __all__ = [
     "PRODUCT_FORMAT",
@@ -420,6 +422,7 @@ def _chunk_samples(sample_shape: tuple[int, ...], dtype: np.dtype) -> int:
 
 
 def _column_dtype(values: np.ndarray) -> Any:
+    import h5py
     if values.dtype.kind in ("U", "S", "O"):
         return h5py.string_dtype(encoding="utf-8")
     if values.dtype.kind == "b":
@@ -466,6 +469,7 @@ class ProductWriter:
         attrs: Mapping[str, Any] | None = None,
         compression_level: int = 4,
     ) -> None:
+        import h5py
         self.path = Path(path)
         self._context = atomic_output(self.path)
         self._temporary = self._context.__enter__()
@@ -511,6 +515,7 @@ class ProductWriter:
 
     def add_column(self, name: str, dtype: Any, *, unit: str = "", description: str = "") -> None:
         """Declare a per-sample table column (1-D, one value per sample)."""
+        import h5py
         if dtype is str or np.dtype(dtype).kind in ("U", "S", "O"):
             h5_dtype = h5py.string_dtype(encoding="utf-8")
         else:
@@ -710,6 +715,7 @@ class ProductFile:
     """
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
+        import h5py
         self.path = Path(path)
         if not self.path.is_file():
             raise FileNotFoundError(f"{self.path}: no such product file")
@@ -747,6 +753,7 @@ class ProductFile:
 
     def read_table(self) -> Table:
         """Return the per-sample table as an astropy Table with units."""
+        import h5py
         table = Table()
         for name, dataset in self._file["samples"].items():
             values = dataset[()]

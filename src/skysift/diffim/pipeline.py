@@ -7,7 +7,6 @@ writes the products with :mod:`skysift.io`, all or nothing.
 
 from __future__ import annotations
 
-import io
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -28,6 +27,7 @@ from skysift.diffim.noise import (
     GainModel, NoiseMap, effective_gain, electrons_per_unit, quiet_pixels, robust_std, scorr_width,
     variance_from_components, variance_from_noise, variance_from_weight,
 )
+from skysift.diffim.preview import preview_png
 from skysift.diffim.psf import PsfGrid, estimate_psf_grid, psf_fwhm, select_psf_stars
 from skysift.diffim.registration import Registration, register, reproject_to_grid
 from skysift.diffim.stars import find_stars
@@ -576,37 +576,6 @@ def read_noise_inputs(
     return None, dq_mask
 
 
-#: Largest side (pixels) of the images drawn in the preview: each panel is
-#: about 300 pixels wide, so more resolution is never seen.
-PREVIEW_MAX_SIDE = 512
-
-
-def block_average(image: np.ndarray, max_side: int) -> tuple[np.ndarray, int]:
-    """Average ``image`` over square blocks so that no side exceeds ``max_side``.
-
-    Parameters
-    ----------
-    image : numpy.ndarray
-        2-D image (NaNs propagate to their block).
-    max_side : int
-        Largest side of the result.
-
-    Returns
-    -------
-    binned : numpy.ndarray
-        float32 image; the trailing rows and columns that do not fill a block
-        are dropped.
-    factor : int
-        Block side (1: unchanged).
-    """
-    factor = max(1, int(np.ceil(max(image.shape) / max_side)))
-    if factor == 1:
-        return np.asarray(image, dtype=np.float32), 1
-    ny, nx = (image.shape[0] // factor) * factor, (image.shape[1] // factor) * factor
-    blocks = np.asarray(image[:ny, :nx], dtype=np.float32).reshape(ny // factor, factor, nx // factor, factor)
-    return blocks.mean(axis=(1, 3)), factor
-
-
 def render_preview(result: DiffimResult) -> bytes:
     """Render the 4-panel PNG preview (science, aligned reference, D, S_corr) with candidates circled.
 
@@ -617,44 +586,15 @@ def render_preview(result: DiffimResult) -> bytes:
     Returns
     -------
     bytes
-        PNG file content.
-
-    Notes
-    -----
-    Each image is block-averaged to at most :data:`PREVIEW_MAX_SIDE` pixels
-    before the stretch and the plot (a panel shows about 300 pixels), so the
-    preview costs the same at any image size; block averaging keeps point
-    sources visible, where decimation could drop them.
+        PNG file content (see :mod:`skysift.diffim.preview`).
     """
-    from astropy.visualization import AsinhStretch, ImageNormalize, LinearStretch, ZScaleInterval
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-    from matplotlib.patches import Circle
-
-    panels = (
-        ("science", result.science, AsinhStretch()),
-        ("reference (aligned)", result.reference_aligned, AsinhStretch()),
-        ("difference D", result.difference, LinearStretch()),
-        ("S_corr", np.nan_to_num(result.score_corr), LinearStretch()),
+    candidates = result.candidates
+    return preview_png(
+        result.science, result.reference_aligned, result.difference, result.score_corr,
+        np.asarray(candidates["x"], float) if len(candidates) else np.zeros(0),
+        np.asarray(candidates["y"], float) if len(candidates) else np.zeros(0),
+        np.asarray(candidates["scorr"]) > 0 if len(candidates) else np.zeros(0, bool),
     )
-    figure = Figure(figsize=(12, 3.4), dpi=100)
-    FigureCanvasAgg(figure)
-    for index, (title, image, stretch) in enumerate(panels, start=1):
-        axes = figure.add_subplot(1, 4, index)
-        binned, factor = block_average(image, PREVIEW_MAX_SIDE)
-        norm = ImageNormalize(binned, interval=ZScaleInterval(), stretch=stretch)
-        # Binned pixel i covers original pixels [i f, (i + 1) f): its edges in original coordinates.
-        extent = (-0.5, binned.shape[1] * factor - 0.5, -0.5, binned.shape[0] * factor - 0.5)
-        axes.imshow(binned, origin="lower", cmap="gray", norm=norm, interpolation="nearest", extent=extent)
-        for row in result.candidates:
-            axes.add_patch(Circle((row["x"], row["y"]), radius=8, fill=False, color="red" if row["scorr"] > 0 else "cyan", lw=0.8))
-        axes.set_title(title, fontsize=9)
-        axes.set_xticks([])
-        axes.set_yticks([])
-    figure.tight_layout()
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png")
-    return buffer.getvalue()
 
 
 def _fits_text(text: str, limit: int = 40) -> str:
