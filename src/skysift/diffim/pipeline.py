@@ -8,10 +8,8 @@ writes the products with :mod:`skysift.io`, all or nothing.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 from astropy.table import Table
@@ -94,7 +92,10 @@ class DiffimResult:
     scorr_normalised : bool
         Whether ``score_corr`` and ``flux_psf_err`` were corrected by it.
     noise_model_science, noise_model_reference : str
-        How each image's variance was built (noise map, gain), as logged.
+        How each image's variance was built (noise map, source term).
+    gain_science, gain_reference : GainModel or None
+        Electrons per image unit used for the source noise and the flux-scale
+        weights, and where it came from (None: not derivable).
     """
 
     science: np.ndarray
@@ -118,6 +119,8 @@ class DiffimResult:
     scorr_normalised: bool = False
     noise_model_science: str = ""
     noise_model_reference: str = ""
+    gain_science: GainModel | None = None
+    gain_reference: GainModel | None = None
 
     @property
     def registration_rms(self) -> float:
@@ -186,36 +189,43 @@ def _variance_image(
     *,
     source_noise: bool,
     name: str,
-    header: Mapping[str, Any],
 ) -> tuple[np.ndarray, str]:
     """Per-pixel variance of one image for ZOGY's eqs. 26-27, and a description of the model.
 
     ``background_variance`` is the noise map's variance when there is one (on
     the science grid), else the background mesh's.
     """
-    source = "noise map" if noise is not None else "background mesh rms"
+    origin = noise.origin if noise is not None else "mesh rms"
     if noise is not None and noise.includes_sources:
-        return background_variance, f"{noise.origin} (sources included)"
+        return background_variance, f"{origin} incl. sources"
     if not source_noise:
-        return background_variance, f"{noise.origin if noise is not None else source}, no source noise"
-    if gain is None:
-        raise InputDataError(
-            f"{name}: source noise requested but BUNIT {header.get('BUNIT')!r} with these keywords gives no "
-            "electrons per unit (EFFGAIN; GAIN/EGAIN/CCDGAIN with EXPTIME, PHOTMJSR or PHOTFLAM); give the gain "
-            "(--gain-science/--gain-reference), a noise map with the sources' noise (ERR), or --source-noise false"
-        )
+        return background_variance, f"{origin}, no source noise"
+    if gain is None:  # _gain_model raised already where source noise needs a gain
+        raise InputDataError(f"{name}: no gain for the source noise")
     variance = background_variance + np.maximum(data, np.float32(0.0)) * np.float32(1.0 / gain.electrons_per_unit)
-    origin = noise.origin if noise is not None else source
-    return variance, f"{origin} + sources / ({gain.description})"
+    return variance, f"{origin} + sources/gain"
 
 
 def _gain_model(
-    image: FitsImage, data: np.ndarray, noise: NoiseMap | None, bad: np.ndarray, override: float | None
+    image: FitsImage, data: np.ndarray, noise: NoiseMap | None, bad: np.ndarray, override: float | None, *, source_noise: bool
 ) -> GainModel | None:
-    """Electrons per image unit: the user's, the header's, else what the noise map implies (None if nothing says)."""
+    """Electrons per image unit: the user's, the header's, else what the noise map implies.
+
+    Raises
+    ------
+    InputDataError
+        If source noise is requested, the noise map (if any) does not hold it
+        and nothing gives the gain.
+    """
     model = electrons_per_unit(image.header, override)
     if model is None and noise is not None:
         model = effective_gain(data, noise, bad)
+    if model is None and source_noise and not (noise is not None and noise.includes_sources):
+        raise InputDataError(
+            f"{image.path}: source noise requested but BUNIT {image.header.get('BUNIT')!r} with these keywords gives "
+            "no electrons per unit (EFFGAIN; GAIN/EGAIN/CCDGAIN with EXPTIME, PHOTMJSR or PHOTFLAM); give the gain "
+            "(--gain-science/--gain-reference), a noise map with the sources' noise (ERR), or --source-noise false"
+        )
     return model
 
 
@@ -320,6 +330,12 @@ def difference_images(
     """
     sci = _prepare(science, science_mask, options, science_noise)
     ref = _prepare(reference, reference_mask, options, reference_noise)
+    # Electrons per image unit, for the source noise and the flux-scale
+    # weights; checked here, before the costly steps, when source noise needs it.
+    gain_new = _gain_model(science, sci.data, science_noise, sci.bad, options.gain_science, source_noise=options.source_noise)
+    gain_reference = _gain_model(
+        reference, ref.data, reference_noise, ref.bad, options.gain_reference, source_noise=options.source_noise
+    )
     science_name, reference_name = str(science.path), str(reference.path)
 
     # Stars are found once per image, in its own frame; every later step
@@ -376,9 +392,6 @@ def difference_images(
     calibrators = select_psf_stars(stars_science, new.shape, size, min_snr=20.0)
     if len(calibrators) < 3:
         calibrators = stars_science[stars_science["snr"] >= 10.0][:200]
-    gain_new = _gain_model(science, new, science_noise, mask, options.gain_science)
-    # The reference's noise map is in its own frame: its gain is measured there.
-    gain_reference = _gain_model(reference, ref.data, reference_noise, ref.bad, options.gain_reference)
     scale = flux_scale(
         new, aligned, calibrators["x"], calibrators["y"], psf_science.mean_psf, psf_reference.mean_psf,
         radius=3.0 * max(fwhm_science, fwhm_reference),
@@ -408,13 +421,17 @@ def difference_images(
         sigma_reference = ref.background.sigma
     variance_new, model_new = _variance_image(
         new, background_variance_new, science_noise,
-        gain_new, source_noise=options.source_noise, name=science_name, header=science.header,
+        gain_new, source_noise=options.source_noise, name=science_name,
     )
     variance_reference, model_reference = _variance_image(
         aligned, background_variance_reference, reference_noise,
-        gain_reference, source_noise=options.source_noise, name=reference_name, header=reference.header,
+        gain_reference, source_noise=options.source_noise, name=reference_name,
     )
-    _log.info("noise model: science %s; reference %s", model_new, model_reference)
+    _log.info(
+        "noise model: science %s (gain: %s); reference %s (gain: %s)", model_new,
+        gain_new.description if gain_new else "none", model_reference,
+        gain_reference.description if gain_reference else "none",
+    )
     astrometric_sigma = (0.0, 0.0)
     if options.astrometric_noise and registration.n_matched > 0 and np.isfinite(registration.rms_residual):
         # Per-axis standard error of the fitted transform: rms distance / sqrt(2 n).
@@ -472,6 +489,8 @@ def difference_images(
         scorr_normalised=normalised,
         noise_model_science=model_new,
         noise_model_reference=model_reference,
+        gain_science=gain_new,
+        gain_reference=gain_reference,
     )
 
 
@@ -597,6 +616,10 @@ def render_preview(result: DiffimResult) -> bytes:
     )
 
 
+def _gain_value(gain: GainModel | None) -> float:
+    return float(gain.electrons_per_unit) if gain is not None else -1.0
+
+
 def _fits_text(text: str, limit: int = 40) -> str:
     """A header string value short enough to share its card with a short comment."""
     return text if len(text) <= limit else text[: limit - 3] + "..."
@@ -694,6 +717,10 @@ def run_diffim(
         "SIGREF": (result.sigma_reference, "reference noise per pixel (image units)"),
         "NOISESCI": (_fits_text(result.noise_model_science), "science variance"),
         "NOISEREF": (_fits_text(result.noise_model_reference), "reference variance"),
+        "GAINSCI": (_gain_value(result.gain_science), "science e-/unit (-1: none)"),
+        "GAINREF": (_gain_value(result.gain_reference), "reference e-/unit (-1: none)"),
+        "GAINSRCS": (_fits_text(result.gain_science.description if result.gain_science else "none"), "science gain from"),
+        "GAINSRCR": (_fits_text(result.gain_reference.description if result.gain_reference else "none"), "reference gain from"),
         "SCORRWID": (float(np.nan_to_num(result.scorr_width, nan=-1.0)), "robust std of S_corr, source-free"),
         "SCORRNRM": (result.scorr_normalised, "S_corr, FPSF_ERR corrected by SCORRWID"),
     }
