@@ -127,6 +127,8 @@ def _cmd_diffim(arguments: argparse.Namespace) -> int:
         arguments.science, arguments.reference, arguments.outdir,
         science_mask_path=arguments.science_mask, reference_mask_path=arguments.reference_mask,
         options=options, rule=arguments.rule or "diffim", config_digest=arguments.config_hash,
+        science_noise_path=arguments.science_noise, reference_noise_path=arguments.reference_noise,
+        science_weight_path=arguments.science_weight, reference_weight_path=arguments.reference_weight,
     )
     return 0
 
@@ -601,6 +603,11 @@ def build_parser() -> argparse.ArgumentParser:
     diffim.add_argument("--outdir", required=True, type=Path, help="output directory")
     diffim.add_argument("--science-mask", type=Path, default=None, help="bad-pixel mask of the science image (FITS, nonzero = bad)")
     diffim.add_argument("--reference-mask", type=Path, default=None, help="bad-pixel mask of the reference image")
+    for image in ("science", "reference"):
+        diffim.add_argument(f"--{image}-noise", type=Path, default=None,
+                            help=f"1-sigma noise map of the {image} image (FITS, image units, sources' noise included)")
+        diffim.add_argument(f"--{image}-weight", type=Path, default=None,
+                            help=f"inverse-variance map of the {image} image (FITS), instead of a noise map")
     add_dataclass_arguments(diffim, DiffimOptions, "differencing options (skysift.diffim.pipeline.DiffimOptions)")
     _add_provenance_arguments(diffim)
     diffim.set_defaults(handler=_cmd_diffim)

@@ -2,8 +2,8 @@
 
 A release manifest is a pairs table (see :func:`skysift.config.read_pairs_table`)
 whose every input carries its sha256: ``pair_id``, ``science``, ``reference``,
-optional masks, and ``science_sha256``, ``reference_sha256`` (and the masks'
-checksums). The configuration selects one (``release: config/releases/dr2.tsv``).
+optional masks, noise maps and weight maps, and ``science_sha256``,
+``reference_sha256`` (and the optional inputs' checksums). The configuration selects one (``release: config/releases/dr2.tsv``).
 The workflow passes each pair's checksums to its jobs as a parameter, so moving
 from one release to the next reruns exactly the jobs whose inputs changed or
 were added, and the aggregates downstream of them; unchanged pairs are left
@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from skysift.config import CHECKSUM_COLUMNS, read_pairs_table
+from skysift.config import CHECKSUM_COLUMNS, PAIRS_TABLE_COLUMNS, read_pairs_table
 from skysift.errors import ConfigError, InputDataError
 from skysift.provenance import sha256_file
 
@@ -35,7 +35,11 @@ __all__ = [
 
 #: Per-pair products of the image-differencing stage (what a changed pair reruns).
 DIFFIM_OUTPUTS = ("difference.fits", "scorr.fits", "fpsf.fits", "fpsf_err.fits", "candidates.ecsv", "preview.png")
-_INPUT_COLUMNS = ("science", "reference", "science_mask", "reference_mask")
+_INPUT_COLUMNS = PAIRS_TABLE_COLUMNS[1:]
+#: Inputs every fingerprint lists; the noise and weight maps are appended only
+#: when a pair has one, so that pairs without them keep their fingerprint (and
+#: their products) from before those columns existed.
+_FINGERPRINT_BASE = 4
 
 
 def read_release(path: str | os.PathLike[str], *, base_dir: str | os.PathLike[str] = ".") -> dict[str, dict[str, Any]]:
@@ -58,7 +62,10 @@ def read_release(path: str | os.PathLike[str], *, base_dir: str | os.PathLike[st
 
 def pair_fingerprint(row: dict[str, Any]) -> str:
     """The checksums of one pair's inputs, as one string (a workflow parameter)."""
-    return ":".join(row.get(column) or "-" for column in CHECKSUM_COLUMNS)
+    checksums = [row.get(column) or "-" for column in CHECKSUM_COLUMNS]
+    if all(value == "-" for value in checksums[_FINGERPRINT_BASE:]):
+        checksums = checksums[:_FINGERPRINT_BASE]
+    return ":".join(checksums)
 
 
 def verify_release(release: dict[str, dict[str, Any]]) -> list[str]:

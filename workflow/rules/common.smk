@@ -143,14 +143,20 @@ def pair_ids():
     return simulated_pair_ids() + list(TABLE_PAIRS)
 
 
+#: Optional per-pair inputs of `skysift diffim`, each passed as --<column with dashes>.
+OPTIONAL_PAIR_INPUTS = (
+    "science_mask", "reference_mask", "science_noise", "reference_noise", "science_weight", "reference_weight",
+)
+
+
 def pair_inputs(wildcards):
-    """Science, reference and optional masks of one pair (simulated or from the table)."""
+    """Science, reference and optional masks, noise and weight maps of one pair (simulated or from the table)."""
     if wildcards.pair in TABLE_PAIRS:
         row = TABLE_PAIRS[wildcards.pair]
         inputs = {"science": str(row["science"]), "reference": str(row["reference"])}
-        for mask in ("science_mask", "reference_mask"):
-            if row[mask] is not None:
-                inputs[mask] = str(row[mask])
+        for column in OPTIONAL_PAIR_INPUTS:
+            if row[column] is not None:
+                inputs[column] = str(row[column])
         return inputs
     return {
         "science": f"{RESULTS}/simulate/{wildcards.pair}/science.fits",
@@ -159,12 +165,9 @@ def pair_inputs(wildcards):
 
 
 def mask_flags(wildcards, input):
-    flags = []
-    if "science_mask" in input.keys():
-        flags.append(f"--science-mask {input.science_mask}")
-    if "reference_mask" in input.keys():
-        flags.append(f"--reference-mask {input.reference_mask}")
-    return " ".join(flags)
+    """CLI flags of a pair's optional inputs: masks, noise and weight maps."""
+    present = input.keys()
+    return " ".join(f"--{column.replace('_', '-')} {getattr(input, column)}" for column in OPTIONAL_PAIR_INPUTS if column in present)
 
 
 def diffim_products():
