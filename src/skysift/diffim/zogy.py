@@ -59,7 +59,7 @@ class ZogyResult:
     flux_score: float | np.ndarray
 
 
-def pad_psf(psf: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+def pad_psf(psf: np.ndarray, shape: tuple[int, int], dtype: type = np.float64) -> np.ndarray:
     """Embed a centred PSF stamp in an array of ``shape`` with its centre at pixel (0, 0).
 
     This is the zero-padded, ``ifftshift``-ed layout whose Fourier transform
@@ -71,20 +71,65 @@ def pad_psf(psf: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
         Odd-sized stamp, centre at ``(size // 2, size // 2)``.
     shape : (int, int)
         Output shape (at least the stamp's).
+    dtype : numpy dtype
+        Of the output.
 
     Returns
     -------
     numpy.ndarray
     """
-    psf = np.asarray(psf, dtype=np.float64)
+    psf = np.asarray(psf)
     sy, sx = psf.shape
     if sy % 2 == 0 or sx % 2 == 0:
         raise ValueError(f"PSF stamp must have odd sides, got {psf.shape}")
     if sy > shape[0] or sx > shape[1]:
         raise ValueError(f"PSF stamp {psf.shape} larger than the image {shape}")
-    padded = np.zeros(shape)
-    padded[:sy, :sx] = psf
-    return np.roll(padded, (-(sy // 2), -(sx // 2)), axis=(0, 1))
+    padded = np.zeros(shape, dtype=dtype)
+    # Stamp pixel i goes to (i - centre) modulo the size: the wrapped layout, without rolling a full array.
+    rows = (np.arange(sy) - sy // 2) % shape[0]
+    cols = (np.arange(sx) - sx // 2) % shape[1]
+    padded[np.ix_(rows, cols)] = psf
+    return padded
+
+
+def _centre_crop(stamp: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """The central part of an odd stamp that fits in ``shape`` (odd sides kept)."""
+    half = min(stamp.shape[0] // 2, (min(shape) - 1) // 2)
+    centre = stamp.shape[0] // 2
+    return stamp[centre - half : centre + half + 1, centre - half : centre + half + 1]
+
+
+def _kernels_on_small_grid(
+    psf_new: np.ndarray, psf_reference: np.ndarray, pad: int, weights: tuple[float, float, float], fluxes: tuple[float, float, float]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The real-space ZOGY kernels ``k_n``, ``k_r`` (eq. 28) and ``P_D`` (eq. 14) as centred stamps.
+
+    They depend on the PSFs only, and are compact (a few PSF widths), so a
+    grid of four stamp sides holds them with no wrap-around that matters;
+    computing them there instead of on the image's FFT grid saves three
+    full-size transforms. ``weights`` are ``(a_n, a_r, floor)`` of the
+    denominator and ``fluxes`` ``(F_n, F_r, F_D)``.
+    """
+    side = scipy.fft.next_fast_len(4 * pad, real=True)
+    shape = (side, side)
+    p_n = scipy.fft.rfft2(pad_psf(psf_new, shape))
+    p_r = scipy.fft.rfft2(pad_psf(psf_reference, shape))
+    p_n2 = p_n.real**2 + p_n.imag**2
+    p_r2 = p_r.real**2 + p_r.imag**2
+    a_n, a_r, floor = weights
+    f_n, f_r, f_d = fluxes
+    denominator = a_n * p_r2 + a_r * p_n2 + floor
+    half = side // 2 - 1  # an odd stamp of side - 1 pixels (side is even or odd)
+
+    def stamp(spectrum: np.ndarray) -> np.ndarray:
+        image = np.fft.fftshift(scipy.fft.irfft2(spectrum, s=shape))
+        centre = side // 2
+        return image[centre - half : centre + half + 1, centre - half : centre + half + 1]
+
+    kernel_n = stamp(f_r**2 * f_n * p_r2 * np.conj(p_n) / denominator)
+    kernel_r = stamp(f_n**2 * f_r * p_n2 * np.conj(p_r) / denominator)
+    psf_difference = stamp(f_r * f_n / f_d * p_r * p_n / np.sqrt(denominator))
+    return kernel_n, kernel_r, psf_difference
 
 
 def _scalar_and_map(sigma: float | np.ndarray, variance: np.ndarray | None, shape) -> tuple[float, np.ndarray | float]:
@@ -197,8 +242,8 @@ def zogy(
 
     new_hat = rfft(_pad_image(new, pad, fft_shape, "constant"))
     reference_hat = rfft(_pad_image(reference, pad, fft_shape, "constant"))
-    p_n = rfft(pad_psf(psf_new, fft_shape))
-    p_r = rfft(pad_psf(psf_reference, fft_shape))
+    p_n = rfft(pad_psf(psf_new, fft_shape, np.float32))
+    p_r = rfft(pad_psf(psf_reference, fft_shape, np.float32))
     p_n2 = (p_n.real**2 + p_n.imag**2).astype(np.float32)
     p_r2 = (p_r.real**2 + p_r.imag**2).astype(np.float32)
 
@@ -211,8 +256,11 @@ def zogy(
     flux_difference = f_r * f_n / np.sqrt(sigma_n**2 * f_r**2 + sigma_r**2 * f_n**2)  # eq. 15
     # eq. 13 (D) and eq. 14 (P_D).
     difference = irfft((np.float32(f_r) * p_r * new_hat - np.float32(f_n) * p_n * reference_hat) * inverse_sqrt_denominator)
-    psf_difference_hat = np.float32(f_r * f_n / flux_difference) * p_r * p_n * inverse_sqrt_denominator
     del inverse_sqrt_denominator
+    floor = regularisation * (sigma_n**2 * f_r**2 + sigma_r**2 * f_n**2)
+    kernel_n, kernel_r, psf_difference = _kernels_on_small_grid(
+        psf_new, psf_reference, pad, (sigma_n**2 * f_r**2, sigma_r**2 * f_n**2, floor), (f_n, f_r, flux_difference)
+    )
 
     inverse_denominator = 1.0 / denominator
     del denominator
@@ -242,9 +290,9 @@ def zogy(
 
     # eqs. 26-27: variance of S from the variance images (sources included);
     # both convolutions share one inverse transform.
-    kernel_n2_hat = rfft(irfft(kernel_n_hat.copy()) ** 2)
-    kernel_r2_hat = rfft(irfft(kernel_r_hat.copy()) ** 2)
     del kernel_n_hat, kernel_r_hat
+    kernel_n2_hat = rfft(pad_psf(_centre_crop(kernel_n, fft_shape) ** 2, fft_shape, np.float32))
+    kernel_r2_hat = rfft(pad_psf(_centre_crop(kernel_r, fft_shape) ** 2, fft_shape, np.float32))
     variance_score = np.zeros(fft_shape, dtype=np.float32)
     spectrum = None
     for variance, kernel2_hat in ((variance_n, kernel_n2_hat), (variance_r, kernel_r2_hat)):
@@ -273,10 +321,9 @@ def zogy(
     flux_psf = scale * score
     flux_psf_err = scale * np.sqrt(variance_score)
 
-    psf_difference = np.fft.fftshift(irfft(psf_difference_hat)).astype(np.float64)
-    centre = (fft_shape[0] // 2, fft_shape[1] // 2)
+    centre = psf_difference.shape[0] // 2
     half = pad // 2
-    psf_difference = psf_difference[centre[0] - half : centre[0] + half + 1, centre[1] - half : centre[1] + half + 1]
+    psf_difference = psf_difference[centre - half : centre + half + 1, centre - half : centre + half + 1]
 
     def crop(image: np.ndarray) -> np.ndarray:
         return np.ascontiguousarray(image[core])
