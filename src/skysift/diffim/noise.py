@@ -384,7 +384,9 @@ def quiet_pixels(
         sources |= means > np.median(means) + threshold * robust_std(means)
     if grow > 0:
         sources = ndimage.maximum_filter(sources, size=2 * grow + 1)
-    return ~sources & ~(_block_mean(mask, block) > 0)
+    ny, nx = sources.shape
+    masked = np.asarray(mask, dtype=bool)[: ny * block, : nx * block].reshape(ny, block, nx, block).any(axis=(1, 3))
+    return ~sources & ~masked
 
 
 def scorr_width(score_corr: np.ndarray, quiet: np.ndarray, *, block: int = 4, min_pixels: int = 1000) -> float:

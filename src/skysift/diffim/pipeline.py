@@ -8,6 +8,7 @@ writes the products with :mod:`skysift.io`, all or nothing.
 from __future__ import annotations
 
 import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -181,6 +182,18 @@ def _prepare(image: FitsImage, user_mask: np.ndarray | None, options: DiffimOpti
     return _Prepared(data=data, bad=bad, saturated=saturated, background=background)
 
 
+def _prepare_with_stars(
+    image: FitsImage, user_mask: np.ndarray | None, options: DiffimOptions, noise: NoiseMap | None
+) -> tuple[_Prepared, Table]:
+    """:func:`_prepare` and the image's star list, found once in its own frame.
+
+    Every later step (registration, both PSFs, the flux scale) reuses these lists.
+    """
+    prepared = _prepare(image, user_mask, options, noise)
+    stars = find_stars(prepared.data, prepared.background.sigma, mask=prepared.bad, fwhm=options.fwhm_guess, threshold=10.0)
+    return prepared, stars
+
+
 def _variance_image(
     data: np.ndarray,
     background_variance: np.ndarray,
@@ -328,8 +341,14 @@ def difference_images(
     :func:`~skysift.diffim.noise.scorr_width`); candidates are regions of
     ``|S_corr|`` above ``options.threshold``.
     """
-    sci = _prepare(science, science_mask, options, science_noise)
-    ref = _prepare(reference, reference_mask, options, reference_noise)
+    # The two images are prepared (masks, background, star list) independently,
+    # in two threads: sorting, filtering and matrix products release the GIL.
+    fwhm = options.fwhm_guess
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        science_job = pool.submit(_prepare_with_stars, science, science_mask, options, science_noise)
+        reference_job = pool.submit(_prepare_with_stars, reference, reference_mask, options, reference_noise)
+        sci, science_stars = science_job.result()
+        ref, reference_stars = reference_job.result()
     # Electrons per image unit, for the source noise and the flux-scale
     # weights; checked here, before the costly steps, when source noise needs it.
     gain_new = _gain_model(science, sci.data, science_noise, sci.bad, options.gain_science, source_noise=options.source_noise)
@@ -338,11 +357,6 @@ def difference_images(
     )
     science_name, reference_name = str(science.path), str(reference.path)
 
-    # Stars are found once per image, in its own frame; every later step
-    # (registration, both PSFs, the flux scale) reuses these lists.
-    fwhm = options.fwhm_guess
-    science_stars = find_stars(sci.data, sci.background.sigma, mask=sci.bad, fwhm=fwhm, threshold=10.0)
-    reference_stars = find_stars(ref.data, ref.background.sigma, mask=ref.bad, fwhm=fwhm, threshold=10.0)
     registration = register(
         sci.data,
         ref.data,

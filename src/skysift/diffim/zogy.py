@@ -138,7 +138,9 @@ def _scalar_and_map(sigma: float | np.ndarray, variance: np.ndarray | None, shap
     if not np.isfinite(scalar) or scalar <= 0:
         raise ValueError(f"noise sigma must be positive and finite, got {scalar}")
     if variance is not None:
-        return scalar, np.asarray(variance, dtype=np.float64)
+        # Kept in its own precision: it is transformed in float32 anyway, and a
+        # float64 copy of a full variance image is pure memory traffic.
+        return scalar, np.asarray(variance)
     return scalar, sigma_array**2 if sigma_array.ndim else scalar**2
 
 
