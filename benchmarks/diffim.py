@@ -324,21 +324,9 @@ def _timed_process(command: list[str], **kwargs) -> tuple[float, float, int, str
     return seconds, usage.ru_maxrss / 1024, process.returncode, stderr.strip()[-300:]
 
 
-def run_job(science: Path, reference: Path, outdir: Path, transients: Table, repeat: int) -> dict | str:
-    """``python -m skysift diffim`` in fresh processes: wall time, peak RSS and the score of its candidates."""
-    environment = {**os.environ, "PYTHONPATH": str(REPO_ROOT / "src")}
-    times, peaks = [], []
-    for _ in range(max(1, repeat)):
-        seconds, peak, status, stderr = _timed_process(
-            [sys.executable, "-m", "skysift", "diffim", "--science", str(science), "--reference", str(reference),
-             "--outdir", str(outdir)], env=environment)
-        if status != 0:
-            return f"failed ({status}): {stderr}"
-        times.append(seconds)
-        peaks.append(peak)
-    result = score(Table.read(outdir / "candidates.ecsv", format="ascii.ecsv"), transients)
-    result.update(seconds=float(np.median(times)), times=[round(t, 2) for t in times], peak_mib=max(peaks))
-    return result
+def _job_command(science: Path, reference: Path, outdir: Path) -> list[str]:
+    return [sys.executable, "-m", "skysift", "diffim", "--science", str(science), "--reference", str(reference),
+            "--outdir", str(outdir)]
 
 
 def build_hotpants() -> Path | str:
@@ -357,12 +345,13 @@ def build_hotpants() -> Path | str:
          "COPTS=-funroll-loops -O3 -std=c99 -Wall -I/usr/include -D_GNU_SOURCE -fcommon"],
         capture_output=True, text=True)
     if completed.returncode != 0 or not (build / "hotpants").is_file():
+        shutil.rmtree(build, ignore_errors=True)
         return "build failed: " + (completed.stderr.strip().splitlines() or ["?"])[-1]
     return build / "hotpants"
 
 
-def run_hotpants(executable: Path, sim, science: Path, workdir: Path, repeat: int) -> dict | str:
-    """HOTPANTS's subtraction of the pair (reference resampled by the WCSs first, untimed); detection as for sfft."""
+def _hotpants_setup(executable: Path, sim, science: Path, workdir: Path):
+    """The reference resampled onto the science grid by the WCSs (untimed) and HOTPANTS's command line."""
     from skysift.diffim import register
 
     spec = sim.spec
@@ -374,47 +363,76 @@ def run_hotpants(executable: Path, sim, science: Path, workdir: Path, repeat: in
     difference_path = workdir / "hotpants_difference.fits"
     command = [str(executable), "-inim", str(science), "-tmplim", str(template), "-outim", str(difference_path),
                "-tu", f"{spec.saturation:g}", "-iu", f"{spec.saturation:g}", "-tl", "-100", "-il", "-100", "-n", "i", "-c", "t"]
-    times, peaks = [], []
-    for _ in range(max(1, repeat)):
-        seconds, peak, status, stderr = _timed_process(command, cwd=workdir)
-        if status != 0 or not difference_path.is_file():
-            return f"failed ({status}): {stderr}"
-        times.append(seconds)
-        peaks.append(peak)
-    difference = np.nan_to_num(fits.getdata(difference_path).astype(np.float64))
+    return registration, difference_path, command
+
+
+def _score_hotpants(sim, registration, difference_path: Path) -> dict:
+    """Detection on HOTPANTS's difference as for sfft: matched filter with the true PSF, robust normalisation."""
     from scipy.signal import fftconvolve
 
     from skysift.diffim.masks import grow_mask
 
+    spec = sim.spec
+    difference = np.nan_to_num(fits.getdata(difference_path).astype(np.float64))
     psf = double_gaussian_psf(spec.science_fwhm, 2 * int(np.ceil(4 * spec.science_fwhm)) + 1)
     filtered = fftconvolve(difference, psf[::-1, ::-1], mode="same")
     saturated = (sim.science >= spec.saturation) | (registration.aligned >= spec.saturation)
     mask = grow_mask(saturated, 8) | registration.footprint_mask
     mask[:10, :] = mask[-10:, :] = mask[:, :10] = mask[:, -10:] = True
     snr = filtered / _robust_std(filtered[~mask])
-    candidates = detect_candidates(snr, mask=mask, saturated=saturated, exclude_flags=FLAG_NEAR_SATURATED)
-    result = score(candidates, sim.transients)
-    result.update(seconds=float(np.median(times)), times=[round(t, 2) for t in times], peak_mib=max(peaks))
-    return result
+    return score(detect_candidates(snr, mask=mask, saturated=saturated, exclude_flags=FLAG_NEAR_SATURATED), sim.transients)
 
 
 def whole_job(sim, repeat: int, with_hotpants: bool) -> list[tuple[str, dict | str]]:
-    """The user's job (fresh ``python -m skysift diffim`` on FITS) beside HOTPANTS's subtraction, same pair, same run."""
-    rows: list[tuple[str, dict | str]] = []
+    """The user's job (fresh ``python -m skysift diffim`` on FITS) beside HOTPANTS's subtraction, same pair, same run.
+
+    The two are run alternately, ``repeat`` times each, so that both see the
+    same load on a shared machine; the medians are reported.
+    """
     size = sim.science.shape[0]
+    environment = {**os.environ, "PYTHONPATH": str(REPO_ROOT / "src")}
     with tempfile.TemporaryDirectory(prefix="skysift-diffim-job-") as scratch:
         workdir = Path(scratch)
         science, reference = _write_pair_fits(sim, workdir)
         hotpants = build_hotpants() if with_hotpants else "not requested"
-        # Interleaved, so that both see the same load on a shared machine.
-        job = run_job(science, reference, workdir / "out", sim.transients, repeat)
-        rows.append((f"skysift diffim job (fresh process) @{size}", job))
+        setup = _hotpants_setup(hotpants, sim, science, workdir) if isinstance(hotpants, Path) else None
+        runs: dict[str, list[tuple[float, float]]] = {"job": [], "hotpants": []}
+        failure: dict[str, str] = {}
+        for _ in range(max(1, repeat)):
+            seconds, peak, status, stderr = _timed_process(_job_command(science, reference, workdir / "out"), env=environment)
+            if status != 0:
+                failure["job"] = f"failed ({status}): {stderr}"
+                break
+            runs["job"].append((seconds, peak))
+            if setup is not None:
+                seconds, peak, status, stderr = _timed_process(setup[2], cwd=workdir)
+                if status != 0 or not setup[1].is_file():
+                    failure["hotpants"] = f"failed ({status}): {stderr}"
+                    setup = None
+                else:
+                    runs["hotpants"].append((seconds, peak))
+        rows: list[tuple[str, dict | str]] = []
+        if "job" in failure:
+            rows.append((f"skysift diffim job (fresh process) @{size}", failure["job"]))
+        else:
+            result = score(Table.read(workdir / "out" / "candidates.ecsv", format="ascii.ecsv"), sim.transients)
+            rows.append((f"skysift diffim job (fresh process) @{size}", _timing(result, runs["job"])))
         if isinstance(hotpants, Path):
-            rows.append((f"hotpants subtraction @{size}", run_hotpants(hotpants, sim, science, workdir, repeat)))
+            if runs["hotpants"]:
+                registration, difference_path, _ = _hotpants_setup(hotpants, sim, science, workdir) if setup is None else setup
+                rows.append((f"hotpants subtraction @{size}", _timing(_score_hotpants(sim, registration, difference_path), runs["hotpants"])))
+            else:
+                rows.append((f"hotpants subtraction @{size}", failure.get("hotpants", "not run")))
             shutil.rmtree(hotpants.parent, ignore_errors=True)
         else:
             rows.append((f"hotpants @{size}", f"SKIPPED: {hotpants}"))
     return rows
+
+
+def _timing(result: dict, runs: list[tuple[float, float]]) -> dict:
+    times = [seconds for seconds, _ in runs]
+    result.update(seconds=float(np.median(times)), times=[round(t, 2) for t in times], peak_mib=max(peak for _, peak in runs))
+    return result
 
 
 def _available_mib() -> float:
