@@ -83,7 +83,8 @@ class DiffimResult:
     flux_scale : FluxScale
         ``F_n / F_r`` from matched stars.
     sigma_science, sigma_reference : float
-        Background noise per pixel of each image (own units).
+        Noise per pixel of each image (own units): the median of its noise
+        map, else of its background mesh rms; ZOGY's scalar ``sigma_n``, ``sigma_r``.
     candidates : astropy.table.Table
         Detections (see :func:`~skysift.diffim.detect.detect_candidates`).
     scorr_width : float
@@ -373,10 +374,6 @@ def difference_images(
         use_affine=options.affine_registration,
     )
     saturated = sci.saturated | registration.transfer_mask(ref.saturated)
-    # The reference noise is measured before resampling: interpolation lowers
-    # the per-pixel variance but not the low-frequency power that the ZOGY
-    # filters pass, so the native-frame value is the one S_corr needs.
-    reference_rms = _reference_rms_on_science_grid(ref.background, registration, sci.data.shape)
 
     mask = sci.bad | registration.footprint_mask | edge_mask(sci.data.shape, options.edge_width)
     if mask.all():
@@ -431,6 +428,10 @@ def difference_images(
         background_variance_reference = background_variance_reference.astype(np.float32, copy=False)
         sigma_reference = _noise_sigma(reference_noise, ref.bad)
     else:
+        # The reference noise is measured before resampling: interpolation lowers
+        # the per-pixel variance but not the low-frequency power that the ZOGY
+        # filters pass, so the native-frame value is the one S_corr needs.
+        reference_rms = _reference_rms_on_science_grid(ref.background, registration, sci.data.shape)
         background_variance_reference = np.asarray(reference_rms, dtype=np.float32) ** 2
         sigma_reference = ref.background.sigma
     variance_new, model_new = _variance_image(
