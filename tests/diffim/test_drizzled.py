@@ -102,13 +102,33 @@ def test_drizzled_products_match_electrons(scene):
 
 def test_source_noise_needs_a_gain_or_a_noise_map(scene, tmp_path):
     sim, science, (science_path, reference_path) = scene
-    options = DiffimOptions(noise_extensions=False)
+    strict = DiffimOptions(noise_extensions=False, assume_unit_gain=False)
     with pytest.raises(InputDataError, match=r"science_i2d\.fits: source noise requested but BUNIT 'MJy/sr'"):
-        run_diffim(science_path, reference_path, tmp_path / "out", options=options)
+        run_diffim(science_path, reference_path, tmp_path / "out", options=strict)
     assert not (tmp_path / "out").exists()
-    # Either the gain or no source noise makes it run.
-    run_diffim(science_path, reference_path, tmp_path / "gain", options=DiffimOptions(noise_extensions=False, gain_science=2700.0, gain_reference=5400.0))
-    assert (tmp_path / "gain" / "scorr.fits").is_file()
+    # The header converts MJy/sr back to counts (EXPTIME, PHOTMJSR): 1 e-/DN is assumed, and said.
+    outputs = run_diffim(science_path, reference_path, tmp_path / "assumed", options=DiffimOptions(noise_extensions=False))
+    header = fits.getheader(outputs["scorr"])
+    assert header["GAINSRCS"].startswith("EXPTIME=1500 s x GAIN=1 (assumed)")
+    assert header["GAINSCI"] == pytest.approx(1500.0 / 0.6)
+    # So does a given gain (here the true one, 1.8 e-/DN).
+    given = DiffimOptions(noise_extensions=False, assume_unit_gain=False, gain_science=4500.0, gain_reference=9000.0)
+    assert fits.getheader(run_diffim(science_path, reference_path, tmp_path / "gain", options=given)["scorr"])["GAINSCI"] == 4500.0
+
+
+def test_sky_only_error_map_gets_the_source_term(scene, tmp_path):
+    sim, science, (science_path, reference_path) = scene
+    with fits.open(science_path) as hdul:
+        sky_error = np.full_like(hdul["ERR"].data, np.nanmedian(hdul["ERR"].data))  # no Poisson term of the sources
+        hdul["ERR"].data = sky_error
+        hdul.writeto(tmp_path / "science_i2d.fits")
+    outputs = run_diffim(tmp_path / "science_i2d.fits", reference_path, tmp_path / "out")
+    header = fits.getheader(outputs["scorr"])
+    assert header["NOISESCI"] == "ERR (sky only) + sources/gain"
+    assert header["NOISEREF"] == "ERR incl. sources"
+    candidates = Table.read(outputs["candidates"], format="ascii.ecsv")
+    tx, ty, snr = sim.transients["x_sci"] + science.shift[0], sim.transients["y_sci"] + science.shift[1], sim.transients["snr"]
+    assert _found_and_false(candidates, tx, ty, snr)[2] <= 5  # bright stars are not taken for transients
 
 
 def test_noise_file_and_bad_noise_inputs(scene, tmp_path):

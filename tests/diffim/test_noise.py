@@ -13,6 +13,8 @@ from skysift.diffim.masks import saturated_nan_cores
 from skysift.diffim.noise import (
     effective_gain,
     electrons_per_unit,
+    holds_source_noise,
+    nominal_electrons_per_unit,
     quiet_pixels,
     scorr_width,
     variance_from_components,
@@ -57,6 +59,13 @@ def test_electrons_per_unit_unknown(cards):
     assert electrons_per_unit(fits.Header(cards), override=3.0).electrons_per_unit == 3.0
 
 
+def test_nominal_gain_only_where_the_header_converts_to_counts():
+    jwst = nominal_electrons_per_unit(fits.Header({"BUNIT": "MJy/sr", "EXPTIME": 1000.0, "PHOTMJSR": 0.5}))
+    assert jwst.electrons_per_unit == pytest.approx(2000.0) and "(assumed)" in jwst.description
+    assert nominal_electrons_per_unit(fits.Header({"BUNIT": "MJy/sr", "PHOTMJSR": 0.5})) is None
+    assert nominal_electrons_per_unit(fits.Header({"BUNIT": "Jy"})) is None
+
+
 def test_noise_and_weight_maps_checked():
     shape = (20, 30)
     noise = np.full(shape, 2.0)
@@ -90,6 +99,11 @@ def test_effective_gain_recovers_the_source_term():
     assert model.electrons_per_unit == pytest.approx(gain, rel=0.02)
     sky_only = variance_from_weight(np.full(data.shape, 1 / sky_variance), data.shape, name="wht")
     assert effective_gain(data, sky_only, np.zeros(data.shape, bool)) is None
+    good = np.zeros(data.shape, bool)
+    assert holds_source_noise(data, noise, good) is True
+    constant = variance_from_noise(np.full(data.shape, np.sqrt(sky_variance)), data.shape, name="err")
+    assert holds_source_noise(data, constant, good) is False
+    assert holds_source_noise(np.zeros_like(data), noise, good) is None  # nothing bright: cannot tell
 
 
 def _correlated_noise(shape, rng):

@@ -35,6 +35,8 @@ __all__ = [
     "NoiseMap",
     "effective_gain",
     "electrons_per_unit",
+    "holds_source_noise",
+    "nominal_electrons_per_unit",
     "quiet_pixels",
     "robust_std",
     "scorr_width",
@@ -323,6 +325,62 @@ def effective_gain(data: np.ndarray, noise: NoiseMap, bad: np.ndarray, *, min_sn
         return None
     value = float(np.median(data[bright][positive] / excess[positive]))
     return GainModel(value, f"{value:.6g} e-/unit from the {noise.origin} map")
+
+
+def holds_source_noise(data: np.ndarray, noise: NoiseMap, bad: np.ndarray, *, min_snr: float = 50.0) -> bool | None:
+    """Whether a noise map rises on bright sources as their Poisson noise makes it.
+
+    Parameters
+    ----------
+    data : numpy.ndarray
+        Background-subtracted image.
+    noise : NoiseMap
+        Its noise map.
+    bad : numpy.ndarray of bool
+        Pixels to ignore.
+    min_snr : float
+        Pixels brighter than this many sky sigma are examined: there a Poisson
+        source term is at least comparable to the sky's, for any sky level
+        (``F / g`` against ``sigma^2 = sky / g``, with ``F >= 50 sigma``).
+
+    Returns
+    -------
+    bool or None
+        True when the median variance of those pixels exceeds the sky's by
+        more than 10 %; None when fewer than 10 pixels are that bright.
+
+    Notes
+    -----
+    A map of the sky and read noise alone (a constant ``ERR``, or a weight
+    map written as an error) would leave bright stars without their Poisson
+    noise, and every one of them a false positive.
+    """
+    usable = ~bad & np.isfinite(noise.variance)
+    sky_variance = float(np.median(noise.variance[::2, ::2][usable[::2, ::2]]))
+    bright = usable & (data > min_snr * np.sqrt(sky_variance))
+    if bright.sum() < 10:
+        return None
+    return bool(np.median(noise.variance[bright]) > 1.1 * sky_variance)
+
+
+def nominal_electrons_per_unit(header: Mapping[str, Any]) -> GainModel | None:
+    """Electrons per image unit assuming a detector gain of 1 e-/DN, where the header gives all else.
+
+    For calibrated images whose header converts them back to counts
+    (``EXPTIME`` with ``PHOTMJSR`` for MJy/sr, ``EXPTIME`` for a rate) but
+    names no detector gain, as JWST ``i2d`` products. Detector gains of
+    space-telescope imagers are 1-3 e-/DN, so the sources' variance derived
+    this way is at most a few times too large: conservative for detection.
+
+    Returns
+    -------
+    GainModel or None
+        None when even the conversion to counts is unknown.
+    """
+    model = electrons_per_unit({**dict(header), "GAIN": 1.0})
+    if model is None:
+        return None
+    return GainModel(model.electrons_per_unit, model.description.replace("GAIN=1", "GAIN=1 (assumed)"))
 
 
 def robust_std(values: np.ndarray) -> float:

@@ -56,6 +56,11 @@ class DiffimOptions:
         Include the sources' Poisson noise in ``S_corr`` (eq. 26 of ZOGY): from
         the noise map when it holds it (``ERR``, ``VAR_POISSON``), else from
         the gain; an error when neither gives it.
+    assume_unit_gain : bool
+        Where source noise is needed, the header converts the image back to
+        counts (``EXPTIME`` with ``PHOTMJSR``, or a rate unit) but names no
+        detector gain, assume 1 e-/DN (logged as a warning and stamped)
+        instead of stopping with an error.
     noise_extensions : bool
         Use the ``ERR``, ``VAR_POISSON`` + ``VAR_RNOISE``, ``WHT`` (inverse
         variance) and ``DQ`` (non-zero = bad) extensions of the input files
@@ -112,6 +117,7 @@ class DiffimOptions:
     exclude_near_saturated: bool = True
     max_psf_stars: int = 50
     affine_registration: bool = True
+    assume_unit_gain: bool = True
     noise_extensions: bool = True
     correlated_noise: str = "auto"
     correlated_noise_tolerance: float = 0.05

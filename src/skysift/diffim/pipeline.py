@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -23,8 +23,8 @@ from skysift.diffim.masks import (
     combine_masks, edge_mask, grow_regions, mask_near, nonfinite_mask, saturated_nan_cores, saturation_level, saturation_mask,
 )
 from skysift.diffim.noise import (
-    GainModel, NoiseMap, effective_gain, electrons_per_unit, quiet_pixels, robust_std, scorr_width,
-    variance_from_components, variance_from_noise, variance_from_weight,
+    GainModel, NoiseMap, effective_gain, electrons_per_unit, holds_source_noise, nominal_electrons_per_unit,
+    quiet_pixels, robust_std, scorr_width, variance_from_components, variance_from_noise, variance_from_weight,
 )
 from skysift.diffim.preview import preview_png
 from skysift.diffim.psf import PsfGrid, estimate_psf_grid, psf_fwhm, select_psf_stars
@@ -221,9 +221,13 @@ def _variance_image(
 
 
 def _gain_model(
-    image: FitsImage, data: np.ndarray, noise: NoiseMap | None, bad: np.ndarray, override: float | None, *, source_noise: bool
-) -> GainModel | None:
-    """Electrons per image unit: the user's, the header's, else what the noise map implies.
+    image: FitsImage, data: np.ndarray, noise: NoiseMap | None, bad: np.ndarray, override: float | None, options: DiffimOptions
+) -> tuple[GainModel | None, NoiseMap | None]:
+    """Electrons per image unit, and the noise map marked for whether it holds the sources' noise.
+
+    The gain is the user's, else the header's, else what the noise map
+    implies, else (for source noise, with ``options.assume_unit_gain``) the
+    header's conversion to counts with 1 e-/DN.
 
     Raises
     ------
@@ -232,15 +236,23 @@ def _gain_model(
         and nothing gives the gain.
     """
     model = electrons_per_unit(image.header, override)
-    if model is None and noise is not None:
+    if noise is not None and noise.includes_sources and holds_source_noise(data, noise, bad) is False:
+        _log.warning("%s: the %s map does not rise on bright sources: treated as sky noise only", image.path, noise.origin)
+        noise = replace(noise, includes_sources=False, origin=f"{noise.origin} (sky only)")
+    if model is None and noise is not None and noise.includes_sources:
         model = effective_gain(data, noise, bad)
-    if model is None and source_noise and not (noise is not None and noise.includes_sources):
+    needs_gain = options.source_noise and not (noise is not None and noise.includes_sources)
+    if model is None and needs_gain and options.assume_unit_gain:
+        model = nominal_electrons_per_unit(image.header)
+        if model is not None:
+            _log.warning("%s: no detector gain in the header; source noise with %s", image.path, model.description)
+    if model is None and needs_gain:
         raise InputDataError(
             f"{image.path}: source noise requested but BUNIT {image.header.get('BUNIT')!r} with these keywords gives "
             "no electrons per unit (EFFGAIN; GAIN/EGAIN/CCDGAIN with EXPTIME, PHOTMJSR or PHOTFLAM); give the gain "
             "(--gain-science/--gain-reference), a noise map with the sources' noise (ERR), or --source-noise false"
         )
-    return model
+    return model, noise
 
 
 def _noise_sigma(noise: NoiseMap, bad: np.ndarray) -> float:
@@ -352,9 +364,9 @@ def difference_images(
         ref, reference_stars = reference_job.result()
     # Electrons per image unit, for the source noise and the flux-scale
     # weights; checked here, before the costly steps, when source noise needs it.
-    gain_new = _gain_model(science, sci.data, science_noise, sci.bad, options.gain_science, source_noise=options.source_noise)
-    gain_reference = _gain_model(
-        reference, ref.data, reference_noise, ref.bad, options.gain_reference, source_noise=options.source_noise
+    gain_new, science_noise = _gain_model(science, sci.data, science_noise, sci.bad, options.gain_science, options)
+    gain_reference, reference_noise = _gain_model(
+        reference, ref.data, reference_noise, ref.bad, options.gain_reference, options
     )
     science_name, reference_name = str(science.path), str(reference.path)
 
