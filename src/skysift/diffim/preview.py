@@ -36,7 +36,7 @@ def block_average(image: np.ndarray, max_side: int) -> tuple[np.ndarray, int]:
     Parameters
     ----------
     image : numpy.ndarray
-        2-D image; NaNs are treated as 0.
+        2-D image; a block holding a NaN is 0.
     max_side : int
         Largest side of the result.
 
@@ -49,11 +49,13 @@ def block_average(image: np.ndarray, max_side: int) -> tuple[np.ndarray, int]:
         Block side (1: unchanged).
     """
     factor = max(1, int(np.ceil(max(image.shape) / max_side)))
-    data = np.nan_to_num(np.asarray(image, dtype=np.float32))
+    data = np.asarray(image, dtype=np.float32)
     if factor == 1:
-        return data, 1
+        return np.nan_to_num(data), 1
     ny, nx = (image.shape[0] // factor) * factor, (image.shape[1] // factor) * factor
-    return data[:ny, :nx].reshape(ny // factor, factor, nx // factor, factor).mean(axis=(1, 3)), factor
+    # NaNs are replaced after averaging, on the small array: no full-size copy.
+    binned = data[:ny, :nx].reshape(ny // factor, factor, nx // factor, factor).mean(axis=(1, 3))
+    return np.nan_to_num(binned, copy=False), factor
 
 
 def _to_grey(image: np.ndarray, *, asinh: bool) -> np.ndarray:
