@@ -2,8 +2,9 @@
 
 Run from the repository root::
 
-    .venv/bin/python benchmarks/diffim.py [--size 2048] [--peers properimage,sfft] [--peer-size 1024]
-    .venv/bin/python benchmarks/diffim.py --real      # the DECam pair from sfft's test suite
+    .venv/bin/python benchmarks/diffim.py [--size 2048] [--peers properimage,sfft,hotpants] [--peer-size 1024]
+    .venv/bin/python benchmarks/diffim.py --real      # the DECam and JWST NIRCam pairs from sfft's test suite
+    .venv/bin/python benchmarks/diffim.py --drizzled  # the same scenes in electrons and as drizzled-style products
 
 Every method runs in its own fresh Python process on the same saved pair (same
 field, same seed for all methods); the time is the wall time of the method's
@@ -17,19 +18,29 @@ saturated stars) holding 30 transients between S/N 5 and 50, runs the skysift
 pipeline, an "ideal ZOGY" (true PSFs, perfect alignment: the upper bound) and
 any importable peers, and prints time, peak memory, completeness per S/N bin
 (a transient counts as found within 2 px) and false positives.
+
+The whole job is timed as well: ``python -m skysift diffim`` in a fresh
+process on the pair written as FITS (imports, reading, every product and the
+preview included), as a Snakemake rule runs it, with that process's peak RSS.
+HOTPANTS (Becker 2015) is the peer for that figure: it is built from
+``../shared/tools/hotpants`` into a temporary directory outside the
+repository (skipped where it cannot be built) and timed on its subtraction
+alone, the reference being resampled onto the science grid beforehand
+(untimed), as its documentation prescribes.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
+import pickle
 import resource
+import shutil
+import subprocess
 import sys
 import tempfile
 import time
-import json
-import pickle
-import os
-import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -285,6 +296,145 @@ def _run_in_subprocess(method: str, pair: Path, psf_grid: int, timeout: float) -
         return json.loads(output.read_text())
 
 
+REPO_ROOT = Path(__file__).resolve().parents[1]
+HOTPANTS_SOURCE = REPO_ROOT.parent / "shared" / "tools" / "hotpants"
+
+
+def _write_pair_fits(sim, directory: Path) -> tuple[Path, Path]:
+    """The simulated pair as FITS files with WCS and SATURATE (what a user hands ``skysift diffim``)."""
+    paths = []
+    for name, data, wcs in (("science.fits", sim.science, sim.science_wcs), ("reference.fits", sim.reference, sim.reference_wcs)):
+        header = wcs.to_header()
+        header["SATURATE"] = sim.spec.saturation
+        path = directory / name
+        fits.PrimaryHDU(np.asarray(data, dtype=np.float32), header=header).writeto(path, overwrite=True)
+        paths.append(path)
+    return paths[0], paths[1]
+
+
+def _timed_process(command: list[str], **kwargs) -> tuple[float, float, int, str]:
+    """Run a command; return (wall seconds, its peak RSS in MiB, exit status, stderr tail)."""
+    start = time.perf_counter()
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, **kwargs)
+    stderr = process.stderr.read()
+    _, status, usage = os.wait4(process.pid, 0)
+    seconds = time.perf_counter() - start
+    process.returncode = os.waitstatus_to_exitcode(status)
+    process.stderr.close()
+    return seconds, usage.ru_maxrss / 1024, process.returncode, stderr.strip()[-300:]
+
+
+def _job_command(science: Path, reference: Path, outdir: Path) -> list[str]:
+    return [sys.executable, "-m", "skysift", "diffim", "--science", str(science), "--reference", str(reference),
+            "--outdir", str(outdir)]
+
+
+def build_hotpants() -> Path | str:
+    """Build HOTPANTS from the shared source into a temporary directory (never inside the repository)."""
+    if not (HOTPANTS_SOURCE / "main.c").is_file():
+        return f"no HOTPANTS source under {HOTPANTS_SOURCE}"
+    if not Path("/usr/include/fitsio.h").is_file():
+        return "cfitsio headers missing (apt-get install libcfitsio-dev)"
+    build = Path(tempfile.mkdtemp(prefix="skysift-hotpants-"))
+    for item in HOTPANTS_SOURCE.iterdir():
+        if item.is_file():
+            shutil.copy(item, build / item.name)
+            (build / item.name).chmod(0o644)
+    completed = subprocess.run(
+        ["make", "-C", str(build), "hotpants", "CFITSIOINCDIR=/usr/include", "LIBDIR=/usr/lib/x86_64-linux-gnu",
+         "COPTS=-funroll-loops -O3 -std=c99 -Wall -I/usr/include -D_GNU_SOURCE -fcommon"],
+        capture_output=True, text=True)
+    if completed.returncode != 0 or not (build / "hotpants").is_file():
+        shutil.rmtree(build, ignore_errors=True)
+        return "build failed: " + (completed.stderr.strip().splitlines() or ["?"])[-1]
+    return build / "hotpants"
+
+
+def _hotpants_setup(executable: Path, sim, science: Path, workdir: Path):
+    """The reference resampled onto the science grid by the WCSs (untimed) and HOTPANTS's command line."""
+    from skysift.diffim import register
+
+    spec = sim.spec
+    registration = register(sim.science.astype(np.float64), sim.reference.astype(np.float64), sim.science_wcs,
+                            sim.reference_wcs, refine=False)
+    template = workdir / "reference_on_science_grid.fits"
+    fits.PrimaryHDU(np.where(registration.footprint_mask, 0.0, registration.aligned).astype(np.float32),
+                    header=sim.science_wcs.to_header()).writeto(template, overwrite=True)
+    difference_path = workdir / "hotpants_difference.fits"
+    command = [str(executable), "-inim", str(science), "-tmplim", str(template), "-outim", str(difference_path),
+               "-tu", f"{spec.saturation:g}", "-iu", f"{spec.saturation:g}", "-tl", "-100", "-il", "-100", "-n", "i", "-c", "t"]
+    return registration, difference_path, command
+
+
+def _score_hotpants(sim, registration, difference_path: Path) -> dict:
+    """Detection on HOTPANTS's difference as for sfft: matched filter with the true PSF, robust normalisation."""
+    from scipy.signal import fftconvolve
+
+    from skysift.diffim.masks import grow_mask
+
+    spec = sim.spec
+    difference = np.nan_to_num(fits.getdata(difference_path).astype(np.float64))
+    psf = double_gaussian_psf(spec.science_fwhm, 2 * int(np.ceil(4 * spec.science_fwhm)) + 1)
+    filtered = fftconvolve(difference, psf[::-1, ::-1], mode="same")
+    saturated = (sim.science >= spec.saturation) | (registration.aligned >= spec.saturation)
+    mask = grow_mask(saturated, 8) | registration.footprint_mask
+    mask[:10, :] = mask[-10:, :] = mask[:, :10] = mask[:, -10:] = True
+    snr = filtered / _robust_std(filtered[~mask])
+    return score(detect_candidates(snr, mask=mask, saturated=saturated, exclude_flags=FLAG_NEAR_SATURATED), sim.transients)
+
+
+def whole_job(sim, repeat: int, with_hotpants: bool) -> list[tuple[str, dict | str]]:
+    """The user's job (fresh ``python -m skysift diffim`` on FITS) beside HOTPANTS's subtraction, same pair, same run.
+
+    The two are run alternately, ``repeat`` times each, so that both see the
+    same load on a shared machine; the medians are reported.
+    """
+    size = sim.science.shape[0]
+    environment = {**os.environ, "PYTHONPATH": str(REPO_ROOT / "src")}
+    with tempfile.TemporaryDirectory(prefix="skysift-diffim-job-") as scratch:
+        workdir = Path(scratch)
+        science, reference = _write_pair_fits(sim, workdir)
+        hotpants = build_hotpants() if with_hotpants else "not requested"
+        setup = _hotpants_setup(hotpants, sim, science, workdir) if isinstance(hotpants, Path) else None
+        runs: dict[str, list[tuple[float, float]]] = {"job": [], "hotpants": []}
+        failure: dict[str, str] = {}
+        for _ in range(max(1, repeat)):
+            seconds, peak, status, stderr = _timed_process(_job_command(science, reference, workdir / "out"), env=environment)
+            if status != 0:
+                failure["job"] = f"failed ({status}): {stderr}"
+                break
+            runs["job"].append((seconds, peak))
+            if setup is not None:
+                seconds, peak, status, stderr = _timed_process(setup[2], cwd=workdir)
+                if status != 0 or not setup[1].is_file():
+                    failure["hotpants"] = f"failed ({status}): {stderr}"
+                    setup = None
+                else:
+                    runs["hotpants"].append((seconds, peak))
+        rows: list[tuple[str, dict | str]] = []
+        if "job" in failure:
+            rows.append((f"skysift diffim job (fresh process) @{size}", failure["job"]))
+        else:
+            result = score(Table.read(workdir / "out" / "candidates.ecsv", format="ascii.ecsv"), sim.transients)
+            rows.append((f"skysift diffim job (fresh process) @{size}", _timing(result, runs["job"])))
+        if isinstance(hotpants, Path):
+            if runs["hotpants"]:
+                registration, difference_path, _ = _hotpants_setup(hotpants, sim, science, workdir) if setup is None else setup
+                rows.append((f"hotpants subtraction @{size}", _timing(_score_hotpants(sim, registration, difference_path), runs["hotpants"])))
+            else:
+                rows.append((f"hotpants subtraction @{size}", failure.get("hotpants", "not run")))
+            shutil.rmtree(hotpants.parent, ignore_errors=True)
+        else:
+            rows.append((f"hotpants @{size}", f"SKIPPED: {hotpants}"))
+    return rows
+
+
+def _timing(result: dict, runs: list[tuple[float, float]]) -> dict:
+    times = [seconds for seconds, _ in runs]
+    result.update(seconds=float(np.median(times)), times=[round(t, 2) for t in times], peak_mib=max(peak for _, peak in runs))
+    return result
+
+
 def _available_mib() -> float:
     try:
         for line in Path("/proc/meminfo").read_text().splitlines():
@@ -359,18 +509,125 @@ def real_data(data_dir: Path) -> int:
     return 0
 
 
+def _match_count(first: Table, second: Table, radius: float = 3.0) -> int:
+    """Candidates of ``first`` within ``radius`` px of one of ``second``."""
+    if len(first) == 0 or len(second) == 0:
+        return 0
+    distance, _ = cKDTree(np.column_stack([second["x"], second["y"]])).query(np.column_stack([first["x"], first["y"]]))
+    return int((distance <= radius).sum())
+
+
+def real_data_jwst(data_dir: Path) -> int:
+    """skysift on sfft's JWST NIRCam F200W i2d pair (with and without its noise maps), beside sfft's decorrelated SNR map."""
+    from skysift.diffim import run_diffim
+
+    science = data_dir / "input_data" / "jw02561001002-02561-o001_t003_nircam_clear-f200w_i2d_stamp.fits"
+    reference = data_dir / "input_data" / "jw01324001001-01324-o001_t001_nircam_clear-f200w_i2d_stamp.fits"
+    if not (science.is_file() and reference.is_file()):
+        print(f"SKIPPED --real JWST: pair not found under {data_dir}")
+        return 0
+    noise = {"science_noise_path": data_dir / "auxiliary" / science.name.replace(".fits", ".noise.fits"),
+             "reference_noise_path": data_dir / "auxiliary" / reference.name.replace(".fits", ".noise.fits")}
+    sfft_path = next((data_dir / "4check").glob("*SNR.fits"), None)
+    sfft_snr = fits.getdata(sfft_path).astype(np.float64) if sfft_path is not None else None
+    print(f"JWST NIRCam F200W pair {science.name} - {reference.name} (MJy/sr, drizzled)")
+    for label, extra in (("noise maps", noise), ("header EFFGAIN, no noise maps", {})):
+        with tempfile.TemporaryDirectory(prefix="skysift-diffim-jwst-") as scratch:
+            start = time.perf_counter()
+            outputs = run_diffim(science, reference, scratch, **extra)
+            seconds = time.perf_counter() - start
+            scorr = fits.getdata(outputs["scorr"]).astype(np.float64)
+            header = fits.getheader(outputs["scorr"])
+            candidates = Table.read(outputs["candidates"], format="ascii.ecsv")
+        finite = np.isfinite(scorr)
+        print(f"  skysift ({label}): {seconds:.2f} s (run_diffim), S_corr robust std {_robust_std(scorr[finite]):.3f} over "
+              f"{finite.sum()} unmasked pixels, {len(candidates)} candidates >= 5 sigma; measured correlated-noise width "
+              f"{header['SCORRWID']:.2f} (normalised: {header['SCORRNRM']}); science variance: {header['NOISESCI']}")
+        if sfft_snr is not None and sfft_snr.shape == scorr.shape:
+            sfft_mask = ~finite | ~np.isfinite(sfft_snr)
+            sfft_candidates = detect_candidates(np.nan_to_num(sfft_snr), mask=sfft_mask, threshold=5.0)
+            print(f"    sfft decorrelated SNR on the same pixels: robust std {_robust_std(sfft_snr[finite]):.3f}, "
+                  f"{len(sfft_candidates)} regions >= 5 sigma (same detection); {_match_count(candidates, sfft_candidates)} "
+                  f"of skysift's candidates within 3 px of one of sfft's")
+    # Before issue #16 (for comparison): GAIN=1 assumed on MJy/sr, or no source noise, per-pixel noise only.
+    with tempfile.TemporaryDirectory(prefix="skysift-diffim-jwst-") as scratch:
+        options = DiffimOptions(noise_extensions=False, gain_science=1.0, gain_reference=1.0, correlated_noise="never")
+        scorr = fits.getdata(run_diffim(science, reference, scratch, options=options)["scorr"]).astype(np.float64)
+        print(f"  old model (GAIN=1 on MJy/sr, no correlated-noise correction): S_corr robust std {_robust_std(scorr):.3f}")
+    return 0
+
+
+def drizzled_comparison(size: int, seeds: list[int]) -> int:
+    """Each scene differenced in electrons and as drizzled-style products (MJy/sr, resampled, ERR, no GAIN, NaN cores)."""
+    from skysift.diffim import run_diffim
+    from skysift.simulate.drizzled import drizzle_style, write_drizzled
+
+    print(f"{'seed':>4s} {'form':>9s} {'found S/N>=8':>13s} {'FP':>4s} {'S_corr std (blank)':>19s} {'width':>6s}")
+    totals = {"electrons": [0, 0, 0], "drizzled": [0, 0, 0]}
+    for seed in seeds:
+        sim = _simulate(size, seed)
+        blank = _blank_sky(sim)
+        strong = sim.transients["snr"] >= 8
+        with tempfile.TemporaryDirectory(prefix="skysift-diffim-drz-") as scratch:
+            workdir = Path(scratch)
+            electrons = run_diffim(*_write_pair_fits(sim, workdir), workdir / "electrons")
+            rng = np.random.default_rng(seed + 1000)
+            spec = sim.spec
+            common = dict(read_noise=spec.read_noise, saturation=spec.saturation, rng=rng, gain=1.8, photmjsr=0.6)
+            science = drizzle_style(sim.science, sim.science_wcs, sky=spec.science_sky, exposure_time=1500.0, **common)
+            reference = drizzle_style(sim.reference, sim.reference_wcs, sky=spec.reference_sky, exposure_time=3000.0, **common)
+            drizzled = run_diffim(write_drizzled(workdir / "science_i2d.fits", science),
+                                  write_drizzled(workdir / "reference_i2d.fits", reference), workdir / "drizzled")
+            for form, outputs, shift in (("electrons", electrons, (0.0, 0.0)), ("drizzled", drizzled, science.shift)):
+                transients = sim.transients.copy()
+                transients["x_sci"] = transients["x_sci"] + shift[0]
+                transients["y_sci"] = transients["y_sci"] + shift[1]
+                candidates = Table.read(outputs["candidates"], format="ascii.ecsv")
+                found = _found_mask(candidates, transients)
+                false = len(candidates) - _match_count(candidates, transients_as_candidates(transients), radius=2.0)
+                scorr = fits.getdata(outputs["scorr"]).astype(np.float64)
+                # Blank sky moves with the resampling shift (a fraction of a pixel: the 12 px margin covers it).
+                width = fits.getheader(outputs["scorr"])["SCORRWID"]
+                print(f"{seed:4d} {form:>9s} {found[strong].sum():>6d}/{strong.sum():<6d} {false:4d} "
+                      f"{_robust_std(scorr[blank]):19.3f} {width:6.2f}")
+                totals[form][0] += int(found[strong].sum())
+                totals[form][1] += int(strong.sum())
+                totals[form][2] += false
+    for form, (found, total, false) in totals.items():
+        print(f"all {form:>9s}: completeness at S/N >= 8 {found}/{total} = {100 * found / max(total, 1):.1f} %, {false} false positives")
+    return 0
+
+
+def transients_as_candidates(transients: Table) -> Table:
+    return Table({"x": transients["x_sci"], "y": transients["y_sci"]})
+
+
+def _found_mask(candidates: Table, transients: Table, radius: float = 2.0) -> np.ndarray:
+    if len(candidates) == 0:
+        return np.zeros(len(transients), bool)
+    distance, _ = cKDTree(np.column_stack([candidates["x"], candidates["y"]])).query(
+        np.column_stack([transients["x_sci"], transients["y_sci"]]))
+    return distance <= radius
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size", type=int, default=2048)
-    parser.add_argument("--peers", default="properimage,sfft", help="comma-separated: properimage, sfft (empty for none)")
+    parser.add_argument("--peers", default="properimage,sfft,hotpants",
+                        help="comma-separated: properimage, sfft, hotpants (empty for none); hotpants runs at --size beside the whole job")
     parser.add_argument("--peer-size", type=int, default=None, help="image size for the peers (default --size); "
                         "skysift and ideal ZOGY are rerun at this size for the ratios when it differs")
     parser.add_argument("--peer-timeout", type=float, default=600.0)
     parser.add_argument("--seed", type=int, default=2024)
     parser.add_argument("--psf-grid", type=int, default=1)
     parser.add_argument("--repeat", type=int, default=3, help="skysift runs (fresh processes); the median is reported")
-    parser.add_argument("--real", action="store_true", help="run on the real pairs in ../shared/data/diffim (beside the checkout)")
-    parser.add_argument("--data", type=Path, default=Path(__file__).resolve().parents[1].parent / "shared" / "data" / "diffim" / "sfft_decam_i_pair")
+    parser.add_argument("--real", action="store_true", help="run on the DECam and JWST pairs in ../shared/data/diffim")
+    parser.add_argument("--data", type=Path, default=REPO_ROOT.parent / "shared" / "data" / "diffim" / "sfft_decam_i_pair")
+    parser.add_argument("--jwst-data", type=Path, default=REPO_ROOT.parent / "shared" / "data" / "diffim" / "sfft_jwst_nircam_f200w_pair")
+    parser.add_argument("--drizzled", action="store_true",
+                        help="completeness and S_corr of the same scenes in electrons and as drizzled-style products")
+    parser.add_argument("--drizzled-seeds", default="1,2,3", help="comma-separated seeds of the --drizzled scenes")
+    parser.add_argument("--job-repeat", type=int, default=3, help="fresh-process runs of the whole job and of HOTPANTS")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--output", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--pair", type=Path, help=argparse.SUPPRESS)
@@ -379,7 +636,9 @@ def main(argv: list[str] | None = None) -> int:
         _worker(args.worker, args.pair, args.psf_grid, args.output)
         return 0
     if args.real:
-        return real_data(args.data)
+        return min(real_data(args.data), real_data_jwst(args.jwst_data))
+    if args.drizzled:
+        return drizzled_comparison(args.size, [int(seed) for seed in args.drizzled_seeds.split(",")])
 
     peers = [p.strip() for p in args.peers.split(",") if p.strip()]
     peer_size = args.peer_size or args.size
@@ -403,9 +662,13 @@ def main(argv: list[str] | None = None) -> int:
         rows.append((f"skysift @{size}", median))
         ideal = _run_in_subprocess("ideal", pair, args.psf_grid, 1200)
         rows.append((f"ideal ZOGY (true PSFs, aligned) @{size}", ideal))
+        if size == args.size:
+            rows.extend(whole_job(sim, args.job_repeat, "hotpants" in peers))
         if size != peer_size:
             continue
         for peer in peers:
+            if peer == "hotpants":
+                continue  # run with the whole job, above
             module = {"properimage": "properimage", "sfft": "sfft"}.get(peer)
             if module is None:
                 print(f"unknown peer {peer!r}, skipped")
@@ -433,17 +696,22 @@ def main(argv: list[str] | None = None) -> int:
             continue
         bins = " ".join(f"{result['completeness'][key]:>6s}" for key in result["completeness"])
         print(f"{name:40s} {result['seconds']:7.2f} {result['peak_mib']:8.0f} {result['found']:6d} {bins} "
-              f"{result['false_positives']:4d} {result['fp_saturated']:6d} {result['scorr_std']:9.3f}")
+              f"{result['false_positives']:4d} {result.get('fp_saturated', -1):6d} {result.get('scorr_std', float('nan')):9.3f}")
     for name, result in rows:
         if isinstance(result, dict) and "times" in result:
             print(f"{name}: times of the {len(result['times'])} runs {result['times']} s (median shown)")
+    job, hotpants = dict(rows).get(f"skysift diffim job (fresh process) @{args.size}"), dict(rows).get(f"hotpants subtraction @{args.size}")
+    if isinstance(job, dict) and isinstance(hotpants, dict):
+        print(f"whole job / HOTPANTS subtraction @{args.size}: {job['seconds']:.2f} s / {hotpants['seconds']:.2f} s = "
+              f"{job['seconds'] / hotpants['seconds']:.2f} (medians, interleaved in this run)")
     for size in sizes:
         base = dict(rows).get(f"skysift @{size}")
         for name, result in rows:
             if name.endswith(f"@{size}") and not name.startswith("skysift") and isinstance(result, dict) and isinstance(base, dict):
                 print(f"ratio time({name}) / time(skysift @{size}) = {result['seconds'] / base['seconds']:.2f}; "
                       f"memory ratio {result['peak_mib'] / base['peak_mib']:.2f}")
-    print("time: the method's call in a fresh process; RSS: that process's peak (inputs and libraries included); "
+    print("time: the method's call in a fresh process (job: the whole `python -m skysift diffim` process; hotpants: its "
+          "process, reprojection excluded); RSS: that process's peak (inputs and libraries included); "
           "FP: candidates within 2 px of no transient; FP-sat: FPs within 60 px of a saturated star; "
           "Scorr std: std of S_corr (peers: their normalised statistic) on pure-noise pixels (>12 px from every source)")
     return 0

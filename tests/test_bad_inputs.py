@@ -183,7 +183,7 @@ def test_bad_configurations(tmp_path, capsys, repo_root, monkeypatch):
 def test_cutouts_refuse_another_pairs_diffim(tmp_path, capsys):
     for pair, seed in (("a", 1), ("b", 2)):
         assert main([str(a) for a in ["simulate", "pair", "--outdir", tmp_path / pair, "--seed", str(seed), "--image-size", "256",
-                     "--n-stars", "120", "--n-transients", "3", "--pair-id", pair]]) == 0
+                     "--n-stars", "120", "--n-transients", "3", "--label", f"pair_id={pair}"]]) == 0
     assert main([str(a) for a in ["diffim", "--science", tmp_path / "a" / "science.fits", "--reference", tmp_path / "a" / "reference.fits",
                  "--outdir", tmp_path / "diffim_a"]]) == 0
     out = tmp_path / "cutouts.h5"

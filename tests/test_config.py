@@ -71,6 +71,26 @@ def test_missing_config_file(tmp_path):
         read_yaml(tmp_path / "nope.yaml")
 
 
+def test_pairs_table_noise_and_weight_columns(tmp_path):
+    from skysift.releases import pair_fingerprint
+
+    for name in ("s.fits", "r.fits", "s_err.fits", "r_wht.fits"):
+        (tmp_path / name).write_bytes(b"x")
+    table = tmp_path / "pairs.tsv"
+    table.write_text("pair_id\tscience\treference\tscience_noise\treference_weight\np1\ts.fits\tr.fits\ts_err.fits\tr_wht.fits\n")
+    [pair] = read_pairs_table(table, base_dir=tmp_path)
+    assert pair["science_noise"] == (tmp_path / "s_err.fits").resolve()
+    assert pair["reference_weight"] == (tmp_path / "r_wht.fits").resolve()
+    assert pair["reference_noise"] is None and pair["science_weight"] is None
+    table.write_text("pair_id\tscience\treference\tscience_noise\tscience_weight\np1\ts.fits\tr.fits\ts_err.fits\tr_wht.fits\n")
+    with pytest.raises(ConfigError, match="row 2: science_noise and science_weight both given"):
+        read_pairs_table(table, base_dir=tmp_path)
+    # Pairs without noise maps keep the fingerprint they had before the columns existed (no rerun).
+    old_style = {"science_sha256": "a" * 64, "reference_sha256": "b" * 64}
+    assert pair_fingerprint(old_style) == f"{'a' * 64}:{'b' * 64}:-:-"
+    assert pair_fingerprint({**old_style, "science_noise_sha256": "c" * 64}).endswith(f":{'c' * 64}:-:-:-")
+
+
 def test_pairs_table(tmp_path):
     (tmp_path / "s.fits").write_bytes(b"x")
     (tmp_path / "r.fits").write_bytes(b"x")

@@ -15,9 +15,11 @@ from astropy.table import Table
 from skysift.errors import InputDataError, ProductError
 from skysift.io import (
     ProductWriter,
+    atomic_directory,
     atomic_output,
     open_product,
     read_fits_image,
+    read_image_extensions,
     read_product,
     read_provenance,
     read_table,
@@ -217,3 +219,76 @@ def test_table_round_trip_with_provenance(tmp_path, provenance):
     loaded = read_table(tmp_path / "t.ecsv")
     assert str(loaded["flux"].unit) == "electron"
     assert read_provenance(tmp_path / "t.ecsv") == provenance
+
+
+# Sets of files -------------------------------------------------------------
+def _write_set(staging, names, text):
+    for name in names:
+        (staging / name).write_text(text)
+
+
+def test_atomic_directory_replaces_the_whole_set(tmp_path):
+    outdir = tmp_path / "out"
+    names = ("a.fits", "b.ecsv", "c.png")
+    with atomic_directory(outdir, names) as staging:
+        _write_set(staging, names, "first")
+    assert sorted(p.name for p in outdir.iterdir()) == sorted(names)
+    with atomic_directory(outdir, names) as staging:
+        _write_set(staging, names[:2], "second")  # a run that writes fewer files leaves no stale third one
+    assert sorted(p.name for p in outdir.iterdir()) == sorted(names[:2])
+    assert (outdir / "a.fits").read_text() == "second"
+    assert [p.name for p in tmp_path.iterdir()] == ["out"]  # no staging or old directory left
+
+
+def test_atomic_directory_failure_keeps_the_old_set(tmp_path):
+    outdir = tmp_path / "out"
+    names = ("a.fits", "b.ecsv")
+    with atomic_directory(outdir, names) as staging:
+        _write_set(staging, names, "old")
+    with pytest.raises(RuntimeError, match="boom"):
+        with atomic_directory(outdir, names) as staging:
+            (staging / "a.fits").write_text("new")
+            raise RuntimeError("boom")
+    assert {p.name: p.read_text() for p in outdir.iterdir()} == {"a.fits": "old", "b.ecsv": "old"}
+    assert [p.name for p in tmp_path.iterdir()] == ["out"]
+
+
+def test_atomic_directory_into_an_empty_directory_and_beside_foreign_files(tmp_path):
+    empty = tmp_path / "empty"
+    empty.mkdir()  # as Snakemake creates an output's directory before the job
+    with atomic_directory(empty, ["a.fits"]) as staging:
+        (staging / "a.fits").write_text("x")
+    assert [p.name for p in empty.iterdir()] == ["a.fits"]
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    (shared / "notes.txt").write_text("keep me")
+    with atomic_directory(shared, ["a.fits"]) as staging:
+        (staging / "a.fits").write_text("x")
+    assert sorted(p.name for p in shared.iterdir()) == ["a.fits", "notes.txt"]
+    assert (shared / "notes.txt").read_text() == "keep me"
+
+
+def test_atomic_directory_removes_a_killed_runs_staging(tmp_path):
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    stale = tmp_path / f".out.tmp-{int(dead.stdout)}-0badc0de"
+    stale.mkdir()
+    (stale / "a.fits").write_text("partial")
+    live = tmp_path / f".out.tmp-{os.getpid()}-00000000"  # a concurrent live writer's: left alone
+    live.mkdir()
+    with atomic_directory(tmp_path / "out", ["a.fits"]) as staging:
+        (staging / "a.fits").write_text("x")
+    assert not stale.exists() and live.exists()
+
+
+def test_read_image_extensions(tmp_path):
+    path = tmp_path / "i2d.fits"
+    fits.HDUList([
+        fits.PrimaryHDU(),
+        fits.ImageHDU(np.ones((4, 5)), name="SCI"),
+        fits.ImageHDU(np.full((4, 5), 2.0), name="ERR"),
+        fits.ImageHDU(np.zeros((2, 4, 5)), name="WHT"),
+    ]).writeto(path)
+    assert read_image_extensions(path, ["ERR", "DQ"])["ERR"][0, 0] == 2.0
+    assert set(read_image_extensions(path, ["ERR", "DQ"])) == {"ERR"}
+    with pytest.raises(InputDataError, match=r"i2d\.fits: extension WHT has shape \(2, 4, 5\)"):
+        read_image_extensions(path, ["WHT"])

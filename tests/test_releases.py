@@ -111,3 +111,14 @@ def test_switching_release_reruns_exactly_the_affected_jobs(releases, repo_root)
     assert _job_counts(output) == expected
     rerun_pairs = sorted(re.findall(r"wildcards: pair=(\S+)", output))
     assert rerun_pairs == diff.affected == ["p2", "p3"]
+
+
+def test_release_checksums_noise_maps(tmp_path):
+    for name in ("s.fits", "r.fits", "n.fits"):
+        (tmp_path / name).write_text(name)
+    inputs = {"p1": {"science": "s.fits", "reference": "r.fits", "science_noise": "n.fits"}}
+    old = read_release(write_release(inputs, tmp_path / "dr1.tsv", base_dir=tmp_path), base_dir=tmp_path)
+    assert old["p1"]["science_noise_sha256"] and verify_release(old) == []
+    (tmp_path / "n.fits").write_text("a new noise map")
+    new = read_release(write_release(inputs, tmp_path / "dr2.tsv", base_dir=tmp_path), base_dir=tmp_path)
+    assert diff_releases(old, new).changed == {"p1": ["science_noise"]}

@@ -68,3 +68,15 @@ def test_decam_config_builds_its_dag(repo_root, shared_data):
     result = _snakemake(repo_root, "-n", "--quiet", "rules", "--configfile", str(repo_root / "config" / "decam.yaml"))
     assert result.returncode == 0, result.stderr
     assert "diffim" in result.stdout + result.stderr
+
+
+@pytest.mark.realdata
+def test_jwst_config_passes_the_noise_maps(repo_root, shared_data):
+    if not (shared_data / "diffim" / "sfft_jwst_nircam_f200w_pair").is_dir():
+        pytest.skip("JWST pair not found")
+    result = _snakemake(repo_root, "results/jwst/diffim/nircam_f200w/scorr.fits", "-n", "-p", "--forceall",
+                        "--configfile", str(repo_root / "config" / "jwst.yaml"))
+    assert result.returncode == 0, result.stderr
+    output = result.stdout + result.stderr
+    assert "--science-noise " in output and "--reference-noise " in output
+    assert "jw02561001002-02561-o001_t003_nircam_clear-f200w_i2d_stamp.noise.fits --reference-noise " in output

@@ -46,10 +46,14 @@ __all__ = [
     "validate_config",
 ]
 
-#: Columns of a pairs table (tab-separated); the masks are optional.
-PAIRS_TABLE_COLUMNS = ("pair_id", "science", "reference", "science_mask", "reference_mask")
+#: Columns of a pairs table (tab-separated); masks, noise maps (1 sigma) and
+#: weight maps (inverse variance) are optional.
+PAIRS_TABLE_COLUMNS = (
+    "pair_id", "science", "reference", "science_mask", "reference_mask",
+    "science_noise", "reference_noise", "science_weight", "reference_weight",
+)
 #: Checksum columns: optional in a pairs table, required in a data-release manifest.
-CHECKSUM_COLUMNS = ("science_sha256", "reference_sha256", "science_mask_sha256", "reference_mask_sha256")
+CHECKSUM_COLUMNS = tuple(f"{column}_sha256" for column in PAIRS_TABLE_COLUMNS[1:])
 
 
 def derive_seed(base_seed: int, *keys: object) -> int:
@@ -326,7 +330,8 @@ def read_pairs_table(
     Returns
     -------
     list of dict
-        One dict per pair with resolved :class:`~pathlib.Path` values (masks None if absent).
+        One dict per pair with resolved :class:`~pathlib.Path` values (masks,
+        noise and weight maps None if absent).
 
     Raises
     ------
@@ -374,6 +379,9 @@ def read_pairs_table(
             if value and (len(value) != 64 or any(ch not in "0123456789abcdef" for ch in value)):
                 raise ConfigError(f"{path}, row {line_number}: {column} {value!r} is not a sha256 (64 hex digits)")
             entry[column] = value or None
+        for image in ("science", "reference"):
+            if entry[f"{image}_noise"] is not None and entry[f"{image}_weight"] is not None:
+                raise ConfigError(f"{path}, row {line_number}: {image}_noise and {image}_weight both given; give one")
         pairs.append(entry)
     return pairs
 

@@ -20,13 +20,13 @@ from __future__ import annotations
 import contextlib
 import os
 import secrets
+import shutil
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import h5py
 import numpy as np
 from astropy.io import fits
 from astropy.table import Table
@@ -35,6 +35,9 @@ from astropy.wcs import WCS, FITSFixedWarning
 from skysift.errors import InputDataError, ProductError
 from skysift.provenance import Provenance
 
+if TYPE_CHECKING:  # h5py is imported where HDF5 is read or written: FITS-only jobs skip its import
+    import h5py
+
 __all__ = [
     "PRODUCT_FORMAT",
     "PRODUCT_FORMAT_VERSION",
@@ -42,9 +45,11 @@ __all__ = [
     "Product",
     "ProductFile",
     "ProductWriter",
+    "atomic_directory",
     "atomic_output",
     "open_product",
     "read_fits_image",
+    "read_image_extensions",
     "read_product",
     "read_provenance",
     "read_table",
@@ -109,6 +114,90 @@ def atomic_output(path: str | os.PathLike[str]) -> Iterator[Path]:
     finally:
         if temporary.exists():
             temporary.unlink()
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, another user's
+        return True
+    return True
+
+
+def _remove_stale_staging(final: Path) -> None:
+    """Remove staging directories of ``final`` left by killed processes (hidden siblings)."""
+    for kind in ("tmp", "old"):
+        for candidate in final.parent.glob(f".{final.name}.{kind}-*"):
+            try:
+                pid = int(candidate.name.rsplit("-", 2)[-2])
+            except (IndexError, ValueError):
+                continue
+            if candidate.is_dir() and not _pid_alive(pid):
+                shutil.rmtree(candidate, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def atomic_directory(path: str | os.PathLike[str], names: Sequence[str] | Iterator[str]) -> Iterator[Path]:
+    """Yield a staging directory whose files replace those of directory ``path`` all together, or not at all.
+
+    The staging directory is a hidden sibling of ``path``
+    (``.<name>.tmp-<pid>-<token>``), on the same filesystem, so moving it into
+    place is a rename. If the block fails, or the process is killed, ``path``
+    is untouched (a killed run's staging directory is removed by the next run).
+
+    Parameters
+    ----------
+    path : str or path-like
+        Output directory.
+    names : sequence of str
+        File names the block writes (the product set). An existing ``path``
+        that holds only these names (an earlier run's products) is replaced as
+        a whole.
+
+    Yields
+    ------
+    pathlib.Path
+        Where to write the files.
+
+    Notes
+    -----
+    An absent or empty ``path`` is replaced by one :func:`os.replace` of the
+    directory (atomic on POSIX). One holding an earlier product set is first
+    renamed aside, so that a kill between the two renames leaves no product
+    at ``path`` rather than a mixture. One holding other files too cannot be
+    swapped without moving those: the files are then renamed one by one, and
+    only each file is atomic.
+    """
+    final = Path(path)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    _remove_stale_staging(final)
+    token = f"{os.getpid()}-{secrets.token_hex(4)}"
+    staging = final.parent / f".{final.name}.tmp-{token}"
+    staging.mkdir()
+    names = set(names)
+    try:
+        yield staging
+        for file in staging.iterdir():
+            with open(file, "rb+") as stream:
+                os.fsync(stream.fileno())
+        _fsync_directory(staging)
+        existing = set(os.listdir(final)) if final.is_dir() else set()
+        if not existing:
+            os.replace(staging, final)
+        elif existing <= names:
+            aside = final.parent / f".{final.name}.old-{token}"
+            os.replace(final, aside)
+            os.replace(staging, final)
+            shutil.rmtree(aside, ignore_errors=True)
+        else:
+            for file in staging.iterdir():
+                os.replace(file, final / file.name)
+        _fsync_directory(final.parent)
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging, ignore_errors=True)
 
 
 # ---------------------------------------------------------------------------
@@ -221,6 +310,51 @@ def read_fits_image(
     return FitsImage(data=data, header=header, wcs=wcs, path=path, hdu=index)
 
 
+def read_image_extensions(path: str | os.PathLike[str], names: Sequence[str]) -> dict[str, np.ndarray]:
+    """Read the named image extensions of a FITS file that are present (``ERR``, ``WHT``, ``DQ``...).
+
+    Parameters
+    ----------
+    path : str or path-like
+        FITS file.
+    names : sequence of str
+        ``EXTNAME`` values to look for (case-insensitive).
+
+    Returns
+    -------
+    dict of str to numpy.ndarray
+        float64 arrays by upper-case name, for the extensions that exist and
+        hold 2-D data; absent names are left out.
+
+    Raises
+    ------
+    FileNotFoundError
+        If the file does not exist.
+    InputDataError
+        If the file is unreadable, or a named extension is not a 2-D image.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such FITS file")
+    wanted = {name.upper() for name in names}
+    found: dict[str, np.ndarray] = {}
+    try:
+        with path.open("rb") as stream, fits.open(stream, memmap=False) as hdul:
+            for index, hdu in enumerate(hdul):
+                name = str(hdu.name).upper()
+                if name not in wanted or name in found or index == 0 or not hdu.is_image or hdu.data is None:
+                    continue
+                data = np.asarray(hdu.data)
+                if data.ndim != 2:
+                    raise InputDataError(f"{path}: extension {name} has shape {data.shape}, expected a 2-D image")
+                found[name] = data.astype(np.float64)
+    except InputDataError:
+        raise
+    except Exception as exc:  # astropy raises OSError, ValueError, TypeError on corrupt files
+        raise InputDataError(f"{path}: unreadable FITS file ({type(exc).__name__}: {exc})") from exc
+    return found
+
+
 def write_fits_image(
     path: str | os.PathLike[str],
     data: np.ndarray,
@@ -288,6 +422,7 @@ def _chunk_samples(sample_shape: tuple[int, ...], dtype: np.dtype) -> int:
 
 
 def _column_dtype(values: np.ndarray) -> Any:
+    import h5py
     if values.dtype.kind in ("U", "S", "O"):
         return h5py.string_dtype(encoding="utf-8")
     if values.dtype.kind == "b":
@@ -334,6 +469,7 @@ class ProductWriter:
         attrs: Mapping[str, Any] | None = None,
         compression_level: int = 4,
     ) -> None:
+        import h5py
         self.path = Path(path)
         self._context = atomic_output(self.path)
         self._temporary = self._context.__enter__()
@@ -379,6 +515,7 @@ class ProductWriter:
 
     def add_column(self, name: str, dtype: Any, *, unit: str = "", description: str = "") -> None:
         """Declare a per-sample table column (1-D, one value per sample)."""
+        import h5py
         if dtype is str or np.dtype(dtype).kind in ("U", "S", "O"):
             h5_dtype = h5py.string_dtype(encoding="utf-8")
         else:
@@ -578,6 +715,7 @@ class ProductFile:
     """
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
+        import h5py
         self.path = Path(path)
         if not self.path.is_file():
             raise FileNotFoundError(f"{self.path}: no such product file")
@@ -615,6 +753,7 @@ class ProductFile:
 
     def read_table(self) -> Table:
         """Return the per-sample table as an astropy Table with units."""
+        import h5py
         table = Table()
         for name, dataset in self._file["samples"].items():
             values = dataset[()]

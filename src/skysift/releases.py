@@ -2,8 +2,9 @@
 
 A release manifest is a pairs table (see :func:`skysift.config.read_pairs_table`)
 whose every input carries its sha256: ``pair_id``, ``science``, ``reference``,
-optional masks, and ``science_sha256``, ``reference_sha256`` (and the masks'
-checksums). The configuration selects one (``release: config/releases/dr2.tsv``).
+optional masks, noise maps and weight maps, and ``science_sha256``,
+``reference_sha256`` (and the optional inputs' checksums). The configuration
+selects one (``release: config/releases/dr2.tsv``).
 Before any job, the workflow checks every input against the manifest
 (:func:`check_inputs`, with a :class:`DigestCache` so that a release of
 thousands of files re-verifies in seconds) and stops at the first mismatch.
@@ -25,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from skysift.config import CHECKSUM_COLUMNS, read_pairs_table
+from skysift.config import CHECKSUM_COLUMNS, PAIRS_TABLE_COLUMNS, read_pairs_table
 from skysift.errors import ConfigError, InputDataError
 from skysift.provenance import sha256_file
 
@@ -62,7 +63,11 @@ AGGREGATE_OUTPUTS = (
     "provenance/summary.json", "provenance/summary.html", "provenance/prov.json", "provenance/prov.provn",
     "provenance/ivoa_provenance.json",
 )
-_INPUT_COLUMNS = ("science", "reference", "science_mask", "reference_mask")
+_INPUT_COLUMNS = PAIRS_TABLE_COLUMNS[1:]
+#: Inputs every fingerprint lists; the noise and weight maps are appended only
+#: when a pair has one, so that pairs without them keep their fingerprint (and
+#: their products) from before those columns existed.
+_FINGERPRINT_BASE = 4
 
 
 class DigestCache:
@@ -157,11 +162,17 @@ def pair_fingerprint(row: Mapping[str, Any], cache: DigestCache | None = None) -
     """The content digests of one pair's inputs, as one string (a workflow parameter).
 
     With a ``cache`` the files' actual digests are used (a pairs table need not
-    list checksums); without, the row's own checksum columns.
+    list checksums); without, the row's own checksum columns. Noise and weight
+    maps count only when the pair has one, so that pairs without them keep
+    their fingerprint from before those columns existed.
     """
     if cache is not None:
-        return ":".join(cache.digest(row[c]) if row.get(c) else "-" for c in _INPUT_COLUMNS)
-    return ":".join(row.get(column) or "-" for column in CHECKSUM_COLUMNS)
+        digests = [cache.digest(row[c]) if row.get(c) else "-" for c in _INPUT_COLUMNS]
+    else:
+        digests = [row.get(column) or "-" for column in CHECKSUM_COLUMNS]
+    if all(value == "-" for value in digests[_FINGERPRINT_BASE:]):
+        digests = digests[:_FINGERPRINT_BASE]
+    return ":".join(digests)
 
 
 def check_inputs(rows: Iterable[Mapping[str, Any]], cache: DigestCache, *, source: str) -> list[str]:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -92,17 +95,45 @@ def test_run_diffim_writes_products_with_provenance(tmp_path, pair_512, write_pa
 
 def test_failed_write_leaves_no_partial_outputs(tmp_path, pair_512, monkeypatch, write_pair):
     science_path, reference_path = write_pair(tmp_path, pair_512)
-    original = pipeline.atomic_output
 
-    def failing(path):
-        if Path(path).name == "preview.png":
-            raise OSError("disk full")
-        return original(path)
+    def failing(*args, **kwargs):
+        raise OSError("disk full")
 
-    monkeypatch.setattr(pipeline, "atomic_output", failing)
+    # The table is written after the five FITS products: they must not appear either.
+    monkeypatch.setattr(pipeline, "write_table", failing)
     with pytest.raises(OSError, match="disk full"):
         run_diffim(science_path, reference_path, tmp_path / "out")
-    assert list((tmp_path / "out").iterdir()) == []
+    assert not (tmp_path / "out").exists() or list((tmp_path / "out").iterdir()) == []
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".out")] == []
+
+
+_KILLED_RUN = """
+import os, sys
+from skysift.diffim import pipeline
+
+def killed(*args, **kwargs):
+    os._exit(9)  # as kill -9: no exception handler, no cleanup
+
+pipeline.write_table = killed
+pipeline.run_diffim(sys.argv[1], sys.argv[2], sys.argv[3])
+"""
+
+
+def test_killed_run_leaves_previous_products_or_none(tmp_path, small_pair, write_pair):
+    science_path, reference_path = write_pair(tmp_path, small_pair)
+    outdir = tmp_path / "out"
+    first = run_diffim(science_path, reference_path, outdir)
+    before = {path.name: path.read_bytes() for path in outdir.iterdir()}
+    environment = {**os.environ, "PYTHONPATH": str(Path(pipeline.__file__).resolve().parents[2])}
+    killed = subprocess.run([sys.executable, "-c", _KILLED_RUN, str(science_path), str(reference_path), str(outdir)],
+                            env=environment, capture_output=True, text=True)
+    assert killed.returncode == 9, killed.stderr
+    # Killed after writing five of the seven files: the earlier set is intact, nothing new is mixed in.
+    assert {path.name: path.read_bytes() for path in outdir.iterdir()} == before
+    assert [p for p in tmp_path.iterdir() if p.name.startswith(".out.tmp-")]  # its staging directory
+    run_diffim(science_path, reference_path, outdir)  # the next run cleans it up
+    assert sorted(path.name for path in outdir.iterdir()) == sorted(p.name for p in first.values())
+    assert [p for p in tmp_path.iterdir() if p.name.startswith(".out")] == []
 
 
 # Bad input -----------------------------------------------------------------

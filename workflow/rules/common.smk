@@ -233,13 +233,17 @@ def withdraw_on_start():
 
 
 WITHDRAWN = report_withdrawn()
+#: Optional per-pair inputs of `skysift diffim`, each passed as --<column with dashes>.
+OPTIONAL_PAIR_INPUTS = (
+    "science_mask", "reference_mask", "science_noise", "reference_noise", "science_weight", "reference_weight",
+)
 
 
 def pair_paths(pair_id):
-    """Science, reference and optional masks of one pair (simulated or from the table/release)."""
+    """Science, reference and the optional inputs of one pair (simulated or from the table/release)."""
     if pair_id in TABLE_PAIRS:
         row = TABLE_PAIRS[pair_id]
-        return {key: str(row[key]) for key in ("science", "reference", "science_mask", "reference_mask") if row[key]}
+        return {key: str(row[key]) for key in ("science", "reference", *OPTIONAL_PAIR_INPUTS) if row[key]}
     return {
         "science": f"{RESULTS}/simulate/{pair_id}/science.fits",
         "reference": f"{RESULTS}/simulate/{pair_id}/reference.fits",
@@ -268,8 +272,9 @@ def pair_file(kind):
 
 
 def mask_flags(wildcards, input):  # derived from the inputs, as pair_file
+    """CLI flags of a pair's optional inputs: masks, noise and weight maps."""
     paths = pair_paths(wildcards.pair)
-    return " ".join(f"--{kind.replace('_', '-')} {shlex.quote(paths[kind])}" for kind in ("science_mask", "reference_mask") if kind in paths)
+    return " ".join(f"--{kind.replace('_', '-')} {shlex.quote(paths[kind])}" for kind in OPTIONAL_PAIR_INPUTS if kind in paths)
 
 
 def diffim_products():

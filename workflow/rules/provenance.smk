@@ -17,7 +17,6 @@ rule provenance_summary:
         code=code_version("skysift.cli.records:_provenance_summary"),
         outdir=lambda wildcards, output: Path(output.json).parent,
         run_name=config["run_name"],
-        release=release_name(),
     log:
         f"{LOGS}/provenance_summary.log",
     conda:
@@ -27,7 +26,7 @@ rule provenance_summary:
         runtime=10,
     shell:
         "{params.skysift} provenance summary {input} --outdir {params.outdir} "
-        "--run-name {params.run_name} --release '{params.release}' > {log} 2>&1"
+        "--run-name {params.run_name} > {log} 2>&1"
 
 
 rule provenance_export:

@@ -31,5 +31,5 @@ rule simulate_pair:
         mem_mb=2000,
         runtime=10,
     shell:
-        "{params.skysift} simulate pair --outdir {params.outdir} --pair-id {wildcards.pair} "
+        "{params.skysift} simulate pair --outdir {params.outdir} --label pair_id={wildcards.pair} "
         "--seed {params.seed} {params.options} {params.provenance} > {log} 2>&1"

@@ -7,7 +7,7 @@ import json
 import sys
 from pathlib import Path
 
-from skysift.cli._flags import add_command
+from skysift.cli._flags import add_command, run_context
 from skysift.errors import ConfigError
 from skysift.log import get_logger
 
@@ -56,8 +56,9 @@ def _provenance_summary(arguments: argparse.Namespace) -> int:
     from skysift.report import write_provenance_summary
 
     outdir = Path(arguments.outdir)
+    release = run_context(arguments, "provenance_summary").labels.get("release", "")
     summary = write_provenance_summary(arguments.products, outdir / "summary.json", outdir / "summary.html",
-                                       run_name=arguments.run_name, release=arguments.release)
+                                       run_name=arguments.run_name, release=release)
     log.info("provenance of %d products written to %s", len(summary["products"]), outdir)
     return 0
 
@@ -199,9 +200,10 @@ def register(commands: argparse._SubParsersAction) -> None:
                 help="print the provenance block of products (HDF5, FITS or ECSV)",
                 description="Print the provenance block of each product as JSON.")
     add_command(
-        provenance, "summary", _provenance_summary, flags=("products", "--outdir", "--run-name", "--release"),
+        provenance, "summary", _provenance_summary, flags=("products", "--outdir", "--run-name"),
         help="summary of every product's provenance (JSON and HTML) for the report",
-        description="Collect the provenance blocks of a run's products into OUTDIR/summary.json and summary.html.",
+        description="Collect the provenance blocks of a run's products into OUTDIR/summary.json and summary.html "
+        "(the data release is the run's label, SKYSIFT_LABELS).",
     )
     add_command(
         provenance, "export", _provenance_export,

@@ -45,8 +45,9 @@ def _simulate_pair(arguments: argparse.Namespace) -> int:
     from skysift.simulate.run import run_simulate_pair
 
     spec = options_from_arguments(FieldSpec, arguments)
-    run_simulate_pair(arguments.outdir, spec, seed=arguments.seed, pair_id=arguments.pair_id,
-                      context=run_context(arguments, "simulate_pair", options=(spec,)))
+    context = run_context(arguments, "simulate_pair", options=(spec,))
+    run_simulate_pair(arguments.outdir, spec, seed=arguments.seed, pair_id=context.labels.get("pair_id", "sim"),
+                      context=context)
     return 0
 
 
@@ -56,7 +57,9 @@ def _diffim(arguments: argparse.Namespace) -> int:
     options = options_from_arguments(DiffimOptions, arguments)
     run_diffim(arguments.science, arguments.reference, arguments.outdir,
                science_mask_path=arguments.science_mask, reference_mask_path=arguments.reference_mask,
-               options=options, context=run_context(arguments, "diffim", options=(options,)))
+               options=options, context=run_context(arguments, "diffim", options=(options,)),
+               science_noise_path=arguments.science_noise, reference_noise_path=arguments.reference_noise,
+               science_weight_path=arguments.science_weight, reference_weight_path=arguments.reference_weight)
     return 0
 
 
@@ -223,14 +226,15 @@ def register(commands: argparse._SubParsersAction) -> None:
     simulate = _group(commands, "simulate", "simulated inputs with known truth",
                       "Simulate inputs whose truth is known, for the demo and for tests.")
     add_command(
-        simulate, "pair", _simulate_pair, flags=("--outdir", "--pair-id", "--seed"), options=(FieldSpec,), provenance=True,
+        simulate, "pair", _simulate_pair, flags=("--outdir", "--seed"), options=(FieldSpec,), provenance=True,
         help="simulate a reference/science star-field pair with transients",
         description="Simulate a reference and a science image of one field (different PSFs, pointing, sky, "
         "transients) with WCS; writes reference.fits, science.fits, truth.h5, stars.ecsv and preview.png.",
     )
     add_command(
         commands, "diffim", _diffim, options=(DiffimOptions,), provenance=True,
-        flags=("--science", "--reference", "--science-mask", "--reference-mask", "--outdir"),
+        flags=("--science", "--reference", "--science-mask", "--reference-mask", "--science-noise", "--reference-noise",
+               "--science-weight", "--reference-weight", "--outdir"),
         help="ZOGY image differencing and candidate detection of one pair",
         description="Register the reference to the science WCS, estimate backgrounds, PSFs and the flux scale, "
         "subtract with ZOGY and detect candidates on S_corr. Writes difference.fits, scorr.fits, fpsf.fits, "

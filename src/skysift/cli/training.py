@@ -117,7 +117,8 @@ def register(commands: argparse._SubParsersAction) -> None:
                      suppress_defaults=True)
     add_command(
         commands, "score", _score, provenance=True,
-        flags=("--model", "--product", "--out", "--catalogue", "--split", "--inference-batch-size", "--device", "--plugin"),
+        flags=("--model", "--product", "--out", "--catalogue", "--split", "--inference-batch-size", "--plugin"),
+        options=(TrainConfig,), only={TrainConfig: ("device",)},
         overrides={"out": {"help": "output scores product (.h5)"}},
         help="score a product with a trained model; ranked catalogue out",
         description="Run a trained model over an HDF5 product in batches (CPU or GPU) and write the scores as a "

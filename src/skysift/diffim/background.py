@@ -7,7 +7,6 @@ from dataclasses import dataclass
 import numpy as np
 from astropy.stats import sigma_clipped_stats
 from scipy import ndimage
-from scipy.interpolate import make_interp_spline
 
 __all__ = ["BackgroundEstimate", "clipped_box_statistics", "estimate_background", "mesh_to_image"]
 
@@ -109,16 +108,56 @@ def clipped_box_statistics(
     return median + centre, std, n_good
 
 
+def _not_a_knot_second_derivatives(knots: np.ndarray) -> np.ndarray:
+    """``(n, n)`` matrix taking data at ``knots`` to the second derivatives of their not-a-knot cubic spline."""
+    n = len(knots)
+    h = np.diff(knots)
+    system = np.zeros((n, n))
+    rhs = np.zeros((n, n))
+    for i in range(1, n - 1):  # continuity of the first derivative at interior knots
+        system[i, i - 1 : i + 2] = h[i - 1], 2.0 * (h[i - 1] + h[i]), h[i]
+        rhs[i, i - 1 : i + 2] = 6.0 / h[i - 1], -6.0 / h[i - 1] - 6.0 / h[i], 6.0 / h[i]
+    # Not-a-knot: the third derivative is continuous at the second and the second-to-last knots.
+    system[0, :3] = 1.0 / h[0], -1.0 / h[0] - 1.0 / h[1], 1.0 / h[1]
+    system[-1, -3:] = 1.0 / h[-2], -1.0 / h[-2] - 1.0 / h[-1], 1.0 / h[-1]
+    return np.linalg.solve(system, rhs)
+
+
 def _spline_weights(n_out: int, centres: np.ndarray) -> np.ndarray:
-    """``(n_out, len(centres))`` matrix that interpolates box values to pixels (cubic spline)."""
+    """``(n_out, len(centres))`` matrix that interpolates box values to pixels.
+
+    The interpolant is the not-a-knot cubic spline through the box values
+    (a polynomial of degree ``n - 1`` for ``n < 4`` boxes), the one
+    :func:`scipy.interpolate.make_interp_spline` builds; it is linear in the
+    data, so one weight matrix maps the mesh onto every pixel. It is written
+    out here because importing :mod:`scipy.interpolate` costs a fresh
+    ``skysift diffim`` process more time than the whole interpolation.
+    """
+    centres = np.asarray(centres, dtype=np.float64)
     n = len(centres)
     positions = np.clip(np.arange(n_out, dtype=np.float64), centres[0], centres[-1])
     if n < 2:
         return np.ones((n_out, 1))
-    order = min(3, n - 1)
-    # A spline is linear in its data, so interpolating the identity gives the
-    # weight matrix: one matrix product then maps the mesh onto every pixel.
-    return make_interp_spline(centres, np.eye(n), k=order)(positions)
+    if n < 4:
+        # Lagrange basis of the interpolating polynomial.
+        weights = np.ones((n_out, n))
+        for j in range(n):
+            for m in range(n):
+                if m != j:
+                    weights[:, j] *= (positions - centres[m]) / (centres[j] - centres[m])
+        return weights
+    second = _not_a_knot_second_derivatives(centres)
+    interval = np.clip(np.searchsorted(centres, positions, side="right") - 1, 0, n - 2)
+    h = (centres[interval + 1] - centres[interval])[:, None]
+    left = (centres[interval + 1] - positions)[:, None]
+    right = (positions - centres[interval])[:, None]
+    identity = np.eye(n)
+    return (
+        second[interval] * left**3 / (6.0 * h)
+        + second[interval + 1] * right**3 / (6.0 * h)
+        + (identity[interval] - second[interval] * h**2 / 6.0) * left / h
+        + (identity[interval + 1] - second[interval + 1] * h**2 / 6.0) * right / h
+    )
 
 
 def mesh_to_image(

@@ -105,6 +105,8 @@ def flux_scale(
     sigma_reference: float,
     clip_sigma: float = 3.0,
     name: str = "science",
+    gain_science: float = 1.0,
+    gain_reference: float = 1.0,
 ) -> FluxScale:
     """Flux ratio ``F_n / F_r`` from aperture photometry of stars in both (aligned) images.
 
@@ -125,6 +127,10 @@ def flux_scale(
         Outlier threshold on the normalised ratio residuals.
     name : str
         Image name for error messages.
+    gain_science, gain_reference : float
+        Electrons per image unit, for the stars' Poisson variance in the
+        weights (1: images in electrons). In calibrated units (MJy/sr) a gain
+        of 1 would make the source term dwarf the sky by orders of magnitude.
 
     Returns
     -------
@@ -153,8 +159,10 @@ def flux_scale(
         raise InputDataError(f"{name}: fewer than 3 stars measurable in both images for the flux scale")
     f_s, f_r = flux_science[good], flux_reference[good]
     ratios = f_s / f_r
-    # Background plus (gain-1) source noise of each aperture flux.
-    relative_variance = (area * sigma_science**2 + f_s) / f_s**2 + (area * sigma_reference**2 + f_r) / f_r**2
+    # Background plus source noise of each aperture flux, in image units.
+    relative_variance = (area * sigma_science**2 + f_s / gain_science) / f_s**2 + (
+        area * sigma_reference**2 + f_r / gain_reference
+    ) / f_r**2
     variance = ratios**2 * relative_variance
     kept = np.ones(ratios.size, dtype=bool)
     for _ in range(10):

@@ -19,7 +19,9 @@ __all__ = [
     "edge_mask",
     "fill_masked",
     "grow_mask",
+    "grow_regions",
     "mask_near",
+    "saturated_nan_cores",
     "nonfinite_mask",
     "saturation_level",
     "saturation_mask",
@@ -103,17 +105,35 @@ def saturation_mask(data: np.ndarray, level: float | None, *, grow: int = 3, gro
         return np.zeros(data.shape, dtype=bool)
     with np.errstate(invalid="ignore"):
         saturated = np.asarray(data) >= level
-    if not saturated.any():
-        return saturated
+    return grow_regions(saturated, grow=grow, grow_factor=grow_factor)
+
+
+def grow_regions(regions: np.ndarray, *, grow: int = 3, grow_factor: float = 0.0) -> np.ndarray:
+    """Grow each connected region of a mask by ``grow + grow_factor * sqrt(area / pi)`` pixels.
+
+    Parameters
+    ----------
+    regions : numpy.ndarray of bool
+        Seed mask (for example clipped stellar cores).
+    grow, grow_factor : int, float
+        As for :func:`saturation_mask`.
+
+    Returns
+    -------
+    numpy.ndarray of bool
+    """
+    regions = np.asarray(regions, dtype=bool)
+    if not regions.any():
+        return regions.copy()
     if grow_factor <= 0:
-        return grow_mask(saturated, grow)
-    labels, n_regions = ndimage.label(saturated)
+        return grow_mask(regions, grow)
+    labels, n_regions = ndimage.label(regions)
     areas = np.bincount(labels.ravel(), minlength=n_regions + 1)[1:]
     reach = grow + grow_factor * np.sqrt(areas / np.pi)
     # Saturated regions are few and small: grow each inside its own bounding
     # box (plus its reach) instead of a distance transform of the whole image.
-    grown = saturated.copy()
-    ny, nx = saturated.shape
+    grown = regions.copy()
+    ny, nx = regions.shape
     for index, window in enumerate(ndimage.find_objects(labels)):
         margin = int(np.ceil(reach[index]))
         y0, y1 = max(0, window[0].start - margin), min(ny, window[0].stop + margin)
@@ -122,6 +142,39 @@ def saturation_mask(data: np.ndarray, level: float | None, *, grow: int = 3, gro
         distance = ndimage.distance_transform_edt(~region)
         grown[y0:y1, x0:x1] |= distance <= reach[index]
     return grown
+
+
+def saturated_nan_cores(data: np.ndarray, bright_level: float) -> np.ndarray:
+    """NaN regions bordered by bright pixels: stellar cores that a pipeline blanked as saturated.
+
+    JWST, HST and drizzled products set saturated pixels to NaN instead of
+    clipping them at a ``SATURATE`` level, so the saturation mask cannot find
+    them by value. A NaN region whose bordering pixels have a median above
+    ``bright_level`` is such a core; NaN regions in the sky (footprint edges,
+    chip gaps, cosmic-ray holes) are bordered by sky and are left alone.
+
+    Parameters
+    ----------
+    data : numpy.ndarray
+        Image with NaNs.
+    bright_level : float
+        Median of the one-pixel border above which a NaN region is a core.
+
+    Returns
+    -------
+    numpy.ndarray of bool
+        The NaN pixels of those regions (to be grown like saturated cores).
+    """
+    blank = ~np.isfinite(data)
+    if not blank.any():
+        return blank
+    labels, n_regions = ndimage.label(blank)
+    # Label each border pixel with its region: a dilation of the label image.
+    border_labels = ndimage.grey_dilation(labels, size=(3, 3))
+    border = (border_labels > 0) & ~blank
+    border_median = ndimage.median(data, labels=np.where(border, border_labels, 0), index=np.arange(1, n_regions + 1))
+    bright = np.concatenate([[False], np.nan_to_num(np.asarray(border_median, dtype=np.float64), nan=-np.inf) > bright_level])
+    return bright[labels]
 
 
 def mask_near(mask: np.ndarray, x: np.ndarray, y: np.ndarray, radius: float) -> np.ndarray:

@@ -7,7 +7,10 @@ from typing import ClassVar
 
 from skysift.options import StageOptions, param
 
-__all__ = ["DiffimOptions"]
+__all__ = ["CORRELATED_NOISE_MODES", "DiffimOptions"]
+
+#: Values of :attr:`DiffimOptions.correlated_noise`.
+CORRELATED_NOISE_MODES = ("auto", "always", "never")
 
 
 @dataclass(frozen=True)
@@ -44,12 +47,21 @@ class DiffimOptions(StageOptions):
     npixels: int = param(5, "Minimum connected pixels of a candidate.", unit="pix", minimum=1)
     background_box: int = param(64, "Box size of the background mesh.", unit="pix", minimum=8)
     gain_science: float | None = param(
-        None, "Science gain for the source-noise term; null reads GAIN (else 1).", unit="electron/adu", exclusive_minimum=0
+        None,
+        "Science electrons per image unit for the source-noise term; null derives it from the header (EFFGAIN; BUNIT "
+        "with GAIN/EGAIN/CCDGAIN, EXPTIME, PHOTMJSR, PHOTFLAM: skysift.diffim.noise.electrons_per_unit), electrons "
+        "when the header has neither BUNIT nor a gain.",
+        unit="electron per image unit", exclusive_minimum=0,
     )
     gain_reference: float | None = param(
-        None, "Reference gain; null reads GAIN (else 1).", unit="electron/adu", exclusive_minimum=0
+        None, "Reference electrons per image unit; null derives it from the header, likewise.",
+        unit="electron per image unit", exclusive_minimum=0,
     )
-    source_noise: bool = param(True, "Include the sources' Poisson noise in Scorr (ZOGY eq. 26).")
+    source_noise: bool = param(
+        True,
+        "Include the sources' Poisson noise in Scorr (ZOGY eq. 26): from the noise map when it holds it (ERR, "
+        "VAR_POISSON), else from the gain; a one-line error when neither gives it.",
+    )
     astrometric_noise: bool = param(True, "Include the registration noise term in Scorr (ZOGY eqs. 30-33).")
     interpolation_order: int = param(3, "Spline order when resampling the reference.", minimum=0, maximum=5)
     exclude_near_saturated: bool = param(
@@ -58,4 +70,31 @@ class DiffimOptions(StageOptions):
     max_psf_stars: int = param(50, "Brightest isolated stars stacked per PSF (per cell with psf_grid).", minimum=1)
     affine_registration: bool = param(
         True, "Resample the reference with an affine transform when the WCS map is affine to 0.01 px."
+    )
+    assume_unit_gain: bool = param(
+        True,
+        "Where source noise needs a gain and the header converts the image back to counts (EXPTIME with PHOTMJSR, "
+        "or a rate unit) but names no detector gain (JWST i2d): assume 1 e-/DN, warned and stamped (GAINSRCS/R), "
+        "instead of stopping; space imagers' gains are 1-3 e-/DN, so this errs towards more source noise.",
+    )
+    noise_extensions: bool = param(
+        True,
+        "Use the inputs' ERR (else VAR_POISSON + VAR_RNOISE, else WHT as inverse variance) and DQ (non-zero = bad) "
+        "extensions when present and no noise or weight file is given.",
+    )
+    correlated_noise: str = param(
+        "auto",
+        "Divide Scorr (and multiply the PSF-flux errors) by its robust width on source-free pixels (stamped "
+        "SCORRWID, SCORRNRM): the correction for the correlated noise of resampled (drizzled) images; auto applies "
+        "it when the width departs from 1 by more than correlated_noise_tolerance.",
+        choices=CORRELATED_NOISE_MODES,
+    )
+    correlated_noise_tolerance: float = param(
+        0.05, "Relative departure of the measured Scorr width from 1 that auto leaves alone.", minimum=0, exclusive_maximum=1
+    )
+    nan_saturation_snr: float = param(
+        20.0,
+        "NaN regions bordered by pixels brighter than this are saturated cores (JWST/HST blank them) and are grown "
+        "like saturated pixels; 0 disables.",
+        unit="sigma", minimum=0,
     )

@@ -59,7 +59,7 @@ class ZogyResult:
     flux_score: float | np.ndarray
 
 
-def pad_psf(psf: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+def pad_psf(psf: np.ndarray, shape: tuple[int, int], dtype: type = np.float64) -> np.ndarray:
     """Embed a centred PSF stamp in an array of ``shape`` with its centre at pixel (0, 0).
 
     This is the zero-padded, ``ifftshift``-ed layout whose Fourier transform
@@ -71,20 +71,65 @@ def pad_psf(psf: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
         Odd-sized stamp, centre at ``(size // 2, size // 2)``.
     shape : (int, int)
         Output shape (at least the stamp's).
+    dtype : numpy dtype
+        Of the output.
 
     Returns
     -------
     numpy.ndarray
     """
-    psf = np.asarray(psf, dtype=np.float64)
+    psf = np.asarray(psf)
     sy, sx = psf.shape
     if sy % 2 == 0 or sx % 2 == 0:
         raise ValueError(f"PSF stamp must have odd sides, got {psf.shape}")
     if sy > shape[0] or sx > shape[1]:
         raise ValueError(f"PSF stamp {psf.shape} larger than the image {shape}")
-    padded = np.zeros(shape)
-    padded[:sy, :sx] = psf
-    return np.roll(padded, (-(sy // 2), -(sx // 2)), axis=(0, 1))
+    padded = np.zeros(shape, dtype=dtype)
+    # Stamp pixel i goes to (i - centre) modulo the size: the wrapped layout, without rolling a full array.
+    rows = (np.arange(sy) - sy // 2) % shape[0]
+    cols = (np.arange(sx) - sx // 2) % shape[1]
+    padded[np.ix_(rows, cols)] = psf
+    return padded
+
+
+def _centre_crop(stamp: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """The central part of an odd stamp that fits in ``shape`` (odd sides kept)."""
+    half = min(stamp.shape[0] // 2, (min(shape) - 1) // 2)
+    centre = stamp.shape[0] // 2
+    return stamp[centre - half : centre + half + 1, centre - half : centre + half + 1]
+
+
+def _kernels_on_small_grid(
+    psf_new: np.ndarray, psf_reference: np.ndarray, pad: int, weights: tuple[float, float, float], fluxes: tuple[float, float, float]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The real-space ZOGY kernels ``k_n``, ``k_r`` (eq. 28) and ``P_D`` (eq. 14) as centred stamps.
+
+    They depend on the PSFs only, and are compact (a few PSF widths), so a
+    grid of four stamp sides holds them with no wrap-around that matters;
+    computing them there instead of on the image's FFT grid saves three
+    full-size transforms. ``weights`` are ``(a_n, a_r, floor)`` of the
+    denominator and ``fluxes`` ``(F_n, F_r, F_D)``.
+    """
+    side = scipy.fft.next_fast_len(4 * pad, real=True)
+    shape = (side, side)
+    p_n = scipy.fft.rfft2(pad_psf(psf_new, shape))
+    p_r = scipy.fft.rfft2(pad_psf(psf_reference, shape))
+    p_n2 = p_n.real**2 + p_n.imag**2
+    p_r2 = p_r.real**2 + p_r.imag**2
+    a_n, a_r, floor = weights
+    f_n, f_r, f_d = fluxes
+    denominator = a_n * p_r2 + a_r * p_n2 + floor
+    half = side // 2 - 1  # an odd stamp of side - 1 pixels (side is even or odd)
+
+    def stamp(spectrum: np.ndarray) -> np.ndarray:
+        image = np.fft.fftshift(scipy.fft.irfft2(spectrum, s=shape))
+        centre = side // 2
+        return image[centre - half : centre + half + 1, centre - half : centre + half + 1]
+
+    kernel_n = stamp(f_r**2 * f_n * p_r2 * np.conj(p_n) / denominator)
+    kernel_r = stamp(f_n**2 * f_r * p_n2 * np.conj(p_r) / denominator)
+    psf_difference = stamp(f_r * f_n / f_d * p_r * p_n / np.sqrt(denominator))
+    return kernel_n, kernel_r, psf_difference
 
 
 def _scalar_and_map(sigma: float | np.ndarray, variance: np.ndarray | None, shape) -> tuple[float, np.ndarray | float]:
@@ -93,7 +138,9 @@ def _scalar_and_map(sigma: float | np.ndarray, variance: np.ndarray | None, shap
     if not np.isfinite(scalar) or scalar <= 0:
         raise ValueError(f"noise sigma must be positive and finite, got {scalar}")
     if variance is not None:
-        return scalar, np.asarray(variance, dtype=np.float64)
+        # Kept in its own precision: it is transformed in float32 anyway, and a
+        # float64 copy of a full variance image is pure memory traffic.
+        return scalar, np.asarray(variance)
     return scalar, sigma_array**2 if sigma_array.ndim else scalar**2
 
 
@@ -197,86 +244,126 @@ def zogy(
 
     new_hat = rfft(_pad_image(new, pad, fft_shape, "constant"))
     reference_hat = rfft(_pad_image(reference, pad, fft_shape, "constant"))
-    p_n = rfft(pad_psf(psf_new, fft_shape))
-    p_r = rfft(pad_psf(psf_reference, fft_shape))
-    p_n2 = (p_n.real**2 + p_n.imag**2).astype(np.float32)
-    p_r2 = (p_r.real**2 + p_r.imag**2).astype(np.float32)
+    p_n = rfft(pad_psf(psf_new, fft_shape, np.float32))
+    p_r = rfft(pad_psf(psf_reference, fft_shape, np.float32))
+    # Products below are formed in place where a full-size temporary is not
+    # needed: every temporary of the padded grid is ~18 MB at 2048^2, and
+    # allocating and touching them costs as much as the arithmetic.
+    p_n2 = p_n.real**2
+    p_n2 += p_n.imag**2
+    p_r2 = p_r.real**2
+    p_r2 += p_r.imag**2
 
     a_n = np.float32(sigma_n**2 * f_r**2)
     a_r = np.float32(sigma_r**2 * f_n**2)
-    denominator = a_n * p_r2 + a_r * p_n2
+    denominator = a_n * p_r2
+    denominator += a_r * p_n2
     denominator += np.float32(regularisation * (sigma_n**2 * f_r**2 + sigma_r**2 * f_n**2))
-    inverse_sqrt_denominator = 1.0 / np.sqrt(denominator)
+    inverse_sqrt_denominator = np.sqrt(denominator)
+    np.reciprocal(inverse_sqrt_denominator, out=inverse_sqrt_denominator)
 
     flux_difference = f_r * f_n / np.sqrt(sigma_n**2 * f_r**2 + sigma_r**2 * f_n**2)  # eq. 15
-    # eq. 13 (D) and eq. 14 (P_D).
-    difference = irfft((np.float32(f_r) * p_r * new_hat - np.float32(f_n) * p_n * reference_hat) * inverse_sqrt_denominator)
-    psf_difference_hat = np.float32(f_r * f_n / flux_difference) * p_r * p_n * inverse_sqrt_denominator
-    del inverse_sqrt_denominator
+    # eq. 13: D = (F_r P_r N - F_n P_n R) / sqrt(den).
+    difference_hat = p_r * new_hat
+    difference_hat *= np.float32(f_r)
+    reference_term = p_n * reference_hat
+    reference_term *= np.float32(f_n)
+    difference_hat -= reference_term
+    del reference_term
+    difference_hat *= inverse_sqrt_denominator
+    difference = irfft(difference_hat)
+    del difference_hat, inverse_sqrt_denominator
+    floor = regularisation * (sigma_n**2 * f_r**2 + sigma_r**2 * f_n**2)
+    # eq. 14 (P_D) and the real-space kernels of eq. 28, from the PSFs alone.
+    kernel_n, kernel_r, psf_difference = _kernels_on_small_grid(
+        psf_new, psf_reference, pad, (sigma_n**2 * f_r**2, sigma_r**2 * f_n**2, floor), (f_n, f_r, flux_difference)
+    )
 
-    inverse_denominator = 1.0 / denominator
+    inverse_denominator = np.reciprocal(denominator, out=denominator)
     del denominator
-    kernel_n_hat = np.float32(f_r**2 * f_n) * (p_r2 * inverse_denominator) * np.conj(p_n)  # eq. 28
-    kernel_r_hat = np.float32(f_n**2 * f_r) * (p_n2 * inverse_denominator) * np.conj(p_r)
+    # eq. 28: k_n = F_r^2 F_n |P_r|^2 conj(P_n) / den, k_r likewise.
+    kernel_n_hat = np.conj(p_n)
+    kernel_n_hat *= p_r2 * inverse_denominator
+    kernel_n_hat *= np.float32(f_r**2 * f_n)
+    kernel_r_hat = np.conj(p_r)
+    kernel_r_hat *= p_n2 * inverse_denominator
+    kernel_r_hat *= np.float32(f_n**2 * f_r)
 
     # eq. 42: F_S = irfft(F_n^2 F_r^2 |P_n|^2 |P_r|^2 / den)[0, 0], i.e. the
     # mean of the full Hermitian spectrum, summed here on the half spectrum
-    # (columns other than 0 and Nyquist stand for two).
-    flux_score_spectrum = (p_n2 * p_r2 * inverse_denominator).astype(np.float64)
+    # (columns other than 0 and Nyquist stand for two), in float64.
+    flux_score_spectrum = p_n2 * p_r2
+    flux_score_spectrum *= inverse_denominator
     column_weight = np.full(flux_score_spectrum.shape[1], 2.0)
     column_weight[0] = 1.0
     if fft_shape[1] % 2 == 0:
         column_weight[-1] = 1.0
-    flux_score = float(f_n**2 * f_r**2 * (flux_score_spectrum.sum(axis=0) @ column_weight) / (fft_shape[0] * fft_shape[1]))
+    column_sums = flux_score_spectrum.sum(axis=0, dtype=np.float64)
+    flux_score = float(f_n**2 * f_r**2 * (column_sums @ column_weight) / (fft_shape[0] * fft_shape[1]))
     del flux_score_spectrum, inverse_denominator, p_n2, p_r2, p_n, p_r
 
     sigma_x, sigma_y = astrometric_sigma
     astrometric = sigma_x > 0 or sigma_y > 0
+    # eq. 17: S = k_n N - k_r R (= F_D D (x) flip(P_D)); the image spectra are not needed after.
+    new_hat *= kernel_n_hat
+    reference_hat *= kernel_r_hat
+    del kernel_n_hat, kernel_r_hat
     if astrometric:
-        score_new = irfft(kernel_n_hat * new_hat)
-        score_reference = irfft(kernel_r_hat * reference_hat)
-        score = score_new - score_reference  # eq. 17, = F_D D (x) flip(P_D)
+        score_new = irfft(new_hat)
+        score_reference = irfft(reference_hat)
+        score = score_new - score_reference
     else:
-        score = irfft(kernel_n_hat * new_hat - kernel_r_hat * reference_hat)
+        new_hat -= reference_hat
+        score = irfft(new_hat)
     del new_hat, reference_hat
 
     # eqs. 26-27: variance of S from the variance images (sources included);
     # both convolutions share one inverse transform.
-    kernel_n2_hat = rfft(irfft(kernel_n_hat.copy()) ** 2)
-    kernel_r2_hat = rfft(irfft(kernel_r_hat.copy()) ** 2)
-    del kernel_n_hat, kernel_r_hat
+    kernel_n2_hat = rfft(pad_psf(_centre_crop(kernel_n, fft_shape) ** 2, fft_shape, np.float32))
+    kernel_r2_hat = rfft(pad_psf(_centre_crop(kernel_r, fft_shape) ** 2, fft_shape, np.float32))
     variance_score = np.zeros(fft_shape, dtype=np.float32)
     spectrum = None
     for variance, kernel2_hat in ((variance_n, kernel_n2_hat), (variance_r, kernel_r2_hat)):
         if np.ndim(variance) == 0:
             variance_score += np.float32(float(variance) * float(kernel2_hat[0, 0].real))
         else:
-            term = rfft(_pad_image(variance, pad, fft_shape, "edge")) * kernel2_hat
-            spectrum = term if spectrum is None else spectrum + term
+            term = rfft(_pad_image(variance, pad, fft_shape, "edge"))
+            term *= kernel2_hat
+            if spectrum is None:
+                spectrum = term
+            else:
+                spectrum += term
+    del kernel_n2_hat, kernel_r2_hat
     if spectrum is not None:
         variance_score += irfft(spectrum)
+        del spectrum
     np.maximum(variance_score, 0.0, out=variance_score)
 
-    total_variance = variance_score
+    scale = np.float32(f_n / flux_score)
+    flux_psf = scale * score
+    flux_psf_err = np.sqrt(variance_score)
+    flux_psf_err *= scale
+
+    total_variance = variance_score  # modified in place below: flux_psf_err is taken already
     if astrometric:
         # eqs. 30-33: a registration error moves bright sources; the residual
         # it leaves scales with the gradient of each image's score.
-        total_variance = variance_score.copy()
         for partial_score in (score_new, score_reference):
-            gradient_y, gradient_x = np.gradient(partial_score)
-            total_variance += np.float32(sigma_x**2) * gradient_x**2 + np.float32(sigma_y**2) * gradient_y**2
-        del score_new, score_reference
+            for axis, sigma in ((1, sigma_x), (0, sigma_y)):
+                gradient = np.gradient(partial_score, axis=axis)
+                gradient *= gradient
+                gradient *= np.float32(sigma**2)
+                total_variance += gradient
+        del score_new, score_reference, gradient
 
     tiny = np.finfo(np.float32).tiny
-    score_corr = score / np.sqrt(np.maximum(total_variance, tiny))
-    scale = np.float32(f_n / flux_score)
-    flux_psf = scale * score
-    flux_psf_err = scale * np.sqrt(variance_score)
+    np.maximum(total_variance, tiny, out=total_variance)
+    score_corr = score / np.sqrt(total_variance, out=total_variance)
+    del total_variance, variance_score
 
-    psf_difference = np.fft.fftshift(irfft(psf_difference_hat)).astype(np.float64)
-    centre = (fft_shape[0] // 2, fft_shape[1] // 2)
+    centre = psf_difference.shape[0] // 2
     half = pad // 2
-    psf_difference = psf_difference[centre[0] - half : centre[0] + half + 1, centre[1] - half : centre[1] + half + 1]
+    psf_difference = psf_difference[centre - half : centre + half + 1, centre - half : centre + half + 1]
 
     def crop(image: np.ndarray) -> np.ndarray:
         return np.ascontiguousarray(image[core])
