@@ -44,19 +44,7 @@ def _copy_pair(frame: str, directory: Path) -> None:
     shutil.copyfile(DECAM / f"DEC-OBS18{frame}.mini.fits", directory / "reference.fits")
 
 
-def _planned(output: str) -> tuple[dict[str, int], list[str]]:
-    table = output[output.index("Job stats:"):].splitlines()[3:]
-    counts = {}
-    for line in table:
-        match = re.match(r"^(\w+)\s+(\d+)$", line.strip())
-        if not match:
-            break
-        if match.group(1) != "total":
-            counts[match.group(1)] = int(match.group(2))
-    return counts, sorted(re.findall(r"wildcards: pair=(\S+)", output))
-
-
-def test_release_cycle_on_decam_pairs(tmp_path, repo_root, capsys, monkeypatch):
+def test_release_cycle_on_decam_pairs(tmp_path, repo_root, capsys, monkeypatch, planned_jobs):
     root = tmp_path / "project"
     data = root / "data"
     for pair, frame in (("a", "a"), ("b", "b"), ("c", "c")):
@@ -102,6 +90,7 @@ def test_release_cycle_on_decam_pairs(tmp_path, repo_root, capsys, monkeypatch):
     first = snakemake()
     assert first.returncode == 0, first.stderr[-3000:]
     assert sorted(p.name for p in (root / "results" / "diffim").iterdir()) == ["a", "b", "c"]
+    assert (root / "results" / "logs" / "diffim" / "a.log").is_file()  # logs live with the run's results
     assert "Nothing to be done" in snakemake("-n").stdout
 
     # 2. An in-place edit with its old mtime restored (cp -p, rsync -a) is caught.
@@ -120,9 +109,10 @@ def test_release_cycle_on_decam_pairs(tmp_path, repo_root, capsys, monkeypatch):
     # 3. dr2 plans exactly b and d (a moved unchanged; c withdrawn), and what depends on them.
     planned = snakemake("-n", "--config", "release=releases/dr2.tsv")
     assert planned.returncode == 0, planned.stderr[-3000:]
-    counts, pairs = _planned(planned.stdout + planned.stderr)
+    output = planned.stdout + planned.stderr
+    counts = planned_jobs(output)
     assert counts == {"diffim": 2, "provenance_summary": 1, "provenance_export": 1, "all": 1}, counts
-    assert pairs == ["b", "d"]
+    assert sorted(re.findall(r"wildcards: pair=(\S+)", output)) == ["b", "d"]
     assert "pair(s) c have products" in planned.stderr and "withdrawn" in planned.stderr
 
     # 4. release diff works from the manifests after dr1's replaced file is deleted.

@@ -73,21 +73,9 @@ def test_release_diff_command(releases, capsys, monkeypatch):
     assert main(["release", "verify", "releases/dr2.tsv"]) == 0
 
 
-def _job_counts(output: str) -> dict[str, int]:
-    table = output[output.index("Job stats:"):].splitlines()[3:]
-    counts = {}
-    for line in table:
-        match = re.match(r"^(\w+)\s+(\d+)$", line.strip())
-        if not match:
-            break
-        if match.group(1) != "total":
-            counts[match.group(1)] = int(match.group(2))
-    return counts
-
-
 @pytest.mark.slow
 @pytest.mark.skipif(not SNAKEMAKE.exists(), reason="snakemake is not installed in this environment")
-def test_switching_release_reruns_exactly_the_affected_jobs(releases, repo_root):
+def test_switching_release_reruns_exactly_the_affected_jobs(releases, repo_root, planned_jobs):
     root, dr1, dr2 = releases
     config = {
         "run_name": "releases", "seed": 1, "release": "releases/dr1.tsv",
@@ -108,7 +96,7 @@ def test_switching_release_reruns_exactly_the_affected_jobs(releases, repo_root)
     output = switched.stdout + switched.stderr
     diff = diff_releases(read_release(dr1, base_dir=root), read_release(dr2, base_dir=root))
     expected = {"diffim": len(diff.affected), "provenance_summary": 1, "provenance_export": 1, "all": 1}
-    assert _job_counts(output) == expected
+    assert planned_jobs(output) == expected
     rerun_pairs = sorted(re.findall(r"wildcards: pair=(\S+)", output))
     assert rerun_pairs == diff.affected == ["p2", "p3"]
 

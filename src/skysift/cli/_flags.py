@@ -19,7 +19,10 @@ from typing import Any, NoReturn
 from skysift.errors import ConfigError
 from skysift.options import check_value, default_of, field_kind, option_params
 
-__all__ = ["FLAGS", "OneLineParser", "add_command", "add_flags", "add_option_flags", "options_from_arguments"]
+__all__ = [
+    "FLAGS", "OneLineParser", "add_command", "add_flags", "add_group", "add_option_flags", "options_from_arguments",
+    "run_context",
+]
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -221,6 +224,14 @@ def _labels(items: Sequence[str], where: str) -> dict[str, str]:
             raise ConfigError(f"{where}: expected KEY=VALUE, got {item!r}")
         labels[key.strip()] = value.strip()
     return labels
+
+
+def add_group(
+    commands: argparse._SubParsersAction, name: str, help: str, description: str
+) -> argparse._SubParsersAction:
+    """Add a command that only groups subcommands (``skysift gw ...``); returns their subparsers."""
+    parser = commands.add_parser(name, help=help, description=description)
+    return parser.add_subparsers(dest="subcommand", metavar="SUBCOMMAND", required=True)
 
 
 def run_context(arguments: argparse.Namespace, rule: str, **execution: Any) -> Any:

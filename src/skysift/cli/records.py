@@ -7,7 +7,7 @@ import json
 import sys
 from pathlib import Path
 
-from skysift.cli._flags import add_command, run_context
+from skysift.cli._flags import add_command, add_group, run_context
 from skysift.errors import ConfigError
 from skysift.log import get_logger
 
@@ -171,14 +171,9 @@ def _archive_verify(arguments: argparse.Namespace) -> int:
     return 1
 
 
-def _group(commands: argparse._SubParsersAction, name: str, help: str, description: str) -> argparse._SubParsersAction:
-    parser = commands.add_parser(name, help=help, description=description)
-    return parser.add_subparsers(dest="subcommand", metavar="SUBCOMMAND", required=True)
-
-
 def register(commands: argparse._SubParsersAction) -> None:
     """Add the configuration, provenance, release and archive subcommands."""
-    config = _group(commands, "config", "check a workflow configuration; document its parameters",
+    config = add_group(commands, "config", "check a workflow configuration; document its parameters",
                     "Workflow configuration: validation and the generated parameter tables.")
     add_command(
         config, "validate", _config_validate, flags=("path", "--schema", "--base-dir"),
@@ -194,7 +189,7 @@ def register(commands: argparse._SubParsersAction) -> None:
         description="Print the Markdown parameter table of every stage (from the options dataclasses), or "
         "rewrite the tables between '<!-- options: SECTION -->' markers of the Markdown file given.",
     )
-    provenance = _group(commands, "provenance", "inspect and export provenance",
+    provenance = add_group(commands, "provenance", "inspect and export provenance",
                         "Provenance of products: show one block, summarise a run, export W3C PROV and IVOA.")
     add_command(provenance, "show", _provenance_show, flags=("products",),
                 help="print the provenance block of products (HDF5, FITS or ECSV)",
@@ -211,7 +206,7 @@ def register(commands: argparse._SubParsersAction) -> None:
         help="W3C PROV-JSON/PROV-N and IVOA provenance documents of a run",
         description="Write the run's provenance as W3C PROV (JSON and PROV-N) and IVOA provenance documents.",
     )
-    release = _group(commands, "release", "data releases: what reruns, and checksum verification",
+    release = add_group(commands, "release", "data releases: what reruns, and checksum verification",
                      "Data-release manifests (pairs tables with sha256 of every input).")
     workflow_config = {"config": {"help": "workflow configuration (results_dir, enabled stages, pairs)"}}
     add_command(
@@ -244,7 +239,7 @@ def register(commands: argparse._SubParsersAction) -> None:
         "configuration's pairs (a release withdrew it) to RESULTS/withdrawn/<release>/<pair>/ (the workflow "
         "does the same when a run starts).",
     )
-    archive = _group(commands, "archive", "archive bundles of a run, and their verification",
+    archive = add_group(commands, "archive", "archive bundles of a run, and their verification",
                      "Write an archive bundle of a finished run (products, sha256 manifest, PROV, report), or verify one.")
     add_command(
         archive, "create", _archive_create, flags=("--results", "--bundle", "--report", "--overwrite"),

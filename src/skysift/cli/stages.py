@@ -13,7 +13,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from skysift.cli._flags import add_command, options_from_arguments, run_context
+from skysift.cli._flags import add_command, add_group, options_from_arguments, run_context
 from skysift.context import DaskOptions, RunContext
 from skysift.diffim.options import DiffimOptions
 from skysift.gw.options import GWOptions
@@ -216,14 +216,9 @@ def _gw_evaluate(arguments: argparse.Namespace) -> int:
     return 0
 
 
-def _group(commands: argparse._SubParsersAction, name: str, help: str, description: str) -> argparse._SubParsersAction:
-    parser = commands.add_parser(name, help=help, description=description)
-    return parser.add_subparsers(dest="subcommand", metavar="SUBCOMMAND", required=True)
-
-
 def register(commands: argparse._SubParsersAction) -> None:
     """Add the stage subcommands to the ``skysift`` parser."""
-    simulate = _group(commands, "simulate", "simulated inputs with known truth",
+    simulate = add_group(commands, "simulate", "simulated inputs with known truth",
                       "Simulate inputs whose truth is known, for the demo and for tests.")
     add_command(
         simulate, "pair", _simulate_pair, flags=("--outdir", "--seed"), options=(FieldSpec,), provenance=True,
@@ -247,7 +242,7 @@ def register(commands: argparse._SubParsersAction) -> None:
         description="Cut science, aligned-reference and difference stamps around every candidate of a diffim run "
         "(stamps crossing an edge are padded and masked) and write a cutouts HDF5 product.",
     )
-    realbogus = _group(commands, "realbogus", "real/bogus training sets and scoring of alert packets",
+    realbogus = add_group(commands, "realbogus", "real/bogus training sets and scoring of alert packets",
                        "Real/bogus classification of difference-image candidates (braai-like).")
     add_command(
         realbogus, "simulate", _realbogus_simulate, flags=("--pair", "--out", "--seed"),
@@ -263,7 +258,7 @@ def register(commands: argparse._SubParsersAction) -> None:
         description="Read the science/template/difference stamps of ZTF alert packets, score them, and write a "
         "table with ZTF's rb/drb beside the score (and their rank correlations).",
     )
-    transit = _group(commands, "transit", "transit training sets and scoring of real light curves",
+    transit = add_group(commands, "transit", "transit training sets and scoring of real light curves",
                      "Planetary transits as AstroNet (Shallue & Vanderburg 2018).")
     add_command(
         transit, "simulate", _transit_simulate, flags=("--out", "--seed"), options=(TransitOptions, DaskOptions),
@@ -280,14 +275,14 @@ def register(commands: argparse._SubParsersAction) -> None:
         description="Score real light curves with a trained transit model: one light-curve FITS file with its "
         "ephemeris, a phase-folded curve, or every TCE of a table whose light curves are in a directory.",
     )
-    lens = _group(commands, "lens", "strong-lens training sets", "Strong-lens finding (Petrillo et al.; CMU DeepLens).")
+    lens = add_group(commands, "lens", "strong-lens training sets", "Strong-lens finding (Petrillo et al.; CMU DeepLens).")
     add_command(
         lens, "simulate", _lens_simulate, flags=("--out", "--seed"), options=(LensOptions,), provenance=True,
         help="simulate a lens-finding training set -> HDF5 product",
         description="Simulate SIE + shear lenses of Sersic sources around simulated or real galaxies, with survey "
         "PSF and noise, plus negatives, with the batched PyTorch simulator (CPU or GPU).",
     )
-    gw = _group(commands, "gw", "gravitational-wave training sets, MLGWSC-1 data, searches and evaluation",
+    gw = add_group(commands, "gw", "gravitational-wave training sets, MLGWSC-1 data, searches and evaluation",
                 "Compact-binary detection on H1/L1 strain (needs skysift[gw] for waveforms).")
     add_command(
         gw, "simulate", _gw_simulate, flags=("--out", "--seed"), options=(GWOptions, DaskOptions), provenance=True,

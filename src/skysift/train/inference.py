@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
 
 import numpy as np
-import torch
 from astropy.table import Table
 
 from skysift.context import RunContext, resolve_context
