@@ -14,7 +14,6 @@ import sys
 from collections.abc import Iterable, Iterator
 from typing import TypeVar
 
-from tqdm import tqdm
 
 __all__ = ["get_logger", "progress", "setup_logging"]
 
@@ -76,5 +75,12 @@ def progress(iterable: Iterable[T], *, desc: str, total: int | None = None, unit
         Name of one item.
     """
     return iter(
-        tqdm(iterable, desc=desc, total=total, unit=unit, disable=_progress_disabled(), file=sys.stderr)
+        _tqdm()(iterable, desc=desc, total=total, unit=unit, disable=_progress_disabled(), file=sys.stderr)
     )
+
+
+def _tqdm():
+    """tqdm, imported on first use (it costs a short command like ``skysift --help`` about 0.1 s)."""
+    from tqdm import tqdm
+
+    return tqdm
