@@ -39,7 +39,7 @@ import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 
 from skysift.errors import ProductError
-from skysift.io import atomic_output, save_figure
+from skysift.io import atomic_output, open_product, save_figure
 from skysift.log import get_logger, progress
 from skysift.metrics import binary_metrics
 from skysift.provenance import Provenance, sha256_file
@@ -432,6 +432,8 @@ def _finish(
         "sample_shapes": {k: list(v) for k, v in dataset.sample_shapes.items()},
         "n_parameters": int(sum(p.numel() for p in model.parameters())),
         "data_products": {str(product_path): product_sha256},
+        # Which survey's data the model is for (a product without ``meta.survey`` says nothing).
+        "survey": _product_survey(product_path),
         "split": {
             "seed": config.seed, "val_fraction": config.val_fraction, "test_fraction": config.test_fraction,
             "group": task.split_group if task.split_group in dataset.table.colnames else None,
@@ -450,6 +452,11 @@ def _finish(
         temporary.write_text(json.dumps(card, indent=2, sort_keys=True, default=float))
     log.info("test metrics: %s", ", ".join(f"{k} {v:.4f}" for k, v in test_metrics.items()))
     return card
+
+
+def _product_survey(product_path: Path) -> str:
+    with open_product(product_path) as product:
+        return str(product.attrs.get("survey", "unspecified"))
 
 
 def load_model(model_dir: str | os.PathLike[str], device: str | torch.device = "cpu") -> tuple[torch.nn.Module, dict[str, Any]]:
