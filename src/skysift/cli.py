@@ -330,6 +330,30 @@ def _cmd_realbogus_simulate(arguments: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_realbogus_survey_set(arguments: argparse.Namespace) -> int:
+    from skysift.realbogus.stamps import StampSettings, make_survey_training_set
+
+    settings = StampSettings(real_fraction=arguments.real_fraction, real_background_fraction=arguments.real_background_fraction,
+                             snr_range=(arguments.snr_min, arguments.snr_max))
+    make_survey_training_set(arguments.out, survey=arguments.survey, n_samples=arguments.n_samples, seed=arguments.seed,
+                             settings=settings, real_backgrounds=arguments.real_backgrounds,
+                             exclude_objects=arguments.exclude_objects, rule=arguments.rule or "realbogus_training_set",
+                             config_digest=arguments.config_hash)
+    return 0
+
+
+def _cmd_realbogus_evaluate(arguments: argparse.Namespace) -> int:
+    from skysift.realbogus.evaluate import evaluate_alerts
+
+    summary = evaluate_alerts(arguments.model, arguments.alerts, arguments.out, arguments.summary, arguments.figure,
+                              training_set=arguments.training_set, rule=arguments.rule or "evaluate_ztf_alerts",
+                              config_digest=arguments.config_hash)
+    print(f"AUC vs rb>=0.5: {summary['auc_rb']:.3f} (n={summary['n']}); ZTF-real scored real: "
+          f"{summary['fraction_real_of_ztf_real']:.3f} (n={summary['n_ztf_real']}); "
+          f"{summary['n_left_out_as_training_backgrounds']} left out as training backgrounds")
+    return 0
+
+
 def _cmd_realbogus_score(arguments: argparse.Namespace) -> int:
     from skysift.io import read_table
     from skysift.realbogus.ztf import run_score_alerts
@@ -664,6 +688,36 @@ def build_parser() -> argparse.ArgumentParser:
     add_dataclass_arguments(rb_sim, DiffimOptions, "differencing options (skysift.diffim.options.DiffimOptions)")
     _add_provenance_arguments(rb_sim)
     rb_sim.set_defaults(handler=_cmd_realbogus_simulate)
+    rb_survey = realbogus_commands.add_parser(
+        "survey-set", help="survey-like alert triplets (ZTF preset), simulated or on real alert stamps -> HDF5 product",
+        description="Training set in a survey's own alert-stamp terms (skysift.realbogus.stamps): point sources "
+                    "and artefact families (dipoles, PSF-mismatch, spikes, ghosts, cosmic rays, hot pixels, bad "
+                    "columns, edges) on simulated survey backgrounds or on real alert stamps.")
+    rb_survey.add_argument("--out", required=True, type=Path)
+    rb_survey.add_argument("--seed", required=True, type=int)
+    rb_survey.add_argument("--survey", default="ztf", help="survey preset (skysift.realbogus.survey)")
+    rb_survey.add_argument("--n-samples", type=int, default=6000)
+    rb_survey.add_argument("--snr-min", type=float, default=5.0)
+    rb_survey.add_argument("--snr-max", type=float, default=300.0)
+    rb_survey.add_argument("--real-fraction", type=float, default=0.5)
+    rb_survey.add_argument("--real-backgrounds", nargs="*", type=Path, default=[], metavar="DIR",
+                           help="alert-packet directories whose stamps serve as backgrounds")
+    rb_survey.add_argument("--real-background-fraction", type=float, default=0.5)
+    rb_survey.add_argument("--exclude-objects", nargs="*", default=[], metavar="OBJECTID",
+                           help="objectIds never used as backgrounds (an evaluation fold)")
+    _add_provenance_arguments(rb_survey)
+    rb_survey.set_defaults(handler=_cmd_realbogus_survey_set)
+    rb_eval = realbogus_commands.add_parser(
+        "evaluate", help="agreement with ZTF's rb/drb on real alert packets: table, JSON summary, figure")
+    rb_eval.add_argument("--model", required=True, type=Path, help="trained realbogus model directory")
+    rb_eval.add_argument("--alerts", required=True, nargs="+", type=Path, help="directories of .avro alert packets")
+    rb_eval.add_argument("--training-set", type=Path, default=None,
+                         help="the model's training product: alerts it used as backgrounds are left out")
+    rb_eval.add_argument("--out", required=True, type=Path, help="output ECSV table")
+    rb_eval.add_argument("--summary", required=True, type=Path, help="output JSON summary")
+    rb_eval.add_argument("--figure", type=Path, default=None, help="output PNG figure")
+    _add_provenance_arguments(rb_eval)
+    rb_eval.set_defaults(handler=_cmd_realbogus_evaluate)
     rb_score = realbogus_commands.add_parser(
         "score",
         help="score ZTF Avro alert packets; our score beside ZTF's rb and drb",

@@ -81,7 +81,7 @@ def simulated_pair_ids():
 
 def realbogus_training_pair_ids():
     """Simulated pairs without transients that host the real/bogus injections (rb00, ...)."""
-    if not config["realbogus"]["enabled"]:
+    if not config["realbogus"]["enabled"] or config["realbogus"]["survey"] != "simulated":
         return []
     return [f"rb{index:02d}" for index in range(config["realbogus"]["n_training_pairs"])]
 
@@ -185,6 +185,8 @@ def realbogus_products():
     products += expand(f"{RESULTS}/realbogus/candidates/{{pair}}.ecsv", pair=pair_ids())
     if config["realbogus"]["ztf_alerts"]:
         products.append(f"{RESULTS}/realbogus/ztf_scores.ecsv")
+    if config["realbogus"]["evaluation_alerts"]:
+        products.append(f"{RESULTS}/realbogus/alerts_evaluation.png")
     return products
 
 

@@ -87,7 +87,7 @@ FAMILIES = REAL_FAMILIES + BOGUS_FAMILIES
 #: Default relative weights of the bogus families (normalised over those chosen).
 DEFAULT_BOGUS_WEIGHTS: dict[str, float] = {
     "dipole": 1.5, "psf-mismatch": 1.5, "spike": 0.7, "ghost": 0.5, "cosmic-ray": 1.2,
-    "hot-pixel": 0.8, "bad-column": 0.6, "edge": 0.7, "noise": 0.5,
+    "hot-pixel": 0.8, "bad-column": 0.6, "edge": 0.7, "noise": 0.3,
 }
 #: Sub-pixel oversampling of the rendered PSFs (the ZTF core is only ~2 px wide).
 OVERSAMPLE = 3
@@ -352,8 +352,10 @@ def _dipole(rng: np.random.Generator, context: StampContext, settings: StampSett
 
 def _psf_mismatch(rng: np.random.Generator, context: StampContext, settings: StampSettings) -> Layers:
     # The matched reference has the wrong width (kernel error) and a photometric scale error.
-    width_error = rng.choice([-1.0, 1.0]) * rng.uniform(0.04, 0.3)
-    scale_error = rng.normal(0.0, 0.05)
+    # Mostly a width error: a pure scale error leaves a PSF-shaped residual, which
+    # is a variable star to any classifier (and to the survey's).
+    width_error = rng.choice([-1.0, 1.0]) * rng.uniform(0.1, 0.35)
+    scale_error = rng.normal(0.0, 0.01)
     science = context.psf()
     matched = (1.0 + scale_error) * context.psf(context.science_fwhm * (1.0 + width_error))
     residual = science - matched
@@ -712,8 +714,22 @@ def _add_photon_noise(layer: np.ndarray, gain: float, rng: np.random.Generator) 
     return layer + rng.normal(size=layer.shape) * np.sqrt(np.clip(layer, 0, None) / gain)
 
 
+def _truncation_probabilities(preset: SurveyPreset, settings: StampSettings) -> tuple[float, float]:
+    """Probability that a (bogus, real) sample of a non-edge family is cut at a CCD edge.
+
+    Edge bogus are always truncated; real samples are truncated more often so
+    that both classes are truncated at the same overall rate and padding says
+    nothing about the label.
+    """
+    weights = {f: w for f, w in settings.bogus_weights.items() if w > 0}
+    edge_share = weights.get("edge", 0.0) / sum(weights.values())
+    bogus = preset.edge_fraction
+    return bogus, edge_share + (1.0 - edge_share) * bogus
+
+
 def _one_sample(
-    rng: np.random.Generator, family: str, background: Background, preset: SurveyPreset, settings: StampSettings
+    rng: np.random.Generator, family: str, background: Background, preset: SurveyPreset, settings: StampSettings,
+    truncation_probability: tuple[float, float] = (0.0, 0.0),
 ) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
     size = preset.stamp_size
     centre = (size - 1) / 2.0
@@ -734,7 +750,7 @@ def _one_sample(
         background.difference + layers.difference + photon_noise,
     ])
     truncation = layers.truncate
-    if truncation is None and rng.uniform() < preset.edge_fraction:
+    if truncation is None and rng.uniform() < truncation_probability[int(family in REAL_FAMILIES)]:
         side = str(rng.choice(["left", "right", "bottom", "top"]))
         distance = int(rng.integers(1, size // 2))
         kept = size // 2 - distance if side in ("left", "bottom") else size // 2 + distance
@@ -802,9 +818,10 @@ def simulate_triplets(
     cutouts = np.empty((n_samples, 3, preset.stamp_size, preset.stamp_size), np.float32)
     masks = np.zeros((n_samples, preset.stamp_size, preset.stamp_size), bool)
     rows = []
+    truncation_probability = _truncation_probabilities(preset, settings)
     for index, (family, real) in enumerate(zip(families, use_real, strict=True)):
         background = backgrounds.draw(rng) if real else simulated_background(rng, preset, settings)
-        cutouts[index], masks[index], row = _one_sample(rng, str(family), background, preset, settings)
+        cutouts[index], masks[index], row = _one_sample(rng, str(family), background, preset, settings, truncation_probability)
         rows.append(row)
     names = sorted({name for row in rows for name in row})
     table = Table()
