@@ -169,8 +169,9 @@ class StampContext:
     gain: float
 
     def psf(self, fwhm: float | None = None, dx: float = 0.0, dy: float = 0.0) -> np.ndarray:
-        """Unit-sum Moffat PSF at the candidate plus ``(dx, dy)``."""
-        return moffat_psf(self.size, self.x + dx, self.y + dy, self.science_fwhm if fwhm is None else fwhm, self.beta)
+        """Unit-flux Moffat PSF at the candidate plus ``(dx, dy)``, computed within 8 FWHM of it."""
+        fwhm = self.science_fwhm if fwhm is None else fwhm
+        return moffat_psf(self.size, self.x + dx, self.y + dy, fwhm, self.beta, box=int(8 * fwhm) + 3)
 
     def flux_for_snr(self, snr: float) -> float:
         """Flux (DN) of a point source with PSF-photometry S/N ``snr`` in the difference (background-limited)."""
@@ -279,7 +280,7 @@ def sersic_galaxy(
 
 def _centred_psf(context: StampContext, fwhm: float) -> np.ndarray:
     centre = (context.size - 1) / 2.0
-    return moffat_psf(context.size, centre, centre, fwhm, context.beta)
+    return moffat_psf(context.size, centre, centre, fwhm, context.beta, box=int(8 * fwhm) + 3)
 
 
 def _log_uniform(rng: np.random.Generator, low: float, high: float) -> float:
@@ -558,18 +559,19 @@ def simulated_background(rng: np.random.Generator, preset: SurveyPreset, setting
     matched_static = np.zeros((size, size))
     width_error, scale_error = rng.normal(0.0, 0.03), rng.normal(0.0, 0.02)
     n_stars = rng.poisson(_log_uniform(rng, *settings.star_density_range))
-    unit = float(sigma_science / np.sqrt(np.sum(moffat_psf(size, size // 2, size // 2, fwhm, beta) ** 2)))
+    centre_psf = moffat_psf(size, size // 2, size // 2, fwhm, beta, box=int(8 * fwhm) + 3)
+    centre_reference_psf = moffat_psf(size, size // 2, size // 2, reference_fwhm, beta, box=int(8 * reference_fwhm) + 3)
+    unit = float(sigma_science / np.sqrt(np.sum(centre_psf**2)))  # flux of a S/N-1 star
     star_x, star_y = rng.uniform(-3, size + 2, size=(2, n_stars))
     star_flux = unit * 3.0 / rng.uniform(0.0005, 1.0, size=n_stars)  # S/N from 3 up, dN/dS ~ S^-2
     bright = star_flux > 300 * unit  # whose wings matter over the whole stamp
-    for selection, box in ((~bright, int(5 * fwhm) + 2), (bright, size)):
+    # Faint stars: 3 FWHM hold all but ~0.1% of the peak; bright ones get the whole stamp.
+    for selection, box in ((~bright, int(3 * fwhm) + 2), (bright, size)):
         if selection.any():
             where = (size, star_x[selection], star_y[selection], star_flux[selection])
             science_static += render_stars(*where, fwhm, beta, box)
             reference_static += render_stars(*where, reference_fwhm, beta, box)
             matched_static += (1.0 + scale_error) * render_stars(*where, fwhm * (1.0 + width_error), beta, box)
-    centre_psf = moffat_psf(size, size // 2, size // 2, fwhm, beta)
-    centre_reference_psf = moffat_psf(size, size // 2, size // 2, reference_fwhm, beta)
     for _ in range(rng.poisson(1.5)):
         x, y = rng.uniform(0, size, size=2)
         shape = (_log_uniform(rng, 1.0, 6.0), float(rng.choice([1.0, 4.0])), rng.uniform(0.3, 1.0), rng.uniform(0, np.pi))
