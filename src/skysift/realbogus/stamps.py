@@ -437,16 +437,16 @@ def _cosmic_ray(rng: np.random.Generator, context: StampContext, settings: Stamp
 
 def _hot_pixel(rng: np.random.Generator, context: StampContext, settings: StampSettings) -> Layers:
     image = np.zeros((context.size, context.size))
-    c = int(np.ceil(context.x - 0.5)), int(np.ceil(context.y - 0.5))
+    row, column = int(np.ceil(context.y - 0.5)), int(np.ceil(context.x - 0.5))
     n = int(rng.choice([1, 2, 4], p=[0.6, 0.25, 0.15]))
-    rows, columns = [c[1]], [c[0]]
-    if n >= 2:
-        rows.append(c[1] + int(rng.choice([-1, 1])) if n == 2 else c[1] + 1)
-        columns.append(c[0] if n == 2 else c[0])
-    if n == 4:
-        rows += [c[1], c[1] + 1]
-        columns += [c[0] + 1, c[0] + 1]
-    image[np.clip(rows, 0, context.size - 1), np.clip(columns, 0, context.size - 1)] = 1.0
+    if n == 1:
+        offsets = [(0, 0)]
+    elif n == 2:
+        offsets = [(0, 0), (int(rng.choice([-1, 1])), 0)]  # a pair in one column
+    else:
+        offsets = [(0, 0), (1, 0), (0, 1), (1, 1)]  # a 2x2 block
+    for dy, dx in offsets:
+        image[np.clip(row + dy, 0, context.size - 1), np.clip(column + dx, 0, context.size - 1)] = 1.0
     peak = _log_uniform(rng, max(settings.detection_snr, 5.0), 2000.0) * context.sigma_science
     image *= peak
     # A warm pixel is also in the reference when its frames were taken on the same CCD; mostly subtracted badly.
