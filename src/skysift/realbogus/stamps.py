@@ -64,6 +64,7 @@ from skysift.realbogus.survey import SurveyPreset, get_survey
 
 __all__ = [
     "BOGUS_FAMILIES",
+    "Background",
     "FAMILIES",
     "REAL_FAMILIES",
     "Layers",
@@ -73,6 +74,7 @@ __all__ = [
     "fill_padding",
     "make_survey_training_set",
     "moffat_psf",
+    "render_stars",
     "sersic_galaxy",
     "simulate_triplets",
     "simulated_background",
