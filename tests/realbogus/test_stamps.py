@@ -162,9 +162,13 @@ def test_product_round_trip_says_which_survey(tmp_path):
     assert {"label", "kind", "sky_cell", "background"} <= set(product.table.colnames)
 
 
-def test_missing_background_directory_is_a_one_line_input_error(tmp_path):
+def test_missing_or_empty_background_directory_is_a_one_line_input_error(tmp_path):
     with pytest.raises(InputDataError, match="nowhere"):
         RealBackgrounds([tmp_path / "nowhere"], ZTF)
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "empty" / "broken.avro").write_bytes(b"not avro")
+    with pytest.raises(InputDataError, match=r"empty: no usable alert packet"):
+        RealBackgrounds([tmp_path / "empty"], ZTF)
 
 
 @pytest.mark.realdata
