@@ -422,7 +422,10 @@ def _finish(
     history = [{k: float(v) for k, v in row.items()} for row in state["history"]]
     _atomic_torch_save({k: v.detach().cpu() for k, v in model.state_dict().items()}, outdir / MODEL_NAME)
     _write_history(history, outdir / "metrics.csv")
-    save_figure(_plot_training_curve(history, f"{task.name}: training curve"), outdir / "training_curve.png")
+    survey = _product_survey(product_path)
+    # The report's training curve says which survey's data the model is for, when the product says.
+    suffix = f" (for {survey})" if survey != "unspecified" else ""
+    save_figure(_plot_training_curve(history, f"{task.name}: training curve{suffix}"), outdir / "training_curve.png")
     provenance = Provenance.collect(rule=rule, inputs=[product_path], config_digest=config_digest, seed=config.seed)
     card = {
         "task": task.name,
@@ -433,7 +436,7 @@ def _finish(
         "n_parameters": int(sum(p.numel() for p in model.parameters())),
         "data_products": {str(product_path): product_sha256},
         # Which survey's data the model is for (a product without ``meta.survey`` says nothing).
-        "survey": _product_survey(product_path),
+        "survey": survey,
         "split": {
             "seed": config.seed, "val_fraction": config.val_fraction, "test_fraction": config.test_fraction,
             "group": task.split_group if task.split_group in dataset.table.colnames else None,
