@@ -93,12 +93,16 @@ def provenance_flags(rule_name, *sections):
 
 
 def cli_flags(options):
-    """Turn a mapping of parameters into `--key-name value` flags (None: leave the default)."""
-    return " ".join(
-        f"--{key.replace('_', '-')} {str(value).lower() if isinstance(value, bool) else value}"
-        for key, value in options.items()
-        if value is not None
-    )
+    """Turn a mapping of parameters into `--key-name value` flags (None: leave the default; a list: its values)."""
+
+    def text(value):
+        if isinstance(value, bool):
+            return str(value).lower()
+        if isinstance(value, (list, tuple)):
+            return " ".join(shlex.quote(str(item)) for item in value)
+        return shlex.quote(str(value))
+
+    return " ".join(f"--{key.replace('_', '-')} {text(value)}".rstrip() for key, value in options.items() if value is not None)
 
 
 OPTIONS = options_sections(SCHEMA_PATH)
@@ -132,7 +136,7 @@ def simulated_pair_ids():
 
 def realbogus_training_pair_ids():
     """Simulated pairs without transients that host the real/bogus injections (rb00, ...)."""
-    if not config["realbogus"]["enabled"]:
+    if not config["realbogus"]["enabled"] or config["realbogus"]["survey"] != "simulated":
         return []
     return [f"rb{index:02d}" for index in range(config["realbogus"]["n_training_pairs"])]
 
@@ -295,6 +299,8 @@ def realbogus_products():
     products += expand(f"{RESULTS}/realbogus/candidates/{{pair}}.ecsv", pair=pair_ids())
     if config["realbogus"]["ztf_alerts"]:
         products.append(f"{RESULTS}/realbogus/ztf_scores.ecsv")
+    if config["realbogus"]["evaluation_alerts"]:
+        products.append(f"{RESULTS}/realbogus/alerts_evaluation.png")
     return products
 
 

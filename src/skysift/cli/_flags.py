@@ -93,6 +93,8 @@ FLAGS: dict[str, dict[str, Any]] = {
     "--pair": {"nargs": 2, "action": "append", "required": True, "metavar": ("SCIENCE", "REFERENCE"),
                "help": "a science/reference FITS pair without transients (repeat for more pairs)"},
     "--alerts": {"required": True, "type": Path, "help": "directory of ZTF .avro alert packets"},
+    "--exclude-objects": {"nargs": "*", "default": [], "metavar": "OBJECTID",
+                          "help": "objectIds never used as backgrounds (the alerts of an evaluation fold)"},
     # transit scoring
     "--lightcurve": {"type": Path, "default": None, "help": "Kepler or TESS light-curve FITS"},
     "--period": {"type": _finite_float, "default": None, "help": "period (days)"},
@@ -181,8 +183,12 @@ def add_option_flags(
         unit = f"{spec.unit}; " if spec.unit else ""
         metavar = "BOOL" if kind is bool else ("{" + ",".join(spec.choices) + "}" if spec.choices else None)
         default = argparse.SUPPRESS if suppress_defaults else default_of(item)
+        described = f"{spec.description} ({unit}default {default_of(item)}{'; none for automatic' if optional else ''})"
+        if kind in (list, tuple):  # a list of strings: the flag takes its values in a row
+            group.add_argument(flag, nargs="*", default=default, metavar="VALUE", help=described)
+            continue
         group.add_argument(flag, type=_option_parser(cls, item.name, flag), default=default, metavar=metavar,
-                           help=f"{spec.description} ({unit}default {default_of(item)}{'; none for automatic' if optional else ''})")
+                           help=described)
 
 
 def options_from_arguments(cls: type, arguments: argparse.Namespace, **fixed: Any) -> Any:

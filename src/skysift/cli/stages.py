@@ -89,6 +89,38 @@ def _realbogus_simulate(arguments: argparse.Namespace) -> int:
     return 0
 
 
+def _realbogus_survey_set(arguments: argparse.Namespace) -> int:
+    from skysift.errors import ConfigError
+    from skysift.realbogus.stamps import StampSettings, make_survey_training_set
+
+    options = options_from_arguments(RealbogusOptions, arguments)
+    if options.survey == "simulated":
+        raise ConfigError("--survey: survey-set needs a survey preset (ztf); 'simulated' is `realbogus simulate`")
+    settings = StampSettings(real_fraction=options.real_fraction, real_background_fraction=options.real_background_fraction,
+                             snr_range=(options.snr_min, options.survey_snr_max))
+    make_survey_training_set(
+        arguments.out, survey=options.survey, n_samples=options.n_survey_samples, seed=arguments.seed,
+        settings=settings, real_backgrounds=options.real_backgrounds, exclude_objects=arguments.exclude_objects,
+        context=run_context(arguments, "realbogus_training_set", options=(options,)),
+    )
+    return 0
+
+
+def _realbogus_evaluate(arguments: argparse.Namespace) -> int:
+    from skysift.realbogus.evaluate import evaluate_alerts
+
+    outdir = Path(arguments.outdir)
+    summary = evaluate_alerts(
+        arguments.model, arguments.alerts, outdir / "alerts_evaluation.ecsv", outdir / "alerts_evaluation.json",
+        outdir / "alerts_evaluation.png", training_set=arguments.product,
+        context=run_context(arguments, "evaluate_ztf_alerts"),
+    )
+    print(f"AUC vs rb>=0.5: {summary['auc_rb']:.3f} (n={summary['n']}); ZTF-real scored real: "
+          f"{summary['fraction_real_of_ztf_real']:.3f} (n={summary['n_ztf_real']}); "
+          f"{summary['n_left_out_as_training_backgrounds']} left out as training backgrounds")
+    return 0
+
+
 def _realbogus_score(arguments: argparse.Namespace) -> int:
     from skysift.io import read_table
     from skysift.realbogus.ztf import run_score_alerts
@@ -250,6 +282,27 @@ def register(commands: argparse._SubParsersAction) -> None:
         help="inject point sources into FITS pairs, difference them and cut labelled triplets",
         description="Inject PSF-shaped point sources (real) and cosmic rays (bogus) into science images, run the "
         "ZOGY differencing, and cut labelled triplets at the candidates into a realbogus-training-set product.",
+    )
+    add_command(
+        realbogus, "survey-set", _realbogus_survey_set, flags=("--out", "--seed", "--exclude-objects"),
+        options=(RealbogusOptions,),
+        only={RealbogusOptions: ("survey", "n_survey_samples", "snr_min", "survey_snr_max", "real_fraction",
+                                 "real_backgrounds", "real_background_fraction")},
+        provenance=True, overrides={"out": {"help": "output HDF5 product"}},
+        help="survey-like alert triplets (ZTF preset), simulated or on real alert stamps -> HDF5 product",
+        description="Training set in a survey's own alert-stamp terms (skysift.realbogus.stamps): point sources and "
+        "artefact families (dipoles, PSF-mismatch, spikes, ghosts, cosmic rays, hot pixels, bad columns, edges) "
+        "on simulated survey backgrounds or on real alert stamps.",
+    )
+    add_command(
+        realbogus, "evaluate", _realbogus_evaluate, flags=("--model", "--alerts", "--product", "--outdir"),
+        provenance=True,
+        overrides={"alerts": {"action": "append", "help": "a directory of .avro alert packets (repeat for more)"},
+                   "product": {"required": False, "default": None,
+                               "help": "the model's training product: alerts it used as backgrounds are left out"}},
+        help="agreement with ZTF's rb/drb on real alert packets: table, JSON summary, figure",
+        description="Score real alert packets and compare with ZTF's rb/drb: OUTDIR/alerts_evaluation.ecsv, .json "
+        "and .png (ROC against rb >= 0.5, score against rb). Alerts whose stamps were training backgrounds are left out.",
     )
     add_command(
         realbogus, "score", _realbogus_score, flags=("--model", "--alerts", "--out"), provenance=True,

@@ -685,7 +685,8 @@ def make_realbogus_training_set(
     priors = {k: v for k, v in injection_priors((1024, 1024), snr_range=snr_range, flux_range=flux_range).items() if k not in ("x", "y")}
     priors.update({f"cosmic_ray_{k}": v for k, v in cosmic_ray_priors((1024, 1024), snr_range=settings.cosmic_ray_snr_range).items() if k not in ("x", "y")})
     attrs: dict[str, Any] = {
-        "channels": ",".join(CHANNELS), "cutout_size": cutout_size, "normalised": False, "kinds": ",".join(KINDS),
+        # skysift's own simulated images (skysift.simulate), not a survey preset's.
+        "survey": "simulated", "channels": ",".join(CHANNELS), "cutout_size": cutout_size, "normalised": False, "kinds": ",".join(KINDS),
         "n_pairs": len(pairs), "n_repeats": n_repeats,
         **{f"prior.{name}": text for name, text in describe(priors).items()},
         **{f"settings.{k}": str(v) for k, v in dataclasses.asdict(settings).items() if k != "diffim"},

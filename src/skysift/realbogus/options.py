@@ -37,6 +37,27 @@ class RealbogusOptions(StageOptions):
         "Keep only injections and cosmic rays that the subtraction detected, cut at the candidate "
         "(the classifier only sees candidates).",
     )
+    survey: str = param(
+        "simulated",
+        "'simulated' trains on injections into skysift's simulated pairs (rb00...); a survey preset ('ztf') trains "
+        "on that survey's alert-like stamps (skysift realbogus survey-set).",
+        choices=("simulated", "ztf"),
+    )
+    n_survey_samples: int = param(6000, "Triplets of the survey training set (survey presets only).", minimum=100)
+    survey_snr_max: float = param(
+        300.0, "Highest S/N of real candidates in the survey training set (the lowest is snr_min).", exclusive_minimum=0
+    )
+    real_backgrounds: list[str] = param(
+        [], "Alert-packet directories whose real science/template/difference stamps host the injections (survey "
+        "presets only; empty for simulated backgrounds alone).",
+    )
+    real_background_fraction: float = param(
+        0.5, "Fraction of survey training triplets on real backgrounds when real_backgrounds is set.", minimum=0, maximum=1
+    )
+    evaluation_alerts: list[str] = param(
+        [], "Alert-packet directories to measure the model against ZTF's rb/drb (alerts used as training backgrounds "
+        "are left out).", cli=False,
+    )
     ztf_alerts: str | None = param(
         None, "Directory of ZTF Avro alert packets to score with the trained model (null for none).",
         path="existing-dir", cli=False,

@@ -257,7 +257,8 @@ def score_alerts(model: Any, directory: str | os.PathLike[str], *, batch_size: i
         for start in range(0, len(usable), batch_size):
             index = usable[start : start + batch_size]
             logits = model(torch.from_numpy(np.ascontiguousarray(cutouts[index])))
-            scores[index] = torch.sigmoid(logits).double().numpy()
+            # float64: a float32 sigmoid rounds every logit above ~17 to exactly 1 and ties them.
+            scores[index] = torch.sigmoid(logits.double()).numpy()
     table["score"] = scores
     for name in ("drb", "rb"):
         rho, n = spearman_with(scores, table[name]) if len(table) else (float("nan"), 0)

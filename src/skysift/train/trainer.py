@@ -40,7 +40,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from skysift.context import RunContext, resolve_context
 from skysift.errors import InputDataError, ProductError
-from skysift.io import atomic_output, save_figure
+from skysift.io import atomic_output, open_product, save_figure
 from skysift.log import get_logger, progress
 from skysift.metrics import binary_metrics
 from skysift.provenance import sha256_file
@@ -421,7 +421,10 @@ def _finish(
     history = [{k: float(v) for k, v in row.items()} for row in state["history"]]
     _atomic_torch_save({k: v.detach().cpu() for k, v in model.state_dict().items()}, outdir / MODEL_NAME)
     _write_history(history, outdir / "metrics.csv")
-    save_figure(_plot_training_curve(history, f"{task.name}: training curve"), outdir / "training_curve.png")
+    survey = _product_survey(product_path)
+    # The report's training curve says which survey's data the model is for, when the product says.
+    suffix = f" (for {survey})" if survey != "unspecified" else ""
+    save_figure(_plot_training_curve(history, f"{task.name}: training curve{suffix}"), outdir / "training_curve.png")
     provenance = run.provenance(inputs=[product_path], seed=config.seed)
     card = {
         "task": task.name,
@@ -431,6 +434,8 @@ def _finish(
         "sample_shapes": {k: list(v) for k, v in dataset.sample_shapes.items()},
         "n_parameters": int(sum(p.numel() for p in model.parameters())),
         "data_products": {str(product_path): product_sha256},
+        # Which survey's data the model is for (a product without ``meta.survey`` says nothing).
+        "survey": survey,
         "split": {
             "seed": config.seed, "val_fraction": config.val_fraction, "test_fraction": config.test_fraction,
             "group": task.split_group if task.split_group in dataset.table.colnames else None,
@@ -449,6 +454,11 @@ def _finish(
         temporary.write_text(json.dumps(card, indent=2, sort_keys=True, default=float))
     log.info("test metrics: %s", ", ".join(f"{k} {v:.4f}" for k, v in test_metrics.items()))
     return card
+
+
+def _product_survey(product_path: Path) -> str:
+    with open_product(product_path) as product:
+        return str(product.attrs.get("survey", "unspecified"))
 
 
 def load_model(
