@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import functools
 import importlib
 import math
 import types
@@ -115,9 +116,15 @@ def option_params(cls: type) -> list[tuple[dataclasses.Field[Any], Param]]:
     return declared
 
 
+@functools.lru_cache(maxsize=None)
+def _type_hints(cls: type) -> dict[str, Any]:
+    # Resolving string annotations is slow (~1 ms a call); the CLI asks for every field of every class.
+    return typing.get_type_hints(cls)
+
+
 def field_kind(cls: type, name: str) -> tuple[type, bool]:
     """The base type of a field and whether it may be None (``int | None`` -> ``(int, True)``)."""
-    hint = typing.get_type_hints(cls)[name]
+    hint = _type_hints(cls)[name]
     arguments = typing.get_args(hint)
     origin = typing.get_origin(hint)
     if origin in (typing.Union, types.UnionType):
