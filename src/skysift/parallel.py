@@ -122,7 +122,9 @@ def get_client(
             threads_per_worker=threads_per_worker,
             memory_limit=memory_limit,
             processes=True,
-            dashboard_address=None,
+            # ":0" is any free port: None means 8787, which a second cluster on the machine
+            # (two jobs of one workflow) finds taken, with a warning.
+            dashboard_address=":0",
         )
         log.info("Dask local cluster: %d worker processes", len(client.cluster.workers))
         return client
@@ -145,7 +147,7 @@ def get_client(
             job_extra_directives=list(job_extra_directives),
             log_directory=log_directory,
             python=sys.executable,
-            scheduler_options={"dashboard_address": None},
+            scheduler_options={"dashboard_address": ":0"},
         )
         slurm.scale(jobs=n_jobs)
         client = Client(slurm)

@@ -155,7 +155,7 @@ def test_product_round_trip_with_parameters(training_set):
 
 def test_same_seed_same_product_on_a_dask_client(pairs, training_set, tmp_path):
     distributed = pytest.importorskip("distributed")
-    with distributed.Client(n_workers=1, threads_per_worker=2, processes=False, dashboard_address=None) as client:
+    with distributed.Client(n_workers=1, threads_per_worker=2, processes=False, dashboard_address=":0") as client:
         path = make_realbogus_training_set(
             pairs, tmp_path / "again.h5", n_injections_per_image=20, n_cosmic_rays_per_image=8,
             snr_range=(8.0, 60.0), cutout_size=31, seed=3, context=RunContext(rule="test", config_digest="abc", client=client),
