@@ -36,7 +36,6 @@ __all__ = [
     "ReleaseDiff",
     "affected_outputs",
     "check_inputs",
-    "check_release_files",
     "configured_pair_ids",
     "create_release",
     "diff_releases",
@@ -394,13 +393,6 @@ def create_release(
             pairs[row["pair_id"]] = {column: os.path.relpath(row[column], base) if row[column] else None
                                      for column in _INPUT_COLUMNS}
     return write_release(pairs, out_path, base_dir=base_dir)
-
-
-def check_release_files(path: str | os.PathLike[str], *, base_dir: str | os.PathLike[str] = ".") -> None:
-    """Read a release and verify its checksums, raising on the first mismatch."""
-    problems = verify_release(read_release(path, base_dir=base_dir))
-    if problems:
-        raise InputDataError(f"{path}: " + "; ".join(problems))
 
 
 def configured_pair_ids(config: Mapping[str, Any], *, base_dir: str | os.PathLike[str] = ".") -> list[str]:
