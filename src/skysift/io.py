@@ -395,7 +395,9 @@ def write_fits_image(
     primary_header = fits.Header()
     if wcs is not None:
         primary_header.update(wcs.to_header(relax=True))
-    if header is not None:
+    if isinstance(header, fits.Header):
+        primary_header.update(header)  # keeps the cards' comments
+    elif header is not None:
         for key, value in dict(header).items():
             primary_header[key] = value
     if unit is not None:

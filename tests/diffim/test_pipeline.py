@@ -99,7 +99,7 @@ def test_failed_write_leaves_no_partial_outputs(tmp_path, pair_512, monkeypatch,
     def failing(*args, **kwargs):
         raise OSError("disk full")
 
-    # The table is written after the five FITS products: they must not appear either.
+    # The table fails while the other products are written beside it: none may appear.
     monkeypatch.setattr(pipeline, "write_table", failing)
     with pytest.raises(OSError, match="disk full"):
         run_diffim(science_path, reference_path, tmp_path / "out")
@@ -128,7 +128,7 @@ def test_killed_run_leaves_previous_products_or_none(tmp_path, small_pair, write
     killed = subprocess.run([sys.executable, "-c", _KILLED_RUN, str(science_path), str(reference_path), str(outdir)],
                             env=environment, capture_output=True, text=True)
     assert killed.returncode == 9, killed.stderr
-    # Killed after writing five of the seven files: the earlier set is intact, nothing new is mixed in.
+    # Killed while the products are being written: the earlier set is intact, nothing new is mixed in.
     assert {path.name: path.read_bytes() for path in outdir.iterdir()} == before
     assert [p for p in tmp_path.iterdir() if p.name.startswith(".out.tmp-")]  # its staging directory
     run_diffim(science_path, reference_path, outdir)  # the next run cleans it up

@@ -394,66 +394,78 @@ def difference_images(
     aligned = np.where(mask, np.float32(0.0), registration.aligned.astype(np.float32, copy=False))
     unusable = mask | saturated
 
-    stars_science = _usable_stars(science_stars, unusable, fwhm)
-    psf_science = estimate_psf_grid(
-        new, sci.background.sigma, mask=unusable, grid=options.psf_grid,
-        fwhm_guess=fwhm, size=options.psf_size, name=science_name,
-        stars=stars_science, max_stars=options.max_psf_stars,
-    )
-    size = psf_science.psfs.shape[-1]
-    stars_reference = _usable_stars(
-        _reference_stars_on_science_grid(reference_stars, science.wcs, reference.wcs, registration), unusable, fwhm
-    )
-    psf_reference = estimate_psf_grid(
-        aligned, ref.background.sigma, mask=unusable, grid=options.psf_grid,
-        fwhm_guess=fwhm, size=size, name=reference_name,
-        stars=stars_reference, max_stars=options.max_psf_stars,
-    )
-    fwhm_science = psf_fwhm(psf_science.mean_psf)
-    fwhm_reference = psf_fwhm(psf_reference.mean_psf)
+    # Two independent branches, run concurrently: PSFs and the flux scale
+    # (from the stars), and the variance images (from the noise models).
+    def psfs_and_flux_scale():
+        stars_science = _usable_stars(science_stars, unusable, fwhm)
+        psf_science = estimate_psf_grid(
+            new, sci.background.sigma, mask=unusable, grid=options.psf_grid,
+            fwhm_guess=fwhm, size=options.psf_size, name=science_name,
+            stars=stars_science, max_stars=options.max_psf_stars,
+        )
+        size = psf_science.psfs.shape[-1]
+        stars_reference = _usable_stars(
+            _reference_stars_on_science_grid(reference_stars, science.wcs, reference.wcs, registration), unusable, fwhm
+        )
+        psf_reference = estimate_psf_grid(
+            aligned, ref.background.sigma, mask=unusable, grid=options.psf_grid,
+            fwhm_guess=fwhm, size=size, name=reference_name,
+            stars=stars_reference, max_stars=options.max_psf_stars,
+        )
+        fwhm_science = psf_fwhm(psf_science.mean_psf)
+        fwhm_reference = psf_fwhm(psf_reference.mean_psf)
 
-    calibrators = select_psf_stars(stars_science, new.shape, size, min_snr=20.0)
-    if len(calibrators) < 3:
-        calibrators = stars_science[stars_science["snr"] >= 10.0][:200]
-    scale = flux_scale(
-        new, aligned, calibrators["x"], calibrators["y"], psf_science.mean_psf, psf_reference.mean_psf,
-        radius=3.0 * max(fwhm_science, fwhm_reference),
-        sigma_science=sci.background.sigma, sigma_reference=ref.background.sigma, name=science_name,
-        gain_science=gain_new.electrons_per_unit if gain_new else 1.0,
-        gain_reference=gain_reference.electrons_per_unit if gain_reference else 1.0,
-    )
-    _log.info("flux scale F_n/F_r = %.4f +- %.4f from %d stars", scale.ratio, scale.error, scale.n_stars)
+        calibrators = select_psf_stars(stars_science, new.shape, size, min_snr=20.0)
+        if len(calibrators) < 3:
+            calibrators = stars_science[stars_science["snr"] >= 10.0][:200]
+        scale = flux_scale(
+            new, aligned, calibrators["x"], calibrators["y"], psf_science.mean_psf, psf_reference.mean_psf,
+            radius=3.0 * max(fwhm_science, fwhm_reference),
+            sigma_science=sci.background.sigma, sigma_reference=ref.background.sigma, name=science_name,
+            gain_science=gain_new.electrons_per_unit if gain_new else 1.0,
+            gain_reference=gain_reference.electrons_per_unit if gain_reference else 1.0,
+        )
+        _log.info("flux scale F_n/F_r = %.4f +- %.4f from %d stars", scale.ratio, scale.error, scale.n_stars)
+        return psf_science, psf_reference, fwhm_science, fwhm_reference, scale
 
-    # float32: the variances only set S_corr's normalisation.
-    if science_noise is not None:
-        background_variance_new = np.where(sci.bad, np.float32(sci.background.sigma**2), science_noise.variance)
-        sigma_new = _noise_sigma(science_noise, sci.bad)
-    else:
-        background_variance_new = sci.background.rms.astype(np.float32) ** 2
-        sigma_new = sci.background.sigma
-    if reference_noise is not None:
-        # Unusable pixels are in the mask already; a finite fill keeps the
-        # interpolation from spreading infinities.
-        finite_variance = np.where(ref.bad, np.float32(ref.background.sigma**2), reference_noise.variance)
-        background_variance_reference, outside = reproject_to_grid(finite_variance, registration.map_x, registration.map_y, order=1)
-        background_variance_reference[outside] = np.float32(ref.background.sigma**2)
-        background_variance_reference = background_variance_reference.astype(np.float32, copy=False)
-        sigma_reference = _noise_sigma(reference_noise, ref.bad)
-    else:
-        # The reference noise is measured before resampling: interpolation lowers
-        # the per-pixel variance but not the low-frequency power that the ZOGY
-        # filters pass, so the native-frame value is the one S_corr needs.
-        reference_rms = _reference_rms_on_science_grid(ref.background, registration, sci.data.shape)
-        background_variance_reference = np.asarray(reference_rms, dtype=np.float32) ** 2
-        sigma_reference = ref.background.sigma
-    variance_new, model_new = _variance_image(
-        new, background_variance_new, science_noise,
-        gain_new, source_noise=options.source_noise, name=science_name,
-    )
-    variance_reference, model_reference = _variance_image(
-        aligned, background_variance_reference, reference_noise,
-        gain_reference, source_noise=options.source_noise, name=reference_name,
-    )
+    def variance_images():
+        # float32: the variances only set S_corr's normalisation.
+        if science_noise is not None:
+            background_variance_new = np.where(sci.bad, np.float32(sci.background.sigma**2), science_noise.variance)
+            sigma_new = _noise_sigma(science_noise, sci.bad)
+        else:
+            background_variance_new = sci.background.rms.astype(np.float32) ** 2
+            sigma_new = sci.background.sigma
+        if reference_noise is not None:
+            # Unusable pixels are in the mask already; a finite fill keeps the
+            # interpolation from spreading infinities.
+            finite_variance = np.where(ref.bad, np.float32(ref.background.sigma**2), reference_noise.variance)
+            background_variance_reference, outside = reproject_to_grid(finite_variance, registration.map_x, registration.map_y, order=1)
+            background_variance_reference[outside] = np.float32(ref.background.sigma**2)
+            background_variance_reference = background_variance_reference.astype(np.float32, copy=False)
+            sigma_reference = _noise_sigma(reference_noise, ref.bad)
+        else:
+            # The reference noise is measured before resampling: interpolation lowers
+            # the per-pixel variance but not the low-frequency power that the ZOGY
+            # filters pass, so the native-frame value is the one S_corr needs.
+            reference_rms = _reference_rms_on_science_grid(ref.background, registration, sci.data.shape)
+            background_variance_reference = np.asarray(reference_rms, dtype=np.float32) ** 2
+            sigma_reference = ref.background.sigma
+        variance_new, model_new = _variance_image(
+            new, background_variance_new, science_noise,
+            gain_new, source_noise=options.source_noise, name=science_name,
+        )
+        variance_reference, model_reference = _variance_image(
+            aligned, background_variance_reference, reference_noise,
+            gain_reference, source_noise=options.source_noise, name=reference_name,
+        )
+        return (variance_new, model_new, sigma_new), (variance_reference, model_reference, sigma_reference)
+
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        psf_job = pool.submit(psfs_and_flux_scale)
+        variance_job = pool.submit(variance_images)
+        psf_science, psf_reference, fwhm_science, fwhm_reference, scale = psf_job.result()
+        (variance_new, model_new, sigma_new), (variance_reference, model_reference, sigma_reference) = variance_job.result()
     _log.info(
         "noise model: science %s (gain: %s); reference %s (gain: %s)", model_new,
         gain_new.description if gain_new else "none", model_reference,
@@ -727,7 +739,6 @@ def run_diffim(
         science, reference, science_mask=science_mask, reference_mask=reference_mask, options=options,
         science_noise=science_noise, reference_noise=reference_noise,
     )
-    preview = render_preview(result)
     inputs = [Path(science_path), Path(reference_path)]
     inputs += [
         Path(p) for p in (science_mask_path, reference_mask_path, science_noise_path, reference_noise_path,
@@ -751,17 +762,36 @@ def run_diffim(
     }
     outdir = Path(outdir)
     images = {
-        "difference": (result.difference.astype(np.float32), None),
-        "scorr": (result.score_corr.astype(np.float32), None),
-        "fpsf": (result.flux_psf.astype(np.float32), science.header.get("BUNIT")),
-        "fpsf_err": (result.flux_psf_err.astype(np.float32), science.header.get("BUNIT")),
+        "difference": (result.difference, None),
+        "scorr": (result.score_corr, None),
+        "fpsf": (result.flux_psf, science.header.get("BUNIT")),
+        "fpsf_err": (result.flux_psf_err, science.header.get("BUNIT")),
         # The background-subtracted reference on the science grid: the middle
         # channel of science/reference/difference cutout triplets.
-        "aligned_reference": (result.reference_aligned.astype(np.float32), reference.header.get("BUNIT")),
+        "aligned_reference": (result.reference_aligned, reference.header.get("BUNIT")),
     }
-    with atomic_directory(outdir, PRODUCT_FILES.values()) as staging:
-        for key, (image, unit) in images.items():
-            write_fits_image(staging / PRODUCT_FILES[key], image, provenance=provenance, wcs=science.wcs, header=header, unit=unit)
-        write_table(result.candidates, staging / PRODUCT_FILES["candidates"], provenance=provenance)
-        (staging / PRODUCT_FILES["preview"]).write_bytes(preview)
+    # One header for every image (WCS cards built once, not per file and thread).
+    product_header = science.wcs.to_header(relax=True)
+    for key, value in header.items():
+        product_header[key] = value
+
+    def write_image(key: str) -> None:
+        image, unit = images[key]
+        write_fits_image(
+            staging / PRODUCT_FILES[key], image.astype(np.float32, copy=False), provenance=provenance,
+            header=product_header, unit=unit,
+        )
+
+    def write_preview() -> None:
+        (staging / PRODUCT_FILES["preview"]).write_bytes(render_preview(result))
+
+    # The products are independent files: written concurrently, the float32
+    # conversions, big-endian swaps, PNG compression and fsyncs (which release
+    # the GIL) overlap. Any failure propagates and discards the staging directory.
+    with atomic_directory(outdir, PRODUCT_FILES.values()) as staging, ThreadPoolExecutor(max_workers=2) as pool:
+        jobs = [pool.submit(write_image, key) for key in images]
+        jobs.append(pool.submit(write_preview))
+        jobs.append(pool.submit(write_table, result.candidates, staging / PRODUCT_FILES["candidates"], provenance=provenance))
+        for job in jobs:
+            job.result()
     return {key: outdir / name for key, name in PRODUCT_FILES.items()}
