@@ -63,11 +63,11 @@ PRODUCT_FORMAT = "skysift-product"
 PRODUCT_FORMAT_VERSION = 1
 #: Target uncompressed chunk size; HDF5 recommends tens of kB to about 1 MB.
 _CHUNK_TARGET_BYTES = 1 << 20
-#: gzip level of products. Level 1 with the shuffle filter: on whitened strain and
-#: cutout noise it stores 0.86 and 0.71 of the raw size (level 4: 0.856 and 0.705),
-#: writes faster, and decompresses at 370-470 MB/s on one core, 20x what training
-#: the GW model on two cores consumes; lzf+shuffle stores 0.93 and 0.78 and reads
-#: no faster (h5py 3.16, this project's 2-core machine, ``benchmarks/training_throughput.py``).
+#: gzip level of products, with the shuffle filter. On GW-like whitened strain level 1
+#: stores 0.861 of the raw size (level 4: 0.856) and writes at 45 MB/s (level 4: 37);
+#: both decompress at 380-470 MB/s on one core, far above what training consumes
+#: (16 MB/s for the GW model at 1,000 samples/s); lzf + shuffle stores 0.932 and reads
+#: at 224 MB/s. ``benchmarks/training_throughput.py --filters``, 2-core machine.
 _GZIP_LEVEL = 1
 
 

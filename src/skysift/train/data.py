@@ -194,7 +194,8 @@ class ProductDataset(torch.utils.data.Dataset):
             self._file_pid = os.getpid()
         return self._file
 
-    def _memory(self) -> dict[str, np.ndarray] | None:
+    def load(self) -> dict[str, np.ndarray] | None:
+        """Read the inputs into memory if the dataset is in memory (once); the arrays by name, or None."""
         if self.in_memory and self._arrays is None:
             with h5py.File(self.path, "r") as handle:
                 self._arrays = {name: handle["data"][name][()] for name in self.inputs}
@@ -207,7 +208,7 @@ class ProductDataset(torch.utils.data.Dataset):
         :meth:`read_window` for many samples.
         """
         indices = np.asarray(indices, dtype=np.int64)
-        memory = self._memory()
+        memory = self.load()
         if memory is not None:
             return tuple(memory[name][indices] for name in self.inputs)
         order = np.argsort(indices, kind="stable")
@@ -240,7 +241,7 @@ class ProductDataset(torch.utils.data.Dataset):
         indices = np.asarray(indices, dtype=np.int64)
         if out is None:
             out = [None] * len(self.inputs)
-        memory = self._memory()
+        memory = self.load()
         if memory is not None:
             return tuple(_gather(memory[name], indices, target) for name, target in zip(self.inputs, out))
         size = self.block_size
@@ -494,9 +495,10 @@ class ChunkStream:
 
     def __iter__(self) -> Iterator[tuple[tuple[torch.Tensor, ...], torch.Tensor | None]]:
         windows = self.sampler.windows()
+        workers = min(self.num_workers, len(windows))
         loader = torch.utils.data.DataLoader(
-            _WindowReader(self.dataset, windows), batch_size=None, num_workers=min(self.num_workers, len(windows)),
-            pin_memory=self.pin_memory, prefetch_factor=self.prefetch_windows if self.num_workers else None,
+            _WindowReader(self.dataset, windows), batch_size=None, num_workers=workers, pin_memory=self.pin_memory,
+            prefetch_factor=self.prefetch_windows if workers else None,
         )
         size = self.sampler.local_batch_size
         pending: list[tuple[torch.Tensor, tuple[torch.Tensor, ...]]] = []

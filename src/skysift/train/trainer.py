@@ -257,6 +257,7 @@ def _train(
                  f"over the {config.memory_limit_gib:g} GiB memory limit: streamed by chunks with {config.num_workers} worker(s)")
     if not dataset.has_labels:
         raise ProductError(f"{product_path}: no '{task.label}' column to train on")
+    dataset.load()  # before the first epoch's clock starts
     groups = None
     if task.split_group is not None and task.split_group in dataset.table.colnames:
         groups = np.asarray(dataset.table[task.split_group])
