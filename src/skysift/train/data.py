@@ -21,7 +21,6 @@ resumed mid-epoch replays exactly the batches it would have seen.
 
 from __future__ import annotations
 
-import math
 import os
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
