@@ -38,7 +38,7 @@ import torch
 from skysift.io import ProductWriter
 from skysift.provenance import Provenance
 from skysift.train.config import TrainConfig
-from skysift.train.data import ProductDataset
+from skysift.train.data import EpochBatches, ProductDataset, epoch_loader
 from skysift.train.tasks import get_task
 from skysift.train.trainer import train
 
@@ -79,6 +79,17 @@ def trainer_rate(product: Path, outdir: Path, *, steps: int, batch_size: int, me
     with (outdir / "metrics.csv").open() as stream:
         rate = float(next(csv.DictReader(stream))["samples_per_second"])
     return rate, torch.load(outdir / "model.pt", weights_only=True)
+
+
+def stream_rate(product: Path, *, steps: int, batch_size: int, memory_limit_gib: float, workers: int) -> float:
+    """Samples/s of the out-of-core data path alone (no model): the headroom over the model's rate."""
+    dataset = ProductDataset(product, ("strain",), memory_limit_bytes=int(memory_limit_gib * 2**30))
+    sampler = EpochBatches(np.arange(len(dataset)), batch_size, seed=0, epoch=0, max_steps=steps, block_size=dataset.block_size,
+                           window_blocks=dataset.window_blocks(TrainConfig().shuffle_buffer_mib * 2**20))
+    start = time.perf_counter()
+    for _ in epoch_loader(dataset, sampler, num_workers=workers):
+        pass
+    return steps * batch_size / (time.perf_counter() - start)
 
 
 def random_read_rate(product: Path, *, steps: int, batch_size: int, threads: int) -> float:
@@ -160,6 +171,8 @@ def main() -> None:
                 rates[name].append(rate)
                 print(f"  round {round_number + 1}: {name:11s} {rate:7.0f} samples/s  (load average {os.getloadavg()[0]:.2f})",
                       flush=True)
+        alone = stream_rate(product, steps=arguments.steps, batch_size=arguments.batch_size, memory_limit_gib=arguments.limit_gib,
+                            workers=arguments.workers)
         identical = all(torch.equal(weights["in memory"][k], weights["out of core"][k]) for k in weights["in memory"])
         if not old_product.exists():
             write_strain_product(old_product, n_samples, compression_level=4)
@@ -170,6 +183,7 @@ def main() -> None:
           f"{os.getloadavg()[0]:.2f}):")
     print(f"  in memory                  {best['in memory']:7.0f} samples/s")
     print(f"  out of core ({arguments.workers} worker{'s' * (arguments.workers != 1)})     {best['out of core']:7.0f} samples/s")
+    print(f"  out of core, data path alone (no model): {alone:7.0f} samples/s")
     print(f"  peer: random sample reads  {peer:7.0f} samples/s ({arguments.peer_steps} steps; "
           f"{arguments.batch_size / peer:.2f} s per batch)")
     print(f"  ratio out of core / in memory: {best['out of core'] / best['in memory']:.2f} of the best rates (target >= 0.8); "
