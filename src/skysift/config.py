@@ -387,7 +387,7 @@ def read_pairs_table(
 
 
 #: Where the parameter tables of the stages are generated in config/README.md.
-_TABLE_MARKER = re.compile(r"<!-- options: ([a-z_.]+) -->\n.*?<!-- /options -->", re.DOTALL)
+_TABLE_MARKER = re.compile(r"<!-- options: ([a-z_.<>]+) -->\n.*?<!-- /options -->", re.DOTALL)
 _TABLE_HEADER = "| key | type (unit) | default | meaning |\n|---|---|---|---|"
 
 

