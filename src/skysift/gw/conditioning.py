@@ -45,7 +45,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import signal
 
-from skysift.gw.noise import DEFAULT_BAND, welch_psd, whitening_filter
+from skysift.gw.noise import DEFAULT_BAND, _band_fraction, bandpass_window, welch_psd, whitening_filter
 from skysift.gw.series import PSD, Strain
 from skysift.log import get_logger
 
@@ -130,6 +130,17 @@ class ConditionedStrain:
     filters: np.ndarray
     gates: tuple[Gate, ...]
     corrupt: float
+    band: tuple[float, float] = DEFAULT_BAND
+
+    def inverse_psd(self, n_time: int) -> np.ndarray:
+        """``1 / S(f)`` after inverse-spectrum truncation, on the rfft grid of ``n_time``, (n_det, n_freq).
+
+        The PSD the whitening assumes: ``|H|^2`` undone of the whitening's
+        normalisation (:mod:`skysift.gw.noise`), tapered by the band-pass window.
+        """
+        fs = self.strain.sample_rate
+        window = bandpass_window(np.fft.rfftfreq(n_time, 1.0 / fs), *self.band)
+        return self.filter_response(n_time) ** 2 * (fs / 2.0) * _band_fraction(window, n_time)
 
     def filter_response(self, n_time: int) -> np.ndarray:
         """Frequency response of the whitening filters on the rfft grid of ``n_time`` samples, (n_det, n_freq).
@@ -306,4 +317,4 @@ def condition_strain(
         filtered = apply_gates(filtered, found)
         whitened, psd, filters = _whiten_once(filtered, band=band, welch_segment=welch_segment, filter_duration=filter_duration)
     tapered = Strain(filtered.data * tukey_edges(filtered.data.shape[1], fs), strain.start_time, strain.delta_t, strain.detectors)
-    return ConditionedStrain(whitened, tapered, psd, filters, tuple(gates), corrupt)
+    return ConditionedStrain(whitened, tapered, psd, filters, tuple(gates), corrupt, band)
