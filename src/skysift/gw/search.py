@@ -38,6 +38,7 @@ __all__ = [
     "SegmentTriggers",
     "cluster_triggers",
     "excess_power_score",
+    "is_mlgwsc_strain",
     "read_search_strain",
     "run_search",
     "search_segment",
@@ -293,6 +294,21 @@ def trigger_table(segments: Sequence[SegmentTriggers], *, search: str, edge: flo
     return table
 
 
+def _parse_strain(strain) -> list[tuple[str | None, Path]]:
+    from skysift.gw.gwosc import parse_strain_arguments
+
+    items = [strain] if isinstance(strain, (str, os.PathLike)) else list(strain)
+    return [(item[0], Path(item[1])) if isinstance(item, tuple) else parse_strain_arguments([item])[0] for item in items]
+
+
+def is_mlgwsc_strain(strain) -> bool:
+    """Whether ``strain`` (as :func:`read_search_strain` takes it) is one MLGWSC-1 strain file."""
+    from skysift.gw.gwosc import is_gwosc_file
+
+    parsed = _parse_strain(strain)
+    return len(parsed) == 1 and parsed[0][0] is None and parsed[0][1].suffix != ".gwf" and not is_gwosc_file(parsed[0][1])
+
+
 def read_search_strain(strain, *, sample_rate: float) -> tuple[list[Strain], list[Path]]:
     """Segments to search and the files they came from.
 
@@ -301,13 +317,12 @@ def read_search_strain(strain, *, sample_rate: float) -> tuple[list[Strain], lis
     pairs; :func:`skysift.gw.gwosc.read_real_strain`). Segments not at
     ``sample_rate`` are resampled (:func:`skysift.gw.gwosc.resample`).
     """
-    from skysift.gw.gwosc import is_gwosc_file, parse_strain_arguments, read_real_strain, resample
+    from skysift.gw.gwosc import read_real_strain, resample
     from skysift.gw.mlgwsc import read_strain
 
-    items = [strain] if isinstance(strain, (str, os.PathLike)) else list(strain)
-    parsed = [item if isinstance(item, tuple) else parse_strain_arguments([item])[0] for item in items]
-    paths = [Path(path) for _, path in parsed]
-    if len(parsed) == 1 and parsed[0][0] is None and paths[0].suffix != ".gwf" and not is_gwosc_file(paths[0]):
+    parsed = _parse_strain(strain)
+    paths = [path for _, path in parsed]
+    if is_mlgwsc_strain(strain):
         segments = [
             s if s.sample_rate == sample_rate else Strain(resample(s.data, s.sample_rate, sample_rate), s.start_time, 1.0 / sample_rate, s.detectors)
             for s in read_strain(paths[0])
