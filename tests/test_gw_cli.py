@@ -67,3 +67,20 @@ def test_matched_filter_on_data_shorter_than_its_segment(tmp_path):
     assert main(["gw", "search", "--strain", str(tmp_path / "foreground.hdf"), "--out", str(tmp_path / "ev.hdf"),
                  "--matched-filter"]) == 0
     assert len(read_events(tmp_path / "ev.hdf")["time"]) > 0
+
+
+@pytest.mark.realdata
+def test_matched_filter_on_gwosc_files_writes_events_and_trigger_table(shared_data, tmp_path):
+    from skysift.io import read_table
+
+    events = shared_data / "gw" / "gwosc_events"
+    if not events.is_dir():
+        pytest.skip(f"GWOSC event strain not found under {events}")
+    assert main(["gw", "search", "--strain", f"H1={events / 'H-H1_LOSC_4_V2-1126259446-32.hdf5'}",
+                 str(events / "L-L1_LOSC_4_V2-1126259446-32.hdf5"), "--out", str(tmp_path / "ev.hdf"),
+                 "--catalogue", str(tmp_path / "triggers.ecsv"), "--matched-filter", "--n-slides", "100"]) == 0
+    table = read_table(tmp_path / "triggers.ecsv")
+    loudest = table[np.argmax(table["stat"])]
+    assert abs(loudest["time"] - 1126259462.44) < 0.05 and loudest["stat"] > 20 and loudest["n_louder"] == 0
+    assert set(table.colnames) >= {"time", "stat", "far", "n_louder", "in_edge", "gated"}
+    assert read_events(tmp_path / "ev.hdf")["time"].size == len(table)

@@ -62,7 +62,7 @@ rule gw_search:
         skysift=SKYSIFT_CLI,
         code=code_version("skysift.cli.stages:_gw_search", "skysift.gw.task"),
         model_dir=lambda wildcards, input: Path(input.model).parent,
-        options=stage_flags("gw", keys=("search_step",)),
+        options=stage_flags("gw", keys=("search_step", "search_edge", "gate_threshold")),
         provenance=provenance_flags("gw_search", "gw", "train.gw"),
     wildcard_constraints:
         which="foreground|background",
@@ -88,7 +88,7 @@ rule gw_matched_filter:
     params:
         skysift=SKYSIFT_CLI,
         code=code_version("skysift.cli.stages:_gw_search"),
-        options=stage_flags("gw", keys=("mass_min", "mass_max", "bank_chirp_masses", "bank_mass_ratios")),
+        options=stage_flags("gw", keys=("mass_min", "mass_max", "bank_chirp_masses", "bank_mass_ratios", "gate_threshold")),
         provenance=provenance_flags("gw_matched_filter", "gw"),
     wildcard_constraints:
         which="foreground|background",

@@ -105,7 +105,9 @@ FLAGS: dict[str, dict[str, Any]] = {
     "--lightcurve-dir": {"type": Path, "default": None, "help": "directory of kplr*_llc.fits files"},
     "--limit": {"type": _positive_int, "default": None, "help": "score only the first N TCEs"},
     # gw
-    "--strain": {"required": True, "type": Path, "help": "MLGWSC-1 strain file"},
+    "--strain": {"required": True, "nargs": "+", "metavar": "[DET=]FILE",
+                 "help": "one MLGWSC-1 strain file, or one GWOSC/LOSC HDF5 or frame (.gwf) file per detector "
+                         "(DET=FILE names the detector where the file does not)"},
     "--matched-filter": {"action": "store_true", "help": "run the matched-filter baseline instead of a model"},
     "--search": {"nargs": 3, "action": "append", "required": True, "metavar": ("NAME", "FOREGROUND", "BACKGROUND"),
                  "help": "a search's events on the foreground and the background (repeat per search)"},

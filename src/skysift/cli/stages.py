@@ -216,19 +216,25 @@ def _gw_search(arguments: argparse.Namespace) -> int:
     options = options_from_arguments(GWOptions, arguments)
     if (arguments.model is None) == (not arguments.matched_filter):
         raise InputDataError("give either --model DIR or --matched-filter")
+    from skysift.gw.search import is_mlgwsc_strain
+
+    # MLGWSC-1 test data come with a background file: time slides are for real strain.
+    n_slides = 0 if is_mlgwsc_strain(arguments.strain) else options.n_slides
+    real = dict(sample_rate=options.sample_rate, gate_threshold=options.gate_threshold, n_slides=n_slides,
+                triggers_path=arguments.catalogue)
     if arguments.matched_filter:
         from skysift.gw.matched_filter import matched_filter_search, template_bank
 
         mass_range = (options.mass_min, options.mass_max)
         bank = template_bank(mass_range, n_chirp_mass=options.bank_chirp_masses, n_mass_ratio=options.bank_mass_ratios)
-        matched_filter_search(arguments.strain, arguments.out, mass_range=mass_range, bank=bank,
+        matched_filter_search(arguments.strain, arguments.out, mass_range=mass_range, bank=bank, **real,
                               context=run_context(arguments, "gw_matched_filter", options=(options,)))
         return 0
     from skysift.gw.search import run_search, torch_scorer
     from skysift.train.trainer import load_model
 
     model, _ = load_model(arguments.model, task="gw")
-    run_search(arguments.strain, arguments.out, torch_scorer(model), step=options.search_step,
+    run_search(arguments.strain, arguments.out, torch_scorer(model), step=options.search_step, edge=options.search_edge, **real,
                context=run_context(arguments, "gw_search", options=(options,)))
     return 0
 
@@ -353,12 +359,17 @@ def register(commands: argparse._SubParsersAction) -> None:
         "background strain without, and the injections file.",
     )
     add_command(
-        gw, "search", _gw_search, flags=("--strain", "--out", "--model", "--matched-filter"), options=(GWOptions,),
-        only={GWOptions: ("search_step", "mass_min", "mass_max", "bank_chirp_masses", "bank_mass_ratios")},
-        provenance=True, overrides={"model": {"required": False, "default": None}, "out": {"help": "events file"}},
-        help="search MLGWSC-1 strain with a trained network or the matched filter -> events",
-        description="Slide a trained network over continuous strain (or run the matched-filter baseline) and "
-        "write clustered triggers as an MLGWSC-1 events file.",
+        gw, "search", _gw_search, flags=("--strain", "--out", "--catalogue", "--model", "--matched-filter"),
+        options=(GWOptions,),
+        only={GWOptions: ("search_step", "mass_min", "mass_max", "bank_chirp_masses", "bank_mass_ratios", "sample_rate",
+                          "search_edge", "gate_threshold", "n_slides")},
+        provenance=True,
+        overrides={"model": {"required": False, "default": None}, "out": {"help": "events file (MLGWSC-1)"},
+                   "catalogue": {"help": "also write the trigger table as ECSV: time, stat, FAR, n_louder, in_edge, gated"}},
+        help="search MLGWSC-1 or GWOSC strain with a trained network or the matched filter -> events",
+        description="Condition the strain (high-pass, median-Welch PSD, truncated whitening, taper, autogating), slide "
+        "a trained network over it (or run the matched-filter baseline), and write clustered triggers outside the "
+        "segments' edges as an MLGWSC-1 events file; with --n-slides, FARs from time slides in the trigger table.",
     )
     add_command(
         gw, "evaluate", _gw_evaluate, flags=("--search", "--injections", "--background-strain", "--outdir"),

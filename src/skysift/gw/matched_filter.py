@@ -34,8 +34,9 @@ from scipy.ndimage import maximum_filter1d
 
 from skysift.context import RunContext, resolve_context
 from skysift.errors import InputDataError
-from skysift.gw.noise import welch_psd
-from skysift.gw.series import PSD, Strain
+from skysift.gw.background import LIGHT_TRAVEL_MARGIN, slide_offsets
+from skysift.gw.conditioning import TAPER, ConditionedStrain, condition_strain
+from skysift.gw.series import PSD
 from skysift.gw.waveforms import chirp_time
 from skysift.log import get_logger
 
@@ -96,11 +97,15 @@ def snr_series(data_fd: np.ndarray, templates: np.ndarray, weights: np.ndarray, 
     return np.fft.ifft(full, axis=-1) * n_time / sigma[:, None]
 
 
+def _coincident_max(magnitude: np.ndarray, sample_rate: float) -> np.ndarray:
+    """Maximum of ``magnitude`` within the coincidence window of each sample."""
+    shift = int(np.ceil(COINCIDENCE_WINDOW * sample_rate))
+    return maximum_filter1d(magnitude, size=2 * shift + 1, axis=-1, mode="constant")
+
+
 def network_snr_series(h1: np.ndarray, l1: np.ndarray, sample_rate: float) -> np.ndarray:
     """Coincident network SNR per template and time (see the module notes)."""
-    shift = int(np.ceil(COINCIDENCE_WINDOW * sample_rate))
-    l1_max = maximum_filter1d(np.abs(l1), size=2 * shift + 1, axis=-1, mode="constant")
-    return np.sqrt(np.abs(h1) ** 2 + l1_max**2)
+    return np.sqrt(np.abs(h1) ** 2 + _coincident_max(np.abs(l1), sample_rate) ** 2)
 
 
 def bank_match(bank: dict[str, np.ndarray], signals: dict[str, np.ndarray], psd: PSD, *, f_lower: float = 20.0, duration: float = 16.0, sample_rate: float = 2048.0) -> np.ndarray:
@@ -127,22 +132,68 @@ def bank_match(bank: dict[str, np.ndarray], signals: dict[str, np.ndarray], psd:
     return best
 
 
-def _search_strain(strain: Strain, templates: np.ndarray, template_duration: float, *, segment_duration: float, f_lower: float, f_high: float, welch_segment: float, template_batch: int) -> tuple[np.ndarray, np.ndarray]:
-    """Network SNR maximised over the bank, per sample of ``strain`` (edges excluded)."""
+def _block_triggers(network: np.ndarray, covered: np.ndarray, start_time: float, sample_rate: float, *, threshold: float, cluster_window: float) -> tuple[np.ndarray, np.ndarray]:
+    """The loudest sample of every 0.1 s, then clustering (:func:`~skysift.gw.search.cluster_triggers`)."""
+    from skysift.gw.search import cluster_triggers
+
+    block = int(0.1 * sample_rate)
+    n_blocks = network.size // block
+    blocks = np.where(covered[: n_blocks * block], network[: n_blocks * block], 0.0).reshape(n_blocks, block)
+    peak = blocks.argmax(axis=1)
+    times = start_time + (np.arange(n_blocks) * block + peak) / sample_rate
+    return cluster_triggers(times, blocks[np.arange(n_blocks), peak], threshold=threshold, cluster_window=cluster_window)
+
+
+def _search_strain(
+    conditioned: ConditionedStrain,
+    templates: np.ndarray,
+    template_duration: float,
+    *,
+    segment_duration: float,
+    f_lower: float,
+    f_high: float,
+    template_batch: int,
+    n_slides: int = 0,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Network SNR maximised over the bank, per sample (edges excluded), and per time slide.
+
+    The data are the conditioned (high-passed, gated, tapered) strain; the
+    inner products are weighted by the inverse PSD after inverse-spectrum
+    truncation (``|H(f)|^2``, ``H`` the truncated whitening filter; as PyCBC). ``n_slides`` slides of the second detector's SNR
+    (circular within the valid samples, :func:`~skysift.gw.background.slide_offsets`)
+    need the segment to fit one FFT segment.
+
+    Returns
+    -------
+    network : ndarray
+        Zero-lag network SNR (0 where not valid).
+    covered : ndarray of bool
+        Valid samples.
+    slid : ndarray
+        (n_offsets, n_valid) network SNR of each slide over the valid samples.
+    """
+    strain = conditioned.strain
     fs = strain.sample_rate
     n_seg = int(segment_duration * fs)
     delta_f = 1.0 / segment_duration
     frequencies = np.fft.rfftfreq(n_seg, 1.0 / fs)
-    psd = welch_psd(strain.data, fs, segment_duration=welch_segment)
-    weights = np.stack([_weights(values, frequencies, f_lower, f_high) for values in psd.at(frequencies)])
-    head = int((template_duration + welch_segment / 2 + 1.0) * fs)
-    tail = int((welch_segment / 2 + 1.0) * fs)
+    in_band = (frequencies >= f_lower) & (frequencies <= f_high)
+    weights = np.where(in_band, conditioned.inverse_psd(n_seg), 0.0)
+    # |H|^2 reaches as far as the whole filter is long (its autocorrelation);
+    # the tapered ends are not valid data either.
+    reach = conditioned.filters.shape[1] / fs
+    head = int(np.ceil((template_duration + reach + TAPER) * fs))
+    tail = int(np.ceil((reach + TAPER) * fs))
     stride = n_seg - head - tail
     if stride <= 0:
-        raise ValueError("segment_duration too short for the templates and the PSD filter")
+        raise ValueError("segment_duration too short for the templates and the whitening filter")
     n_total = strain.data.shape[1]
+    offsets = slide_offsets(stride / fs, n_slides, 1.0 + LIGHT_TRAVEL_MARGIN, fs)
+    if offsets.size and n_total > n_seg:
+        raise ValueError(f"time slides need a segment of at most {segment_duration:g} s")
     network = np.zeros(n_total)
     covered = np.zeros(n_total, dtype=bool)
+    slid = np.zeros((offsets.size, n_seg - head - tail), dtype=np.float32)
     for begin in range(0, max(n_total - n_seg, 0) + stride, stride):
         begin = min(begin, n_total - n_seg)
         chunk = strain.data[:, begin : begin + n_seg]
@@ -153,15 +204,20 @@ def _search_strain(strain: Strain, templates: np.ndarray, template_duration: flo
             z_h = snr_series(spectra[0], batch, weights[0], delta_f, n_seg)
             z_l = snr_series(spectra[1], batch, weights[1], delta_f, n_seg)
             best = np.maximum(best, network_snr_series(z_h, z_l, fs)[:, head : n_seg - tail].max(axis=0))
+            if offsets.size:
+                h1 = (np.abs(z_h[:, head : n_seg - tail]) ** 2).astype(np.float32)
+                l1 = (_coincident_max(np.abs(z_l), fs)[:, head : n_seg - tail] ** 2).astype(np.float32)
+                for k, offset in enumerate(offsets):
+                    np.maximum(slid[k], np.sqrt((h1 + np.roll(l1, offset, axis=1)).max(axis=0)), out=slid[k])
         network[begin + head : begin + n_seg - tail] = np.maximum(network[begin + head : begin + n_seg - tail], best)
         covered[begin + head : begin + n_seg - tail] = True
         if begin + n_seg >= n_total:
             break
-    return network, covered
+    return network, covered, slid
 
 
 def matched_filter_search(
-    strain_path: str | os.PathLike[str],
+    strain,
     events_path: str | os.PathLike[str],
     *,
     mass_range: tuple[float, float] = (10.0, 50.0),
@@ -174,13 +230,20 @@ def matched_filter_search(
     cluster_window: float = 1.0,
     var: float = 0.3,
     template_batch: int = 16,
+    sample_rate: float = 2048.0,
+    gate_threshold: float = 50.0,
+    n_slides: int = 0,
+    triggers_path: str | os.PathLike[str] | None = None,
     context: RunContext | None = None,
 ) -> Path:
-    """Run the matched-filter baseline over an MLGWSC-1 strain file and write events.
+    """Run the matched-filter baseline over strain and write events (and a trigger table).
 
     Parameters
     ----------
-    strain_path, events_path : path
+    strain : path, or sequence of paths / ``"DET=path"`` / (detector, path)
+        One MLGWSC-1 strain file, or one GWOSC/LOSC HDF5 or frame file per
+        detector (:func:`skysift.gw.search.read_search_strain`).
+    events_path : path
     mass_range : (float, float)
         Bank masses when ``bank`` is not given (:func:`template_bank`).
     bank : dict, optional
@@ -189,50 +252,68 @@ def matched_filter_search(
         Filter band (Hz).
     segment_duration : float
         FFT segment (s); consecutive segments overlap by the longest template
-        plus the PSD filter length so every sample is filtered validly once.
+        plus the whitening filter's reach so every sample is filtered validly once.
     welch_segment : float
-        Welch segment length for the PSD (s).
+        Welch segment length for the PSD (s), also the whitening filter's
+        length (:mod:`skysift.gw.conditioning`).
     threshold : float
         Network SNR below which triggers are dropped.
     cluster_window, var : float
         Clustering half-width and the events' ``var`` (s).
     template_batch : int
         Templates per inverse-FFT batch (memory: 2 x batch x segment complex).
+    sample_rate : float
+        Data at other rates are resampled to it (Hz).
+    gate_threshold : float
+        Autogating threshold (robust sigma of whitened strain; 0: off).
+    n_slides : int
+        Time slides of the second detector's SNR for the background (0:
+        none); segments must fit one FFT segment.
+    triggers_path : path, optional
+        Also write the trigger table (:func:`skysift.gw.search.trigger_table`).
     context : RunContext, optional
         Rule, configuration digest, provenance labels and Dask client
         (:class:`skysift.context.RunContext`).
     """
-    from skysift.gw.mlgwsc import read_strain, write_events
-    from skysift.gw.search import cluster_triggers
+    from skysift.gw.mlgwsc import write_events
+    from skysift.gw.search import SegmentTriggers, _gated, read_search_strain, trigger_table
 
     bank = bank if bank is not None else template_bank(mass_range)
     template_duration = float(chirp_time(bank["mass1"], bank["mass2"], f_lower).max()) + 0.5
-    all_times, all_stats = [], []
+    segments, paths = read_search_strain(strain, sample_rate=sample_rate)
+    results = []
     cached: dict[tuple[float, float], np.ndarray] = {}
-    for strain in read_strain(strain_path):
-        fs = strain.sample_rate
+    for segment in segments:
+        fs = segment.sample_rate
         # Data shorter than the filter segment: use the longest power-of-two
         # seconds that fit, so the FFT length matches the templates.
-        segment = float(min(segment_duration, 2.0 ** np.floor(np.log2(strain.duration))))
-        if segment <= template_duration + welch_segment + 2.0:
+        fft_segment = float(min(segment_duration, 2.0 ** np.floor(np.log2(segment.duration))))
+        if fft_segment <= template_duration + 2 * (welch_segment + TAPER):
             raise InputDataError(
-                f"{strain_path}: a segment of {strain.duration:.0f} s is too short for the matched filter "
+                f"{paths[0]}: a segment of {segment.duration:.0f} s is too short for the matched filter "
                 f"(templates last up to {template_duration:.1f} s)"
             )
-        key = (fs, segment)
+        key = (fs, fft_segment)
         if key not in cached:
-            n_seg = int(segment * fs)
-            cached[key] = template_waveforms(bank, delta_f=1.0 / segment, n_freq=n_seg // 2 + 1, f_lower=f_lower)
-        network, covered = _search_strain(strain, cached[key], template_duration, segment_duration=segment, f_lower=f_lower, f_high=min(f_high, fs / 2), welch_segment=welch_segment, template_batch=template_batch)
-        # Loudest sample of every 0.1 s, then clustering.
-        block = int(0.1 * fs)
-        n_blocks = network.size // block
-        blocks = np.where(covered[: n_blocks * block], network[: n_blocks * block], 0.0).reshape(n_blocks, block)
-        peak = blocks.argmax(axis=1)
-        times = strain.start_time + (np.arange(n_blocks) * block + peak) / fs
-        times, stats = cluster_triggers(times, blocks[np.arange(n_blocks), peak], threshold=threshold, cluster_window=cluster_window)
-        all_times.append(times)
-        all_stats.append(stats)
-        log.info("matched filter: %s, %d templates, %.0f s, %d events", strain_path, bank["mass1"].size, strain.duration, times.size)
-    provenance = resolve_context(context, "gw_matched_filter").provenance(inputs=[strain_path], extra={"n_templates": str(bank["mass1"].size)})
-    return write_events(events_path, np.concatenate(all_times), np.concatenate(all_stats), var, provenance=provenance)
+            n_seg = int(fft_segment * fs)
+            cached[key] = template_waveforms(bank, delta_f=1.0 / fft_segment, n_freq=n_seg // 2 + 1, f_lower=f_lower)
+        conditioned = condition_strain(segment, band=(f_lower, min(f_high, fs / 2)), welch_segment=welch_segment, gate_threshold=gate_threshold)
+        network, covered, slid = _search_strain(conditioned, cached[key], template_duration, segment_duration=fft_segment, f_lower=f_lower,
+                                                f_high=min(f_high, fs / 2), template_batch=template_batch, n_slides=n_slides)
+        times, stats = _block_triggers(network, covered, segment.start_time, fs, threshold=threshold, cluster_window=cluster_window)
+        valid_start = segment.start_time + np.flatnonzero(covered)[0] / fs if covered.any() else segment.start_time
+        background = [_block_triggers(row.astype(float), np.ones(row.size, bool), valid_start, fs, threshold=threshold, cluster_window=cluster_window)[1] for row in slid]
+        results.append(SegmentTriggers(
+            times, stats, np.zeros(times.size, bool), _gated(times, conditioned.gates, template_duration, 0.5),
+            np.concatenate(background) if background else np.zeros(0), slid.shape[0] * slid.shape[1] / fs, slid.shape[0],
+            conditioned.gates, segment.start_time,
+        ))
+        log.info("matched filter: %s, %d templates, %.0f s, %d events, %d gates, %d slides", paths[0], bank["mass1"].size, segment.duration,
+                 times.size, len(conditioned.gates), slid.shape[0])
+    provenance = resolve_context(context, "gw_matched_filter").provenance(inputs=paths, extra={"n_templates": str(bank["mass1"].size)})
+    table = trigger_table(results, search="matched_filter", edge=None)
+    if triggers_path is not None:
+        from skysift.io import write_table
+
+        write_table(table, triggers_path, provenance=provenance)
+    return write_events(events_path, np.asarray(table["time"]), np.asarray(table["stat"]), var, provenance=provenance)

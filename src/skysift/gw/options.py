@@ -32,6 +32,14 @@ class GWOptions(StageOptions):
     search_step: float = param(0.1, "Step of the sliding-window network search.", unit="s", exclusive_minimum=0)
     bank_chirp_masses: int = param(40, "Matched-filter bank grid points in chirp mass.", minimum=2)
     bank_mass_ratios: int = param(12, "Matched-filter bank grid points in mass ratio.", minimum=1)
+    search_edge: float = param(
+        2.5, "Seconds at either end of a segment that no window of the network search may overlap: at least the 0.5 s "
+        "taper plus half the whitening filter (as long as the 4 s Welch segment).", unit="s", minimum=2.5)
+    gate_threshold: float = param(50.0, "Autogating threshold in whitened strain; 0 turns gating off.", unit="sigma", minimum=0)
+    n_slides: int = param(
+        100, "Time slides of L1 against H1 for the background and false-alarm rates of a search of GWOSC or frame "
+        "strain; 0 for none (MLGWSC-1 strain files are searched without: their background file is the background).",
+        minimum=0)
 
     def check(self) -> None:
         if self.mass_max <= self.mass_min:
