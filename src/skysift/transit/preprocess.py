@@ -30,7 +30,7 @@ import numpy as np
 from scipy import linalg, sparse
 from scipy.interpolate import BSpline, make_lsq_spline
 
-from skysift.transit import _kernels
+from skysift.transit import _kernels, _lightcurve_kernels
 
 __all__ = [
     "GLOBAL_BINS",
@@ -642,40 +642,38 @@ def _row_robust_sigma(values: np.ndarray, max_columns: int | None = None) -> np.
     return 1.4826 * _row_median(np.abs(values - median[:, None]))
 
 
-def _weighted_spline_fit(first, values, n_cols, penalty, flux, weight, lam):
-    """Penalised least-squares spline coefficients (N, M) for weights (N, T)."""
-    import scipy.linalg as sla
-
-    n_time = first.size
-    n_rows = flux.shape[0]
-    band = np.zeros((n_rows, 4, n_cols))
-    for k in range(4):
-        for d in range(4 - k):
-            column = first + k + d
-            ok = column < n_cols
-            product = values[:, k] * values[:, k + d]
-            s = sparse.csr_array((product[ok], (np.arange(n_time)[ok], column[ok])), shape=(n_time, n_cols))
-            band[:, 3 - d, :] += (s.T @ weight.T).T
-    rhs = np.zeros((n_rows, n_cols))
-    weighted = weight * flux
-    for k in range(4):
-        column = first + k
-        ok = column < n_cols
-        s = sparse.csr_array((values[ok, k], (np.arange(n_time)[ok], column[ok])), shape=(n_time, n_cols))
-        rhs += (s.T @ weighted.T).T
-    scale = lam * np.maximum(band[:, 3, :].mean(axis=1), 1e-12)
-    band += scale[:, None, None] * penalty[None]
-    band[:, 3, :] += 1e-10 * np.maximum(band[:, 3, :].max(axis=1, keepdims=True), 1e-12)
-    coefficients = np.empty((n_rows, n_cols))
-    for row in range(n_rows):
-        coefficients[row] = sla.solveh_banded(band[row], rhs[row], lower=False, check_finite=False)
-    return coefficients
+@lru_cache(maxsize=8)
+def _spline_bases_cached(time_bytes: bytes, spacings: tuple[float, ...], gap_width: float):
+    time = np.frombuffer(time_bytes, dtype=np.float64)
+    bases = [_banded_basis(time, spacing, gap_width) for spacing in spacings]
+    n_cols = np.array([basis[2] for basis in bases], dtype=np.int64)
+    max_cols = int(n_cols.max())
+    firsts = np.stack([basis[0] for basis in bases])
+    values = np.stack([basis[1] for basis in bases])
+    # Banded layout of the kernel: row j holds entries (j - 3, j) ... (j, j); three rows of slack.
+    penalties = np.zeros((len(bases), max_cols + 3, 4))
+    grams = np.zeros((len(bases), max_cols + 3, 4))
+    for s, (first, value, m, pen) in enumerate(bases):
+        penalties[s, :m] = pen.T
+        for k in range(4):
+            for d in range(4 - k):
+                column = first + k + d
+                ok = column < m
+                grams[s, :m, 3 - d] += np.bincount(column[ok], weights=(value[:, k] * value[:, k + d])[ok], minlength=m)
+    for array in (firsts, values, n_cols, penalties, grams):
+        array.setflags(write=False)
+    return firsts, values, n_cols, penalties, grams
 
 
-def _evaluate(first, values, coefficients):
-    n_cols = coefficients.shape[1]
-    index = np.minimum(first[:, None] + np.arange(4), n_cols - 1)
-    return np.einsum("tk,ntk->nt", values, coefficients[:, index])
+def _spline_bases(time: np.ndarray, spacings: np.ndarray, gap_width: float):
+    """Banded cubic B-spline bases of a shared grid for several knot spacings, stacked for the kernel.
+
+    Returns ``firsts`` (S, T), ``values`` (S, T, 4), ``n_cols`` (S,) and the
+    penalty and unweighted normal matrix ``B^T B`` (S, M_max + 3, 4), row
+    ``j`` holding entries ``(j - 3, j) ... (j, j)``. Cached: every chunk of a training set shares its mission's grid.
+    """
+    time = np.ascontiguousarray(time, dtype=np.float64)
+    return _spline_bases_cached(time.tobytes(), tuple(float(s) for s in spacings), float(gap_width))
 
 
 def transit_mask(
@@ -723,9 +721,13 @@ def adaptive_spline_trend(
     each point's contribution capped at ``sigma_clip^2``; fast rotators get
     short spacings, quiet stars long ones.
 
-    Everything is vectorised over light curves: per spacing and pass, the
-    banded normal matrices of all N stars come from ten sparse products and
-    each is solved by a banded Cholesky (O(M) per star).
+    A compiled kernel (:func:`skysift.transit._lightcurve_kernels.adaptive_spline_rows`)
+    loops over the light curves: the basis and its unweighted normal matrix
+    are made once per time grid (and cached); per star and spacing the
+    unfitted cadences are taken out of it, each clipping pass takes out or
+    puts back only the cadences whose weight changed, and the banded system
+    is solved by Cholesky (O(M)). A star stops iterating at a spacing once
+    its clipping no longer changes (another fit would repeat the last).
 
     Parameters
     ----------
@@ -749,40 +751,20 @@ def adaptive_spline_trend(
         Only with ``return_spacing``.
     """
     time = np.asarray(time, dtype=np.float64)
-    flux = np.atleast_2d(np.asarray(flux, dtype=np.float64))
-    n_rows, n_time = flux.shape
+    flux = np.ascontiguousarray(np.atleast_2d(np.asarray(flux, dtype=np.float64)))
     good = np.isfinite(flux) if valid is None else (np.broadcast_to(valid, flux.shape) & np.isfinite(flux))
     fittable = good if exclude is None else good & ~np.broadcast_to(exclude, flux.shape)
     # Stars with too little unmasked data fall back to fitting everything.
-    fittable = np.where(fittable.sum(axis=1, keepdims=True) >= 16, fittable, good)
-    clean = np.where(good, flux, 0.0)
-    # Point-to-point noise, for the BIC (insensitive to slow trends).
-    diffs = np.where(good[:, 1:] & good[:, :-1], np.diff(clean, axis=1), np.nan)
-    p2p = np.nan_to_num(_row_robust_sigma(diffs, 2048) / np.sqrt(2.0), nan=1.0)
-    p2p = np.maximum(p2p, 1e-12)
+    fittable = np.ascontiguousarray(np.where(fittable.sum(axis=1, keepdims=True) >= 16, fittable, good))
     spacings = np.atleast_1d(np.asarray(knot_spacings, dtype=np.float64))
-    n_points = np.maximum(fittable.sum(axis=1), 1)
-    best_bic = np.full(n_rows, np.inf)
-    best_trend = np.full(flux.shape, np.nan)
-    best_spacing = np.full(n_rows, np.nan)
-    for spacing in spacings:
-        first, values, n_cols, pen = _banded_basis(time, float(spacing), gap_width)
-        weight = fittable.astype(np.float64)
-        for _ in range(n_iter):
-            coefficients = _weighted_spline_fit(first, values, n_cols, pen, clean, weight, penalty)
-            fit = _evaluate(first, values, coefficients)
-            residual = np.where(fittable, clean - fit, np.nan)
-            scatter = np.maximum(_row_robust_sigma(residual, 1024), 1e-12)
-            new_weight = (fittable & (np.abs(clean - fit) <= sigma_clip * scatter[:, None])).astype(np.float64)
-            if np.array_equal(new_weight, weight):
-                break
-            weight = new_weight
-        chi2 = np.where(fittable, np.minimum(((clean - fit) / p2p[:, None]) ** 2, sigma_clip**2), 0.0).sum(axis=1)
-        bic = chi2 + n_cols * np.log(n_points)
-        better = bic < best_bic
-        best_bic = np.where(better, bic, best_bic)
-        best_trend[better] = fit[better]
-        best_spacing[better] = spacing
+    firsts, values, n_cols, penalties, grams = _spline_bases(time, spacings, gap_width)
+    best_trend = np.empty(flux.shape)
+    best_index = np.empty(flux.shape[0], dtype=np.int64)
+    _lightcurve_kernels.adaptive_spline_rows(
+        flux, np.ascontiguousarray(good), fittable, firsts, values, n_cols, penalties, grams, float(penalty),
+        float(sigma_clip), int(n_iter), best_trend, best_index,
+    )  # fmt: skip
+    best_spacing = np.where(best_index >= 0, spacings[np.maximum(best_index, 0)], np.nan)
     return (best_trend, best_spacing) if return_spacing else best_trend
 
 
@@ -824,40 +806,20 @@ def detection_statistic(
         ``mes``, ``depth`` (relative), ``noise`` (relative, per duration),
         ``n_in`` (in-transit cadences), ``n_transits`` (equivalent full transits).
     """
-    time = np.asarray(time, dtype=np.float64)
-    flux = np.atleast_2d(np.asarray(flux, dtype=np.float64))
+    time = np.ascontiguousarray(time, dtype=np.float64)
+    flux = np.ascontiguousarray(np.atleast_2d(np.asarray(flux, dtype=np.float64)))
     n_rows, n_time = flux.shape
-    period = np.broadcast_to(np.asarray(period, dtype=np.float64), (n_rows,))
-    t0 = np.broadcast_to(np.asarray(t0, dtype=np.float64), (n_rows,))
-    duration = np.broadcast_to(np.asarray(duration, dtype=np.float64), (n_rows,))
+    period, t0, duration = (
+        np.ascontiguousarray(np.broadcast_to(np.asarray(v, dtype=np.float64), (n_rows,))) for v in (period, t0, duration)
+    )
     good = np.isfinite(flux) if valid is None else (np.broadcast_to(valid, flux.shape) & np.isfinite(flux))
-    folded = np.abs(phase_fold(time, period, t0))
-    inside = good & (folded < 0.5 * duration[:, None])
-    outside = good & (folded > duration[:, None])
-    with np.errstate(invalid="ignore", divide="ignore"):
-        baseline = _row_median(np.where(outside, flux, np.nan))
-        baseline = np.where(np.isfinite(baseline), baseline, 1.0)
-        n_in = inside.sum(axis=1)
-        mean_in = np.where(inside, flux, 0.0).sum(axis=1) / np.maximum(n_in, 1)
-        depth = np.where(n_in > 0, baseline - mean_in, 0.0)
-        cadence = float(np.median(np.diff(time))) if n_time > 1 else 1.0
-        width = np.clip(np.rint(duration / cadence).astype(np.int64), 1, max(n_time - 1, 1))
-        residual = np.where(outside, flux - baseline[:, None], 0.0)
-        csum = np.concatenate([np.zeros((n_rows, 1)), np.cumsum(residual, axis=1)], axis=1)
-        ccount = np.concatenate([np.zeros((n_rows, 1)), np.cumsum(outside, axis=1)], axis=1)
-        begin = np.arange(n_time)[None, :]
-        end = np.minimum(begin + width[:, None], n_time)
-        box_count = np.take_along_axis(ccount, end, axis=1) - ccount[:, :n_time]
-        box_sum = np.take_along_axis(csum, end, axis=1) - csum[:, :n_time]
-        full = (box_count >= 0.8 * width[:, None]) & (end - begin == width[:, None])
-        box_mean = np.where(full, box_sum / np.maximum(box_count, 1), np.nan)
-        noise = _row_robust_sigma(box_mean)
-        # Too few boxes (very long durations): scale the per-cadence scatter.
-        per_cadence = _row_robust_sigma(np.where(outside, flux, np.nan)) / np.sqrt(width)
-        noise = np.where(np.isfinite(noise) & (full.sum(axis=1) >= 20), noise, per_cadence)
-        noise = np.where(np.isfinite(noise) & (noise > 0), noise, np.inf)
-        n_transits = n_in / width
-        mes = np.where(n_in > 0, depth / noise * np.sqrt(n_transits), 0.0)
+    cadence = float(np.median(np.diff(time))) if n_time > 1 else 1.0
+    width = np.clip(np.rint(duration / cadence).astype(np.int64), 1, max(n_time - 1, 1))
+    mes, depth, noise, n_transits = (np.empty(n_rows) for _ in range(4))
+    n_in = np.empty(n_rows, dtype=np.int64)
+    _lightcurve_kernels.detection_rows(
+        time, flux, np.ascontiguousarray(good), period, t0, duration, width, mes, depth, noise, n_in, n_transits
+    )
     return {"mes": mes, "depth": depth, "noise": noise, "n_in": n_in, "n_transits": n_transits}
 
 

@@ -1,0 +1,433 @@
+"""Compiled (numba) kernels of the training-set path: the robust spline detrend and the detection statistic.
+
+Both loop over the light curves inside the kernel (one row at a time, work
+arrays allocated once per call), so a batch costs no Python per light curve:
+
+* :func:`adaptive_spline_rows` is
+  :func:`skysift.transit.preprocess.adaptive_spline_trend`: for every
+  candidate knot spacing, an iteratively sigma-clipped, penalised
+  least-squares cubic B-spline, and the spacing of lowest BIC. The basis on
+  the shared time grid and its unweighted normal matrix are made once per
+  batch; per light curve the normal matrix and right-hand side start from
+  them with the unfitted cadences taken out, and each clipping pass only
+  takes out or puts back the cadences whose weight changed (a few per cent),
+  so a pass costs one banded Cholesky solve (O(M)) and one evaluation of
+  the spline (O(T)) rather than O(T) sparse products;
+* :func:`detection_rows` is
+  :func:`skysift.transit.preprocess.detection_statistic`, with exact medians
+  by selection instead of a sort of every row.
+
+The arithmetic follows the numpy implementations operation for operation
+(float32 robust scatters, float64 fits and sums), so the results agree with
+them to rounding (``tests/transit/test_lightcurve_kernels.py``).
+
+Everything compiles lazily on first call and is cached on disk (``cache=True``).
+"""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+
+from skysift.transit._kernels import _median_of, _median_radix, _median_work
+
+__all__: list[str] = []
+
+_jit = numba.njit(cache=True, nogil=True, error_model="numpy")
+
+#: 1 / Phi^-1(3/4): the MAD of a normal distribution times this is its standard deviation.
+_MAD_TO_SIGMA = np.float32(1.4826)
+
+
+@_jit
+def _robust_sigma32(values, n, work, deviations):
+    """1.4826 MAD of float32 ``values[:n]`` in float32 arithmetic, as numpy's float32 medians give it (NaN if n == 0)."""
+    if n == 0:
+        return np.float32(np.nan)
+    median = np.float32(_median_radix(values, n, work))
+    for i in range(n):
+        deviations[i] = abs(values[i] - median)
+    return _MAD_TO_SIGMA * np.float32(_median_radix(deviations, n, work))
+
+
+# ---------------------------------------------------------------------------
+# Banded normal equations of a cubic B-spline
+# ---------------------------------------------------------------------------
+#: Rows of padding before the first column of the banded factor (its band reaches 3 columns back).
+_PAD = 3
+
+
+@_jit
+def _add_point(band, rhs, first, values, t, value, sign):
+    """Add (``sign`` 1) or take out (-1) cadence ``t`` of flux ``value`` from the normal equations.
+
+    ``band[j, 3 - d]`` holds entry ``(j - d, j)`` (the transpose of
+    ``scipy.linalg.solveh_banded``'s upper form); ``band`` and ``rhs`` have
+    three rows of slack past the last column, which absorb the products of
+    basis values that are zero there.
+    """
+    f = first[t]
+    for k in range(4):
+        vk = values[t, k] * sign
+        rhs[f + k] += vk * value
+        for d in range(4 - k):
+            band[f + k + d, 3 - d] += vk * values[t, k + d]
+
+
+@_jit
+def _banded_cholesky_solve(a, rhs, factor, inverse_diagonal, out, n_cols):
+    """Solve the symmetric positive definite system ``a`` (bandwidth 3, layout of :func:`_add_point`).
+
+    ``factor`` and ``inverse_diagonal`` (``n_cols + 2 * _PAD`` rows) receive
+    ``U`` (``A = U^T U``) shifted down by :data:`_PAD` rows, whose padding
+    (zero off-diagonals, unit diagonal) lets every column take the same
+    branch-free formulas; ``out`` (same length) receives the solution at
+    ``_PAD:_PAD + n_cols`` and zeros around it. A non-positive pivot
+    (numerically singular system) becomes a tiny one rather than failing.
+    """
+    for j in range(_PAD):
+        for r in range(4):
+            factor[j, r] = 0.0
+            factor[n_cols + _PAD + j, r] = 0.0
+        inverse_diagonal[j] = 1.0
+        inverse_diagonal[n_cols + _PAD + j] = 1.0
+        out[j] = 0.0
+        out[n_cols + _PAD + j] = 0.0
+    for c in range(n_cols):
+        j = c + _PAD
+        # factor[j, 3 - d] = U[c - d, c] (column c of U, d rows above the diagonal).
+        u3 = a[c, 0] * inverse_diagonal[j - 3]
+        u2 = (a[c, 1] - factor[j - 2, 2] * u3) * inverse_diagonal[j - 2]
+        u1 = (a[c, 2] - factor[j - 1, 1] * u3 - factor[j - 1, 2] * u2) * inverse_diagonal[j - 1]
+        pivot = a[c, 3] - u3 * u3 - u2 * u2 - u1 * u1
+        u0 = np.sqrt(pivot) if pivot > 0.0 else 1e-150
+        factor[j, 0], factor[j, 1], factor[j, 2], factor[j, 3] = u3, u2, u1, u0
+        inverse_diagonal[j] = 1.0 / u0
+    # U^T y = rhs, then U x = y.
+    for c in range(n_cols):
+        j = c + _PAD
+        out[j] = (rhs[c] - factor[j, 0] * out[j - 3] - factor[j, 1] * out[j - 2] - factor[j, 2] * out[j - 1]) * inverse_diagonal[j]
+    for j in range(n_cols + _PAD - 1, _PAD - 1, -1):
+        out[j] = (out[j] - factor[j + 1, 2] * out[j + 1] - factor[j + 2, 1] * out[j + 2] - factor[j + 3, 0] * out[j + 3]) * inverse_diagonal[j]
+
+
+@_jit
+def _spline_at(first, values, coefficients, t):
+    """The spline of ``coefficients`` at cadence ``t``."""
+    f = first[t]
+    return (
+        values[t, 0] * coefficients[f] + values[t, 1] * coefficients[f + 1]
+        + values[t, 2] * coefficients[f + 2] + values[t, 3] * coefficients[f + 3]
+    )  # fmt: skip
+
+
+@_jit
+def adaptive_spline_rows(
+    flux, good, fittable, firsts, values, n_cols, penalties, grams, penalty, sigma_clip, n_iter, trend, best_spacing
+):
+    """Transit-masked robust spline trends with BIC-chosen knot spacing, row by row.
+
+    Parameters
+    ----------
+    flux : float64 (N, T)
+        Fluxes (any value where not ``good``).
+    good, fittable : bool (N, T)
+        Usable cadences, and those the spline is fitted to (``good`` less the
+        excluded ones; rows with under 16 such fall back to ``good`` before the call).
+    firsts, values : int64 (S, T), float64 (S, T, 4)
+        Per candidate spacing, the first non-zero basis column of each cadence
+        and the four basis values from it (zero beyond the last column).
+    n_cols : int64 (S,)
+        Basis columns per spacing.
+    penalties, grams : float64 (S, M_max + 3, 4)
+        Second-difference penalty and the normal matrix ``B^T B`` of every
+        cadence, in the banded layout of :func:`_add_point`.
+    penalty, sigma_clip : float
+        Penalty weight (times the mean diagonal of the normal matrix) and clipping threshold.
+    n_iter : int
+        Fits per spacing.
+    trend : float64 (N, T), out
+        Trend of the winning spacing.
+    best_spacing : int64 (N,), out
+        Its index (-1 if no spacing gave a finite BIC).
+    """
+    n_rows, n_time = flux.shape
+    n_spacings = firsts.shape[0]
+    max_rows = grams.shape[1]
+    band = np.empty((max_rows, 4))
+    system = np.empty((max_rows, 4))
+    factor = np.empty((max_rows + 2 * _PAD, 4))
+    inverse_diagonal = np.empty(max_rows + 2 * _PAD)
+    rhs = np.empty(max_rows)
+    solution = np.empty(max_rows + 2 * _PAD)
+    coefficients = solution[_PAD:]
+    best_coefficients = np.empty(max_rows + _PAD)
+    clean = np.empty(n_time)
+    weight = np.empty(n_time, dtype=np.bool_)
+    scratch = np.empty(n_time, dtype=np.float32)
+    deviations = np.empty(n_time, dtype=np.float32)
+    work = _median_work(n_time)
+    # Residual scatter from at most ~1024 cadences and the point-to-point noise from ~2048
+    # differences, as preprocess._row_robust_sigma subsamples them.
+    residual_stride = -(-n_time // 1024) if n_time > 1024 else 1
+    n_diffs = max(n_time - 1, 0)
+    diff_stride = -(-n_diffs // 2048) if n_diffs > 2048 else 1
+    clip2 = sigma_clip * sigma_clip
+    for row in range(n_rows):
+        row_fittable = fittable[row]
+        n_points = 0
+        for t in range(n_time):
+            clean[t] = flux[row, t] if good[row, t] else 0.0
+            n_points += row_fittable[t]
+        n_points = max(n_points, 1)
+        # Point-to-point noise (insensitive to slow trends) for the BIC.
+        n = 0
+        for j in range(0, n_diffs, diff_stride):
+            if good[row, j] and good[row, j + 1]:
+                scratch[n] = np.float32(clean[j + 1] - clean[j])
+                n += 1
+        p2p = np.float64(_robust_sigma32(scratch, n, work, deviations)) / np.sqrt(2.0)
+        if not np.isfinite(p2p):
+            p2p = 1.0
+        p2p = max(p2p, 1e-12)
+        inverse_p2p = 1.0 / p2p
+        log_points = np.log(n_points)
+        best_bic = np.inf
+        best_spacing[row] = -1
+        for s in range(n_spacings):
+            m = n_cols[s]
+            first = firsts[s]
+            basis = values[s]
+            # Normal equations of the fittable cadences: all cadences' minus the others'.
+            for j in range(m + 3):
+                for r in range(4):
+                    band[j, r] = grams[s, j, r]
+                rhs[j] = 0.0
+            # B^T (w f): runs of cadences share their first column (``first`` never decreases),
+            # so four sums stay in registers until it changes.
+            current = first[0] if n_time else 0
+            s0 = s1 = s2 = s3 = 0.0
+            for t in range(n_time):
+                weight[t] = row_fittable[t]
+                f = first[t]
+                if f != current:
+                    rhs[current] += s0
+                    rhs[current + 1] += s1
+                    rhs[current + 2] += s2
+                    rhs[current + 3] += s3
+                    s0 = s1 = s2 = s3 = 0.0
+                    current = f
+                c = clean[t] if weight[t] else 0.0
+                s0 += basis[t, 0] * c
+                s1 += basis[t, 1] * c
+                s2 += basis[t, 2] * c
+                s3 += basis[t, 3] * c
+                if not weight[t]:
+                    _add_point(band, rhs, first, basis, t, 0.0, -1.0)
+            rhs[current] += s0
+            rhs[current + 1] += s1
+            rhs[current + 2] += s2
+            rhs[current + 3] += s3
+            for iteration in range(n_iter):
+                diagonal = 0.0
+                for j in range(m):
+                    diagonal += band[j, 3]
+                scale = penalty * max(diagonal / m, 1e-12)
+                largest = -np.inf
+                for j in range(m):
+                    for r in range(4):
+                        system[j, r] = band[j, r] + scale * penalties[s, j, r]
+                    largest = max(largest, system[j, 3])
+                ridge = 1e-10 * max(largest, 1e-12)
+                for j in range(m):
+                    system[j, 3] += ridge
+                _banded_cholesky_solve(system, rhs, factor, inverse_diagonal, solution, m)
+                # Past the last column the padding repeats it, as preprocess's evaluation clamped
+                # the column index (the basis values there are zero).
+                for j in range(m, m + 3):
+                    coefficients[j] = coefficients[m - 1]
+                last = iteration == n_iter - 1
+                threshold = np.inf
+                if not last:
+                    # The clipping threshold from the residuals of the subsampled cadences first, so
+                    # that one pass evaluates the spline, clips and updates the normal equations.
+                    n = 0
+                    for t in range(0, n_time, residual_stride):
+                        if row_fittable[t]:
+                            scratch[n] = np.float32(clean[t] - _spline_at(first, basis, coefficients, t))
+                            n += 1
+                    scatter = _robust_sigma32(scratch, n, work, deviations)
+                    # float32, as numpy forms sigma_clip * scatter.
+                    threshold = np.float64(np.float32(sigma_clip) * max(scatter, np.float32(1e-12)))
+                chi2 = 0.0
+                changed = 0
+                for t in range(n_time):
+                    residual = clean[t] - _spline_at(first, basis, coefficients, t)
+                    if row_fittable[t]:
+                        z = residual * inverse_p2p
+                        chi2 += min(z * z, clip2)
+                        if not last:
+                            keep = abs(residual) <= threshold
+                            if keep != weight[t]:
+                                changed += 1
+                                weight[t] = keep
+                                _add_point(band, rhs, first, basis, t, clean[t], 1.0 if keep else -1.0)
+                if changed == 0:
+                    break  # converged (or the last pass): another fit would repeat this one
+            bic = chi2 + m * log_points
+            if bic < best_bic:
+                best_bic = bic
+                best_spacing[row] = s
+                for j in range(m + 3):
+                    best_coefficients[j] = coefficients[j]
+        if best_spacing[row] < 0:
+            for t in range(n_time):
+                trend[row, t] = np.nan
+        else:
+            s = best_spacing[row]
+            for t in range(n_time):
+                trend[row, t] = _spline_at(firsts[s], values[s], best_coefficients, t)
+
+
+# ---------------------------------------------------------------------------
+# Detection statistic
+# ---------------------------------------------------------------------------
+@_jit
+def detection_rows(time, flux, good, period, t0, duration, width, mes, depth, noise, n_in, n_transits):
+    """:func:`~skysift.transit.preprocess.detection_statistic` of each row into the output arrays.
+
+    ``time`` (T,) shared; ``flux`` float64 (N, T); ``good`` bool (N, T)
+    (finite and valid); ``period``, ``t0``, ``duration`` float64 (N,);
+    ``width`` int64 (N,), the box length in cadences.
+    """
+    n_rows, n_time = flux.shape
+    folded = np.empty(n_time)
+    outside_values = np.empty(n_time)
+    box_values = np.empty(n_time, dtype=np.float32)
+    deviations = np.empty(n_time, dtype=np.float32)
+    work = _median_work(n_time)
+    csum = np.empty(n_time + 1)
+    ccount = np.empty(n_time + 1, dtype=np.int64)
+    for row in range(n_rows):
+        p, e, d = period[row], t0[row], duration[row]
+        inverse = 1.0 / p
+        n_out = 0
+        count_in = 0
+        sum_in = 0.0
+        for t in range(n_time):
+            # preprocess.phase_fold, operation for operation.
+            offset = time[t] - e
+            x = offset - p * np.floor(offset * inverse + 0.5)
+            if x >= 0.5 * p:
+                x -= p
+            x = abs(x)
+            folded[t] = x
+            if good[row, t]:
+                if x < 0.5 * d:
+                    count_in += 1
+                    sum_in += flux[row, t]
+                if x > d:
+                    outside_values[n_out] = flux[row, t]
+                    n_out += 1
+        baseline = _median_of(outside_values, n_out) if n_out > 0 else 1.0
+        mean_in = sum_in / max(count_in, 1)
+        depth[row] = baseline - mean_in if count_in > 0 else 0.0
+        n_in[row] = count_in
+        # Running means over one duration of the out-of-transit residuals (cumulative sums, as numpy's).
+        w = width[row]
+        csum[0] = 0.0
+        ccount[0] = 0
+        for t in range(n_time):
+            outside = good[row, t] and folded[t] > d
+            csum[t + 1] = csum[t] + ((flux[row, t] - baseline) if outside else 0.0)
+            ccount[t + 1] = ccount[t] + outside
+        n_full = 0
+        for begin in range(0, n_time - w + 1):
+            box_count = ccount[begin + w] - ccount[begin]
+            if box_count >= 0.8 * w:
+                box_values[n_full] = np.float32((csum[begin + w] - csum[begin]) / max(box_count, 1))
+                n_full += 1
+        sigma = np.float64(_robust_sigma32(box_values, n_full, work, deviations))
+        if not (np.isfinite(sigma) and n_full >= 20):
+            # Too few boxes (very long durations): scale the per-cadence scatter.
+            for i in range(n_out):
+                box_values[i] = np.float32(outside_values[i])
+            sigma = np.float64(_robust_sigma32(box_values, n_out, work, deviations)) / np.sqrt(np.float64(w))
+        if not (np.isfinite(sigma) and sigma > 0):
+            sigma = np.inf
+        noise[row] = sigma
+        n_transits[row] = count_in / w
+        mes[row] = depth[row] / sigma * np.sqrt(n_transits[row]) if count_in > 0 else 0.0
+
+
+# ---------------------------------------------------------------------------
+# Simulated stars
+# ---------------------------------------------------------------------------
+@_jit
+def _sho_psd(omega, omega0, q):
+    """Unnormalised power spectrum of a stochastically driven damped oscillator."""
+    omega0_squared = omega0 * omega0
+    detuning = omega * omega - omega0_squared
+    damping = omega0 * omega / q
+    return omega0_squared * omega0_squared / (detuning * detuning + damping * damping)
+
+
+@_jit
+def star_spectra(omega, rotation_period, rotation_q, granulation_timescale, draws, rotation, granulation):
+    """Random complex spectra of the rotation and granulation of each star, for one inverse real FFT each.
+
+    ``omega`` (F,) angular frequencies; ``draws`` float64 (4, N, F) standard
+    normals (real and imaginary parts of each spectrum). The rotation is an
+    oscillator at the rotation frequency plus one at twice it with half the
+    power (celerite's ``RotationTerm``), the granulation a Harvey (1985)
+    profile ``1 / (1 + (omega tau)^2)``; the amplitude at each frequency is
+    the square root of the power, zero at zero frequency.
+    """
+    n_rows, n_freq = rotation.shape
+    for row in range(n_rows):
+        omega_rotation = 2.0 * np.pi / rotation_period[row]
+        q = rotation_q[row]
+        tau = granulation_timescale[row]
+        rotation[row, 0] = 0.0
+        granulation[row, 0] = 0.0
+        for f in range(1, n_freq):
+            w = omega[f]
+            power = _sho_psd(w, omega_rotation, q) + 0.5 * _sho_psd(w, 2.0 * omega_rotation, q)
+            amplitude = np.sqrt(power)
+            rotation[row, f] = complex(draws[0, row, f] * amplitude, draws[1, row, f] * amplitude)
+            x = w * tau
+            amplitude = np.sqrt(1.0 / (1.0 + x * x))
+            granulation[row, f] = complex(draws[2, row, f] * amplitude, draws[3, row, f] * amplitude)
+
+
+@_jit
+def _inverse_rms(series):
+    """1 / the standard deviation of ``series`` (1 if it is 0), as ``numpy.std`` forms it (two passes)."""
+    total = 0.0
+    for x in series:
+        total += x
+    mean = total / series.size
+    total = 0.0
+    for x in series:
+        total += (x - mean) * (x - mean)
+    rms = np.sqrt(total / series.size)
+    return 1.0 / rms if rms > 0 else 1.0
+
+
+@_jit
+def assemble_stars(rotation, granulation, index, rotation_amplitude, granulation_ratio, sigma, flux):
+    """Relative flux ``1 + A r + g sigma n_gran + sigma n_white`` of each star, in place in ``flux``.
+
+    ``rotation`` and ``granulation`` (N, G) are the series on the uniform
+    grid, each scaled here to unit rms over the grid and sampled at the
+    cadences ``index`` (T,); ``flux`` (N, T) holds the white noise (unit
+    normal) on entry.
+    """
+    n_rows, n_time = flux.shape
+    for row in range(n_rows):
+        rotation_scale = rotation_amplitude[row] * _inverse_rms(rotation[row])
+        granulation_scale = granulation_ratio[row] * sigma[row] * _inverse_rms(granulation[row])
+        s = sigma[row]
+        for t in range(n_time):
+            i = index[t]
+            flux[row, t] = 1.0 + rotation_scale * rotation[row, i] + granulation_scale * granulation[row, i] + s * flux[row, t]
