@@ -1,9 +1,9 @@
-"""The numpy detrend and detection statistic that the compiled kernels replaced: a reference for the tests.
+"""The numpy detrend, detection statistic and star synthesis that the compiled kernels replaced: references for the tests.
 
-Verbatim from ``skysift.transit.preprocess`` before they moved to numba
-(:mod:`skysift.transit._lightcurve_kernels`), renamed ``reference_*``; the
-helpers that did not change (basis, row medians, phase fold) are imported
-from it.
+Verbatim from ``skysift.transit.preprocess`` and ``skysift.transit.lightcurves``
+before they moved to numba (:mod:`skysift.transit._lightcurve_kernels`),
+renamed ``reference_*``; the helpers that did not change (basis, row
+medians, phase fold) are imported from it.
 """
 
 from __future__ import annotations
@@ -223,3 +223,78 @@ def reference_detection_statistic(
         n_transits = n_in / width
         mes = np.where(n_in > 0, depth / noise * np.sqrt(n_transits), 0.0)
     return {"mes": mes, "depth": depth, "noise": noise, "n_in": n_in, "n_transits": n_transits}
+
+
+def _sho_psd(omega: np.ndarray, omega0: np.ndarray, q: np.ndarray) -> np.ndarray:
+    """Unnormalised power spectrum of a stochastically driven damped oscillator."""
+    return omega0**4 / ((omega**2 - omega0**2) ** 2 + (omega0 * omega / q) ** 2)
+
+
+def _gaussian_process_draws(psd: np.ndarray, n_time: int, rng: np.random.Generator) -> np.ndarray:
+    """Stationary series with the given (N, F) one-sided PSD, unit rms per row."""
+    noise = rng.standard_normal(psd.shape) + 1j * rng.standard_normal(psd.shape)
+    noise[:, 0] = 0.0
+    series = np.fft.irfft(noise * np.sqrt(psd), axis=1)[:, :n_time]
+    rms = series.std(axis=1, keepdims=True)
+    return series / np.where(rms > 0, rms, 1.0)
+
+
+def reference_simulate_stars(
+    time: np.ndarray,
+    params: dict[str, np.ndarray],
+    noise: np.ndarray,
+    rng: np.random.Generator,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Relative fluxes of a batch of stars on a shared time grid.
+
+    Parameters
+    ----------
+    time : numpy.ndarray, shape (T,)
+        Cadence times (days) from :func:`mission_time_grid`.
+    params : dict of str to numpy.ndarray, shape (N,)
+        Draws of :data:`STELLAR_PRIORS`.
+    noise : numpy.ndarray, shape (N,)
+        White-noise standard deviation per cadence (relative flux).
+    rng : numpy.random.Generator
+        Source of randomness.
+
+    Returns
+    -------
+    flux : numpy.ndarray, shape (N, T)
+        Relative flux around 1; NaN at lost or flagged cadences.
+    valid : numpy.ndarray of bool, shape (N, T)
+        False where the flux is NaN.
+    """
+    time = np.asarray(time, dtype=np.float64)
+    n = int(np.asarray(noise).shape[0])
+    n_time = time.size
+    cadence = float(np.median(np.diff(time)))
+    index = np.rint((time - time[0]) / cadence).astype(np.int64)
+    # Uniform grid covering the mission gaps, padded against circular wrap-around.
+    n_grid = int(2 * (index[-1] + 1))
+    omega = 2.0 * np.pi * np.fft.rfftfreq(n_grid, d=cadence)[None, :]
+
+    p = {k: np.asarray(v, dtype=np.float64)[:, None] for k, v in params.items()}
+    omega_rot = 2.0 * np.pi / p["rotation_period"]
+    rotation_psd = _sho_psd(omega, omega_rot, p["rotation_q"]) + 0.5 * _sho_psd(omega, 2.0 * omega_rot, p["rotation_q"])
+    rotation = _gaussian_process_draws(rotation_psd, n_grid, rng)[:, index]
+    harvey = 1.0 / (1.0 + (omega * p["granulation_timescale"]) ** 2)
+    granulation = _gaussian_process_draws(harvey, n_grid, rng)[:, index]
+
+    sigma = np.asarray(noise, dtype=np.float64)[:, None]
+    flux = (
+        1.0
+        + p["rotation_amplitude"] * rotation
+        + p["granulation_ratio"] * sigma * granulation
+        + sigma * rng.standard_normal((n, n_time))
+    )
+    # Data loss: a few contiguous chunks plus scattered flagged cadences.
+    valid = rng.random((n, n_time)) >= 0.25 * p["gap_fraction"]
+    n_chunks = 3
+    chunk_length = (0.75 * p["gap_fraction"] * n_time / n_chunks).astype(np.int64)
+    starts = rng.integers(0, n_time, size=(n, n_chunks))
+    position = np.arange(n_time)[None, None, :]
+    lost = (position >= starts[:, :, None]) & (position < starts[:, :, None] + chunk_length[:, :, None])
+    valid &= ~lost.any(axis=1)
+    flux[~valid] = np.nan
+    return flux, valid
