@@ -35,12 +35,19 @@ def planets_on_stars():
 def test_adaptive_spline_matches_the_scipy_reference(planets_on_stars):
     time, flux, valid, noise, p = planets_on_stars
     exclude = transit_mask(time, p["period"], p["t0"], p["duration"])
-    trend, spacing = adaptive_spline_trend(time, flux, valid=valid, exclude=exclude, return_spacing=True)
     want, want_spacing = reference_adaptive_spline_trend(time, flux, valid=valid, exclude=exclude, return_spacing=True)
+    tolerance = 1e-5 * np.broadcast_to(noise[:, None], flux.shape)
+    # BIC of the clipped fits, as the reference: same knots, penalty, clipping and BIC; the banded solves
+    # differ only by rounding (which can move a cadence sitting on the clipping threshold), far below the noise.
+    trend, spacing = adaptive_spline_trend(time, flux, valid=valid, exclude=exclude, choice_fits=3, return_spacing=True)
     np.testing.assert_array_equal(spacing, want_spacing)
-    # Same knots, penalty, clipping and BIC; the banded solves differ only by rounding (which can move
-    # a cadence sitting on the clipping threshold), far below the white noise.
-    assert np.all(np.abs(trend - want)[valid] <= 1e-5 * np.broadcast_to(noise[:, None], flux.shape)[valid])
+    assert np.all(np.abs(trend - want)[valid] <= tolerance[valid])
+    # The default compares the spacings' unclipped fits: the same choice but for near-ties (here 1 of 40,
+    # 0.4 d for 0.7 d), and the winner is clipped as the reference clips it.
+    trend, spacing = adaptive_spline_trend(time, flux, valid=valid, exclude=exclude, return_spacing=True)
+    same = spacing == want_spacing
+    assert same.mean() >= 0.9
+    assert np.all((np.abs(trend - want) <= tolerance)[valid & same[:, None]])
 
 
 def test_adaptive_spline_edge_cases():

@@ -700,6 +700,7 @@ def adaptive_spline_trend(
     knot_spacings: tuple[float, ...] | float = KNOT_SPACINGS,
     sigma_clip: float = 3.0,
     n_iter: int = 3,
+    choice_fits: int = 1,
     penalty: float = 1e-3,
     gap_width: float = GAP_WIDTH,
     return_spacing: bool = False,
@@ -719,7 +720,13 @@ def adaptive_spline_trend(
     ``chi2 + n_coefficients ln(n_points)`` wins, with ``chi2`` measured
     against the point-to-point scatter (``1.4826 MAD(diff) / sqrt 2``) and
     each point's contribution capped at ``sigma_clip^2``; fast rotators get
-    short spacings, quiet stars long ones.
+    short spacings, quiet stars long ones. The BIC is taken after
+    ``choice_fits`` fits of each spacing (default one, the unclipped fit:
+    with the cap, the few points that clipping would drop change chi2 by
+    far less than a step in spacing does), and only the winner is then
+    clipped and refitted up to ``n_iter`` fits; ``choice_fits=n_iter``
+    compares fully clipped fits (three times the work, the same
+    distribution of trends: ``tests/transit/test_lightcurve_kernels.py``).
 
     A compiled kernel (:func:`skysift.transit._lightcurve_kernels.adaptive_spline_rows`)
     loops over the light curves: the basis and its unweighted normal matrix
@@ -741,6 +748,10 @@ def adaptive_spline_trend(
         Cadences never fitted (masked transits).
     knot_spacings : float or sequence of float
         Candidate knot spacings (days).
+    n_iter : int
+        Fits of the chosen spacing, each after clipping on the previous one.
+    choice_fits : int
+        Fits of every spacing before its BIC is compared (1 to ``n_iter``).
     return_spacing : bool
         Also return the chosen spacing per light curve.
 
@@ -762,7 +773,7 @@ def adaptive_spline_trend(
     best_index = np.empty(flux.shape[0], dtype=np.int64)
     _lightcurve_kernels.adaptive_spline_rows(
         flux, np.ascontiguousarray(good), fittable, firsts, values, n_cols, penalties, grams, float(penalty),
-        float(sigma_clip), int(n_iter), best_trend, best_index,
+        float(sigma_clip), int(n_iter), int(choice_fits), best_trend, best_index,
     )  # fmt: skip
     best_spacing = np.where(best_index >= 0, spacings[np.maximum(best_index, 0)], np.nan)
     return (best_trend, best_spacing) if return_spacing else best_trend
