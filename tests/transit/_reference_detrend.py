@@ -14,6 +14,7 @@ from scipy import sparse
 from skysift.transit.preprocess import (
     GAP_WIDTH,
     KNOT_SPACINGS,
+    _DEPTH_ERROR_FLOOR,
     _banded_basis,
     _row_median,
     _row_robust_sigma,
@@ -223,6 +224,68 @@ def reference_detection_statistic(
         n_transits = n_in / width
         mes = np.where(n_in > 0, depth / noise * np.sqrt(n_transits), 0.0)
     return {"mes": mes, "depth": depth, "noise": noise, "n_in": n_in, "n_transits": n_transits}
+
+
+def reference_depth_consistency(
+    time: np.ndarray,
+    flux: np.ndarray,
+    usable: np.ndarray,
+    cycle: np.ndarray,
+    period: np.ndarray,
+    t0: np.ndarray,
+    half_duration: np.ndarray,
+) -> np.ndarray:
+    """Reduced chi^2 of the individual transits' depths about their weighted mean, (N,).
+
+    Each transit's depth is the mean flux deficit within ``half_duration / 2``
+    of its mid-time (the central half, as for the odd/even depths), with the
+    error of a box of that many cadences from :func:`detection_statistic`'s
+    noise, plus :data:`_DEPTH_ERROR_FLOOR` of the mean depth. A planet gives
+    about 1 whatever its number of transits; a single event (one transit much
+    deeper than the others) or alternating depths give much more. Rows with
+    fewer than two covered transits give 1. This is the idea of the Kepler
+    pipeline's and Robovetter's individual-transit tests (Twicken et al. 2018;
+    Thompson et al. 2018), reduced to one statistic.
+    """
+    n_rows, n_time = flux.shape
+    statistic = reference_detection_statistic(time, flux, period, t0, half_duration, valid=usable)
+    inside = usable & (np.abs(phase_fold(time, period, t0)) < 0.5 * half_duration[:, None])
+    first = np.where(inside, cycle, np.inf).min(axis=1)
+    first = np.where(np.isfinite(first), first, 0.0)
+    index = (cycle - first[:, None]).astype(np.int64)
+    n_cycles = int(index[inside].max(initial=0)) + 1
+    key = (np.arange(n_rows)[:, None] * n_cycles + index)[inside]
+    counts = np.bincount(key, minlength=n_rows * n_cycles).reshape(n_rows, n_cycles)
+    sums = np.bincount(key, weights=flux[inside], minlength=n_rows * n_cycles).reshape(n_rows, n_cycles)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        covered = counts > 0
+        # detection_statistic's depth is the out-of-transit median minus the mean in transit.
+        baseline = statistic["depth"] + sums.sum(axis=1) / np.maximum(counts.sum(axis=1), 1)
+        depth = np.where(covered, baseline[:, None] - sums / np.maximum(counts, 1), 0.0)
+        width = np.where(statistic["n_transits"] > 0, statistic["n_in"] / statistic["n_transits"], 1.0)
+        variance = statistic["noise"][:, None] ** 2 * width[:, None] / np.maximum(counts, 1)
+        weight = np.where(covered, 1.0 / variance, 0.0)
+        mean = (weight * depth).sum(axis=1) / weight.sum(axis=1)
+        variance = variance + (_DEPTH_ERROR_FLOOR * mean[:, None]) ** 2
+        chi2 = np.where(covered, (depth - mean[:, None]) ** 2 / variance, 0.0).sum(axis=1)
+        dof = covered.sum(axis=1) - 1
+        reduced = np.where((dof >= 1) & np.isfinite(chi2), chi2 / np.maximum(dof, 1), 1.0)
+    return reduced
+
+
+def reference_vetting_statistics(time, flux, usable, period, t0, duration):
+    """Secondary, odd and even statistics and the depth consistency as the former ``make_vetting_views`` made them.
+
+    ``flux`` is a float32 block (N, T), ``usable`` its usable cadences.
+    """
+    detrended = flux.astype(np.float64)
+    secondary = reference_detection_statistic(time, detrended, period, t0 + 0.5 * period, duration, valid=usable)
+    cycle = np.floor((time[None, :] - t0[:, None]) / period[:, None] + 0.5)
+    is_even = np.mod(cycle, 2.0) == 0.0
+    odd = reference_detection_statistic(time, detrended, period, t0, 0.5 * duration, valid=usable & ~is_even)
+    even = reference_detection_statistic(time, detrended, period, t0, 0.5 * duration, valid=usable & is_even)
+    consistency = reference_depth_consistency(time, detrended, usable, cycle, period, t0, 0.5 * duration)
+    return secondary, odd, even, consistency, is_even
 
 
 def _sho_psd(omega: np.ndarray, omega0: np.ndarray, q: np.ndarray) -> np.ndarray:

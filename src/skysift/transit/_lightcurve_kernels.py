@@ -1,12 +1,13 @@
-"""Compiled (numba) kernels of the training-set path: the robust spline detrend and the detection statistic.
+"""Compiled (numba) kernels of the training-set path: the robust spline detrend and the detection statistics.
 
-Both loop over the light curves inside the kernel (one row at a time, work
+They loop over the light curves inside the kernel (one row at a time, work
 arrays allocated once per call), so a batch costs no Python per light curve:
 
 * :func:`adaptive_spline_rows` is
   :func:`skysift.transit.preprocess.adaptive_spline_trend`: for every
   candidate knot spacing, an iteratively sigma-clipped, penalised
-  least-squares cubic B-spline, and the spacing of lowest BIC. The basis on
+  least-squares cubic B-spline, and the spacing of lowest BIC (of each
+  spacing's first fit by default; only the winner is clipped). The basis on
   the shared time grid and its unweighted normal matrix are made once per
   batch; per light curve the normal matrix and right-hand side start from
   them with the unfitted cadences taken out, and each clipping pass only
@@ -15,7 +16,11 @@ arrays allocated once per call), so a batch costs no Python per light curve:
   the spline (O(T)) rather than O(T) sparse products;
 * :func:`detection_rows` is
   :func:`skysift.transit.preprocess.detection_statistic`, with exact medians
-  by selection instead of a sort of every row.
+  by selection instead of a sort of every row
+  (:func:`_median_bracketed`, sampled brackets);
+* :func:`vetting_statistics_rows` makes the secondary, odd and even
+  statistics and the depth consistency of the vetting inputs in one pass
+  per light curve (one fold per ephemeris, no (N, T) temporaries).
 
 The arithmetic follows the numpy implementations operation for operation
 (float32 robust scatters, float64 fits and sums), so the results agree with
@@ -440,6 +445,86 @@ def adaptive_spline_rows(
 # Detection statistic
 # ---------------------------------------------------------------------------
 @_jit
+def _fold_distance(time, period, t0, out):
+    """``|preprocess.phase_fold(time, period, t0)|`` into ``out``, operation for operation."""
+    inverse = 1.0 / period
+    for t in range(time.size):
+        offset = time[t] - t0
+        x = offset - period * np.floor(offset * inverse + 0.5)
+        if x >= 0.5 * period:
+            x -= period
+        out[t] = abs(x)
+
+
+@_jit
+def _box_statistic(flux, usable, distance, duration, width, scratch):
+    """:func:`~skysift.transit.preprocess.detection_statistic` of one row: ``(mes, depth, noise, n_in, n_transits)``.
+
+    ``flux`` (T,) float32 or float64; ``usable`` (T,) bool (finite and
+    wanted); ``distance`` (T,) the time from the nearest mid-transit
+    (:func:`_fold_distance`); ``width`` the box length in cadences;
+    ``scratch`` a :func:`_detection_scratch`.
+    """
+    outside_values, box_values, deviations, csum, ccount, work = scratch
+    n_time = flux.size
+    n_out = 0
+    count_in = 0
+    sum_in = 0.0
+    for t in range(n_time):
+        if usable[t]:
+            x = distance[t]
+            if x < 0.5 * duration:
+                count_in += 1
+                sum_in += float(flux[t])
+            if x > duration:
+                outside_values[n_out] = flux[t]
+                n_out += 1
+    baseline = _median_bracketed(outside_values, n_out, work) if n_out > 0 else 1.0
+    mean_in = sum_in / max(count_in, 1)
+    depth = baseline - mean_in if count_in > 0 else 0.0
+    # Running means over one duration of the out-of-transit residuals (cumulative sums, as numpy's).
+    w = width
+    csum[0] = 0.0
+    ccount[0] = 0
+    for t in range(n_time):
+        outside = usable[t] and distance[t] > duration
+        csum[t + 1] = csum[t] + ((float(flux[t]) - baseline) if outside else 0.0)
+        ccount[t + 1] = ccount[t] + outside
+    n_full = 0
+    for begin in range(0, n_time - w + 1):
+        box_count = ccount[begin + w] - ccount[begin]
+        if box_count >= 0.8 * w:
+            box_values[n_full] = np.float32((csum[begin + w] - csum[begin]) / max(box_count, 1))
+            n_full += 1
+    sigma = np.float64(_robust_sigma32(box_values, n_full, work, deviations))
+    if not (np.isfinite(sigma) and n_full >= 20):
+        # Too few boxes (very long durations): scale the per-cadence scatter.
+        for i in range(n_out):
+            box_values[i] = np.float32(outside_values[i])
+        sigma = np.float64(_robust_sigma32(box_values, n_out, work, deviations)) / np.sqrt(np.float64(w))
+    if not (np.isfinite(sigma) and sigma > 0):
+        sigma = np.inf
+    n_transits = count_in / w
+    mes = depth / sigma * np.sqrt(n_transits) if count_in > 0 else 0.0
+    return mes, depth, sigma, count_in, n_transits
+
+
+@_jit
+def _store(out, row, statistic):
+    """Write a :func:`_box_statistic` tuple into row ``row`` of an (N, 5) float64 array."""
+    out[row, 0], out[row, 1], out[row, 2], out[row, 3], out[row, 4] = statistic
+
+
+@_jit
+def _detection_scratch(n_time):
+    """Work arrays of :func:`_box_statistic` for rows of ``n_time`` cadences."""
+    return (
+        np.empty(n_time), np.empty(n_time, dtype=np.float32), np.empty(n_time, dtype=np.float32),
+        np.empty(n_time + 1), np.empty(n_time + 1, dtype=np.int64), _median_work(n_time),
+    )  # fmt: skip
+
+
+@_jit
 def detection_rows(time, flux, good, period, t0, duration, width, mes, depth, noise, n_in, n_transits):
     """:func:`~skysift.transit.preprocess.detection_statistic` of each row into the output arrays.
 
@@ -448,63 +533,103 @@ def detection_rows(time, flux, good, period, t0, duration, width, mes, depth, no
     ``width`` int64 (N,), the box length in cadences.
     """
     n_rows, n_time = flux.shape
-    folded = np.empty(n_time)
-    outside_values = np.empty(n_time)
-    box_values = np.empty(n_time, dtype=np.float32)
-    deviations = np.empty(n_time, dtype=np.float32)
-    work = _median_work(n_time)
-    csum = np.empty(n_time + 1)
-    ccount = np.empty(n_time + 1, dtype=np.int64)
+    distance = np.empty(n_time)
+    scratch = _detection_scratch(n_time)
+    for row in range(n_rows):
+        _fold_distance(time, period[row], t0[row], distance)
+        mes[row], depth[row], noise[row], n_in[row], n_transits[row] = _box_statistic(
+            flux[row], good[row], distance, duration[row], width[row], scratch
+        )
+
+
+@_jit
+def vetting_statistics_rows(
+    time, flux, good, period, t0, duration, width, half_width, depth_error_floor, secondary, odd, even, consistency,
+    is_even,
+):  # fmt: skip
+    """The detection statistics of :func:`~skysift.transit.preprocess.make_vetting_views`, one pass per row.
+
+    For each row (``flux`` float32 (N, T), ``good`` bool (N, T) finite and
+    usable, ephemeris float64 (N,), box lengths ``width`` and
+    ``half_width`` in cadences of one and half a duration): the statistic
+    (mes, depth, noise, n_in, n_transits as columns of the (N, 5) outputs)
+    of the secondary (``t0 + P / 2``, whole duration), of the odd and the
+    even transits (central half of the duration), and the reduced chi^2 of
+    the individual transits' depths (:func:`_depth_consistency`) into
+    ``consistency`` (N,); ``is_even`` (N, T) receives the parity of each
+    cadence's transit number ``floor((t - t0) / P + 0.5)``. One fold per
+    ephemeris instead of one per statistic, and no (N, T) temporaries.
+    """
+    n_rows, n_time = flux.shape
+    distance = np.empty(n_time)
+    usable = np.empty(n_time, dtype=np.bool_)
+    cycle = np.empty(n_time, dtype=np.int64)
+    scratch = _detection_scratch(n_time)
+    counts = np.empty(n_time + 1, dtype=np.int64)
+    sums = np.empty(n_time + 1)
     for row in range(n_rows):
         p, e, d = period[row], t0[row], duration[row]
-        inverse = 1.0 / p
-        n_out = 0
-        count_in = 0
-        sum_in = 0.0
+        half = 0.5 * d
+        _fold_distance(time, p, e + 0.5 * p, distance)
+        _store(secondary, row, _box_statistic(flux[row], good[row], distance, d, width[row], scratch))
+        _fold_distance(time, p, e, distance)
         for t in range(n_time):
-            # preprocess.phase_fold, operation for operation.
-            offset = time[t] - e
-            x = offset - p * np.floor(offset * inverse + 0.5)
-            if x >= 0.5 * p:
-                x -= p
-            x = abs(x)
-            folded[t] = x
-            if good[row, t]:
-                if x < 0.5 * d:
-                    count_in += 1
-                    sum_in += flux[row, t]
-                if x > d:
-                    outside_values[n_out] = flux[row, t]
-                    n_out += 1
-        baseline = _median_bracketed(outside_values, n_out, work) if n_out > 0 else 1.0
-        mean_in = sum_in / max(count_in, 1)
-        depth[row] = baseline - mean_in if count_in > 0 else 0.0
-        n_in[row] = count_in
-        # Running means over one duration of the out-of-transit residuals (cumulative sums, as numpy's).
-        w = width[row]
-        csum[0] = 0.0
-        ccount[0] = 0
+            number = np.floor((time[t] - e) / p + 0.5)
+            cycle[t] = np.int64(number)
+            is_even[row, t] = number % 2.0 == 0.0
         for t in range(n_time):
-            outside = good[row, t] and folded[t] > d
-            csum[t + 1] = csum[t] + ((flux[row, t] - baseline) if outside else 0.0)
-            ccount[t + 1] = ccount[t] + outside
-        n_full = 0
-        for begin in range(0, n_time - w + 1):
-            box_count = ccount[begin + w] - ccount[begin]
-            if box_count >= 0.8 * w:
-                box_values[n_full] = np.float32((csum[begin + w] - csum[begin]) / max(box_count, 1))
-                n_full += 1
-        sigma = np.float64(_robust_sigma32(box_values, n_full, work, deviations))
-        if not (np.isfinite(sigma) and n_full >= 20):
-            # Too few boxes (very long durations): scale the per-cadence scatter.
-            for i in range(n_out):
-                box_values[i] = np.float32(outside_values[i])
-            sigma = np.float64(_robust_sigma32(box_values, n_out, work, deviations)) / np.sqrt(np.float64(w))
-        if not (np.isfinite(sigma) and sigma > 0):
-            sigma = np.inf
-        noise[row] = sigma
-        n_transits[row] = count_in / w
-        mes[row] = depth[row] / sigma * np.sqrt(n_transits[row]) if count_in > 0 else 0.0
+            usable[t] = good[row, t] and not is_even[row, t]
+        _store(odd, row, _box_statistic(flux[row], usable, distance, half, half_width[row], scratch))
+        for t in range(n_time):
+            usable[t] = good[row, t] and is_even[row, t]
+        _store(even, row, _box_statistic(flux[row], usable, distance, half, half_width[row], scratch))
+        # Individual transits: the central half of each, against the statistic of all of them.
+        _, all_depth, all_noise, all_in, all_transits = _box_statistic(
+            flux[row], good[row], distance, half, half_width[row], scratch
+        )
+        # Transits numbered from the first one covered (cycle numbers never decrease along the grid).
+        first = np.int64(0)
+        n_cycles = 0
+        for t in range(n_time):
+            if good[row, t] and distance[t] < 0.5 * half:
+                if n_cycles == 0:
+                    first = cycle[t]
+                n_cycles = cycle[t] - first + 1
+        for c in range(n_cycles):
+            counts[c] = 0
+            sums[c] = 0.0
+        total_count = 0
+        for t in range(n_time):
+            if good[row, t] and distance[t] < 0.5 * half:
+                c = cycle[t] - first
+                counts[c] += 1
+                sums[c] += float(flux[row, t])
+                total_count += 1
+        total_sum = 0.0
+        for c in range(n_cycles):
+            total_sum += sums[c]
+        # detection_statistic's depth is the out-of-transit median minus the mean in transit.
+        baseline = all_depth + total_sum / max(total_count, 1)
+        box = all_in / all_transits if all_transits > 0 else 1.0
+        weight_sum = 0.0
+        weighted_depth = 0.0
+        n_covered = 0
+        for c in range(n_cycles):
+            if counts[c] > 0:
+                weight = 1.0 / (all_noise * all_noise * box / counts[c])
+                weight_sum += weight
+                weighted_depth += weight * (baseline - sums[c] / counts[c])
+                n_covered += 1
+        mean = weighted_depth / weight_sum
+        floor = (depth_error_floor * mean) ** 2
+        chi2 = 0.0
+        for c in range(n_cycles):
+            if counts[c] > 0:
+                variance = all_noise * all_noise * box / counts[c] + floor
+                deviation = baseline - sums[c] / counts[c] - mean
+                chi2 += deviation * deviation / variance
+        dof = n_covered - 1
+        consistency[row] = chi2 / dof if dof >= 1 and np.isfinite(chi2) else 1.0
 
 
 # ---------------------------------------------------------------------------

@@ -116,6 +116,10 @@ TABLE_COLUMNS: dict[str, tuple[str, str]] = {
     "gap_fraction": ("", "fraction of cadences lost"),
 }
 
+#: What :func:`~skysift.transit.preprocess.detection_statistic` returns, carried from the selection to the vetting inputs.
+_DETECTION_NAMES = ("mes", "depth", "noise", "n_in", "n_transits")
+_DETECTION_KEYS = tuple(f"detection_{name}" for name in _DETECTION_NAMES)
+
 _PRIOR_SETS = {"planet": PLANET_PRIORS_DWARF_HOSTS, "eb": EB_PRIORS, "blend": BLEND_PRIORS, "noise": NOISE_PRIORS}
 
 
@@ -182,13 +186,15 @@ def _simulate_round(
     # The pipeline detrends with the candidate's transits masked (all kinds alike).
     exclude = transit_mask(time, ephemeris["tce_period"], ephemeris["tce_t0"], ephemeris["tce_duration"])
     detrended = flux / adaptive_spline_trend(time, flux, valid=valid, exclude=exclude)
-    mes = detection_statistic(
+    detection = detection_statistic(
         time, detrended, ephemeris["tce_period"], ephemeris["tce_t0"], ephemeris["tce_duration"], valid=valid
-    )["mes"]
+    )
     out = {}
     for kind in kinds:
         p = params[kind]
-        p["mes"] = mes[rows[kind]]
+        p["mes"] = detection["mes"][rows[kind]]
+        # The whole statistic, kept for the vetting inputs (their primary).
+        p.update({f"detection_{name}": values[rows[kind]] for name, values in detection.items()})
         p.update({name: values[rows[kind]] for name, values in star.items()})
         out[kind] = (detrended[rows[kind]], valid[rows[kind]], p)
     return out
@@ -295,15 +301,17 @@ def simulate_batch(
     fluxes = [np.concatenate([part[0] for part in kept[kind]]) for kind in kinds]
     valids = [np.concatenate([part[1] for part in kept[kind]]) for kind in kinds]
     tables = [
-        {k: np.concatenate([t.get(k, np.full(t["label"].size, np.nan)) for _, _, t in kept[kind]]) for k in (*names, *STELLAR_PRIORS)}
+        {k: np.concatenate([t.get(k, np.full(t["label"].size, np.nan)) for _, _, t in kept[kind]]) for k in (*names, *STELLAR_PRIORS, *_DETECTION_KEYS)}
         for kind in kinds
     ]
     detrended = np.concatenate(fluxes)
     valid = np.concatenate(valids)
     params = {k: np.concatenate([t[k] for t in tables]) for k in tables[0]}
+    detection = {name: params[f"detection_{name}"] for name in _DETECTION_NAMES}
     inputs = make_vetting_views(
-        time, detrended, params["tce_period"], params["tce_t0"], params["tce_duration"], valid=valid, statistic=statistic
-    )
+        time, detrended, params["tce_period"], params["tce_t0"], params["tce_duration"], valid=valid,
+        statistic=statistic, detection=detection,
+    )  # fmt: skip
     out = {}
     for name in names:
         values = params[name]

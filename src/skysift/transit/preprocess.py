@@ -946,51 +946,46 @@ def _density_from_trapezoid(
     return impact_squared, density
 
 
-def _depth_consistency(
-    time: np.ndarray,
-    flux: np.ndarray,
-    usable: np.ndarray,
-    cycle: np.ndarray,
-    period: np.ndarray,
-    t0: np.ndarray,
-    half_duration: np.ndarray,
-) -> np.ndarray:
-    """Reduced chi^2 of the individual transits' depths about their weighted mean, (N,).
+def _vetting_statistics(
+    time: np.ndarray, flux: np.ndarray, usable: np.ndarray, period: np.ndarray, t0: np.ndarray, duration: np.ndarray
+) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], dict[str, np.ndarray], np.ndarray, np.ndarray]:
+    """Detection statistics of the secondary, the odd and the even transits, the depth consistency and parities.
 
-    Each transit's depth is the mean flux deficit within ``half_duration / 2``
-    of its mid-time (the central half, as for the odd/even depths), with the
-    error of a box of that many cadences from :func:`detection_statistic`'s
-    noise, plus :data:`_DEPTH_ERROR_FLOOR` of the mean depth. A planet gives
-    about 1 whatever its number of transits; a single event (one transit much
-    deeper than the others) or alternating depths give much more. Rows with
-    fewer than two covered transits give 1. This is the idea of the Kepler
-    pipeline's and Robovetter's individual-transit tests (Twicken et al. 2018;
-    Thompson et al. 2018), reduced to one statistic.
+    Secondary: :func:`detection_statistic` at ``t0 + P / 2``; odd and even:
+    at ``t0`` over the central half of the duration, from the odd- or
+    even-numbered transits only (numbered ``floor((t - t0) / P + 0.5)``).
+    The depth consistency is the reduced chi^2 of the individual transits'
+    depths about their weighted mean, (N,): each transit's depth is the
+    mean flux deficit within a quarter duration of its mid-time (the central
+    half, as for the odd/even depths), with the error of a box of that many
+    cadences from the noise of the central-half statistic of all transits,
+    plus :data:`_DEPTH_ERROR_FLOOR` of the mean depth. A planet gives about 1
+    whatever its number of transits; a single event (one transit much deeper
+    than the others) or alternating depths give much more; rows with fewer
+    than two covered transits give 1. This is the idea of the Kepler
+    pipeline's and Robovetter's individual-transit tests (Twicken et al.
+    2018; Thompson et al. 2018), reduced to one statistic. Also returns
+    whether each cadence's transit number is even, (N, T) bool.
+
+    One compiled pass per light curve
+    (:func:`~skysift.transit._lightcurve_kernels.vetting_statistics_rows`),
+    equal to the statistics computed one by one (up to summation order).
     """
+    flux = np.ascontiguousarray(flux)
     n_rows, n_time = flux.shape
-    statistic = detection_statistic(time, flux, period, t0, half_duration, valid=usable)
-    inside = usable & (np.abs(phase_fold(time, period, t0)) < 0.5 * half_duration[:, None])
-    first = np.where(inside, cycle, np.inf).min(axis=1)
-    first = np.where(np.isfinite(first), first, 0.0)
-    index = (cycle - first[:, None]).astype(np.int64)
-    n_cycles = int(index[inside].max(initial=0)) + 1
-    key = (np.arange(n_rows)[:, None] * n_cycles + index)[inside]
-    counts = np.bincount(key, minlength=n_rows * n_cycles).reshape(n_rows, n_cycles)
-    sums = np.bincount(key, weights=flux[inside], minlength=n_rows * n_cycles).reshape(n_rows, n_cycles)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        covered = counts > 0
-        # detection_statistic's depth is the out-of-transit median minus the mean in transit.
-        baseline = statistic["depth"] + sums.sum(axis=1) / np.maximum(counts.sum(axis=1), 1)
-        depth = np.where(covered, baseline[:, None] - sums / np.maximum(counts, 1), 0.0)
-        width = np.where(statistic["n_transits"] > 0, statistic["n_in"] / statistic["n_transits"], 1.0)
-        variance = statistic["noise"][:, None] ** 2 * width[:, None] / np.maximum(counts, 1)
-        weight = np.where(covered, 1.0 / variance, 0.0)
-        mean = (weight * depth).sum(axis=1) / weight.sum(axis=1)
-        variance = variance + (_DEPTH_ERROR_FLOOR * mean[:, None]) ** 2
-        chi2 = np.where(covered, (depth - mean[:, None]) ** 2 / variance, 0.0).sum(axis=1)
-        dof = covered.sum(axis=1) - 1
-        reduced = np.where((dof >= 1) & np.isfinite(chi2), chi2 / np.maximum(dof, 1), 1.0)
-    return reduced
+    good = np.ascontiguousarray(usable & np.isfinite(flux))
+    cadence = float(np.median(np.diff(time))) if n_time > 1 else 1.0
+    width, half_width = (np.clip(np.rint(w / cadence).astype(np.int64), 1, max(n_time - 1, 1)) for w in (duration, 0.5 * duration))
+    secondary, odd, even = (np.empty((n_rows, 5)) for _ in range(3))
+    consistency = np.empty(n_rows)
+    is_even = np.empty((n_rows, n_time), dtype=bool)
+    _lightcurve_kernels.vetting_statistics_rows(
+        np.ascontiguousarray(time, dtype=np.float64), flux, good, *(np.ascontiguousarray(v) for v in (period, t0, duration)),
+        width, half_width, _DEPTH_ERROR_FLOOR, secondary, odd, even, consistency, is_even,
+    )  # fmt: skip
+    names = ("mes", "depth", "noise", "n_in", "n_transits")
+    statistics = tuple({name: table[:, i] for i, name in enumerate(names)} for table in (secondary, odd, even))
+    return (*statistics, consistency, is_even)
 
 
 def _vetting_scalars(
@@ -1047,6 +1042,7 @@ def make_vetting_views(
     valid: np.ndarray | None = None,
     statistic: str = "median",
     odd_even: bool = True,
+    detection: dict[str, np.ndarray] | None = None,
 ) -> dict[str, np.ndarray]:
     """AstroNet views plus the secondary, odd and even views and scalar diagnostics.
 
@@ -1082,6 +1078,11 @@ def make_vetting_views(
         already folded, whose transit numbers are lost) copies the local view
         into both and sets the odd/even significance to 0 and the depth
         consistency to 1 (the values of a consistent signal).
+    detection : dict of str to numpy.ndarray, optional
+        :func:`detection_statistic` of the primary at this ephemeris, if
+        already measured (the training-set path selects on it, from the
+        float64 flux: the same up to the rounding of the flux to float32
+        that the views bin); measured here otherwise.
 
     Returns
     -------
@@ -1124,27 +1125,20 @@ def make_vetting_views(
             time, block_flux, p, e, d, valid=block_valid, phase_offset=0.5, **raw_local_only
         )
         blocks["secondary_view"].append(_depth_scaled(raw_secondary, depth))
-        detrended = block_flux.astype(np.float64)
         usable = np.ones(block_flux.shape, dtype=bool) if good is None else good
-        primary = detection_statistic(time, detrended, p, e, d, valid=usable)
-        secondary = detection_statistic(time, detrended, p, e + 0.5 * p, d, valid=usable)
-        odd = even = None
+        if detection is None:
+            primary = detection_statistic(time, block_flux, p, e, d, valid=usable)
+        else:
+            primary = {name: np.asarray(values)[rows] for name, values in detection.items()}
+        secondary, odd, even, consistency, is_even = _vetting_statistics(time, block_flux, usable, p, e, d)
         if odd_even:
-            # Transit number of each cadence (the nearest mid-transit), and views of each parity.
-            cycle = np.floor((time[None, :] - e[:, None]) / p[:, None] + 0.5)
-            is_even = np.mod(cycle, 2.0) == 0.0
             for name, parity in (("even_view", is_even), ("odd_view", ~is_even)):
                 _, raw = _binned_views(time, block_flux, p, e, d, valid=usable & parity, **raw_local_only)
                 blocks[name].append(_depth_scaled(raw, depth))
-            # Depths of the central half of the transits: over the whole duration, how many
-            # cadences catch ingress and egress differs between odd and even transits (many
-            # sigma at high S/N, a difference of sampling rather than of depth).
-            odd = detection_statistic(time, detrended, p, e, 0.5 * d, valid=usable & ~is_even)
-            even = detection_statistic(time, detrended, p, e, 0.5 * d, valid=usable & is_even)
-            consistency = _depth_consistency(time, detrended, usable, cycle, p, e, 0.5 * d)
         else:
             blocks["odd_view"].append(local.copy())
             blocks["even_view"].append(local.copy())
+            odd = even = None
             consistency = np.ones(p.shape)
         half_span = np.minimum(LOCAL_NUM_DURATIONS * d, 0.5 * p) / d
         blocks["scalars"].append(
