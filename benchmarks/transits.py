@@ -180,7 +180,7 @@ def main() -> None:
         print(f"         views only (median bins)    : {views_only:10.0f} light curves/s/core (on one fixed batch)")
     print("full synthetic training path (the stage): per chunk of 256, stars with rotation+granulation+gaps on the")
     print("  Kepler quarter grid, planets, EBs, blends and noise negatives in one pass, transit-masked robust spline")
-    print("  detrend (BIC over 6 knot spacings), MES >= 7.1 selection with redraws, all six model inputs")
+    print("  detrend (BIC over 6 knot spacings' first fits, the winner clipped), MES >= 7.1 selection with redraws, all six model inputs")
     print(f"skysift full synthetic training path  : {full_rate:10.0f} light curves/s/core   <- stage "
           f"(first call, compiling or loading the kernels: {first_call:.1f} s)")
     if batman_rate is None:
