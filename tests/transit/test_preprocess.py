@@ -79,7 +79,10 @@ def test_detrending_preserves_depth():
         depth = 1.0 - np.nanmedian(detrended[:, centre], axis=1)
         np.testing.assert_allclose(depth, true_depth, rtol=0.05)
         out = (np.abs(folded) > 0.3) & valid.all(axis=0)
-        assert np.nanstd(detrended[:, out]) < 2.5e-4  # variability (3e-3) removed
+        # Variability (3e-3) removed. The granulation (up to 1.5x the 1e-4 white noise) stays: with these
+        # priors the old numpy stars gave a median detrended scatter of 2.9e-4 over 400 stars, so the
+        # bound leaves room for the draw of four stars.
+        assert np.nanstd(detrended[:, out]) < 5e-4
 
 
 def test_bls_recovers_period():

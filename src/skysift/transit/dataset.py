@@ -116,6 +116,10 @@ TABLE_COLUMNS: dict[str, tuple[str, str]] = {
     "gap_fraction": ("", "fraction of cadences lost"),
 }
 
+#: What :func:`~skysift.transit.preprocess.detection_statistic` returns, carried from the selection to the vetting inputs.
+_DETECTION_NAMES = ("mes", "depth", "noise", "n_in", "n_transits")
+_DETECTION_KEYS = tuple(f"detection_{name}" for name in _DETECTION_NAMES)
+
 _PRIOR_SETS = {"planet": PLANET_PRIORS_DWARF_HOSTS, "eb": EB_PRIORS, "blend": BLEND_PRIORS, "noise": NOISE_PRIORS}
 
 
@@ -135,45 +139,65 @@ def _signal(kind: str, time: np.ndarray, n: int, rng: np.random.Generator, prior
     return p, model
 
 
-def _simulate_kind(
-    kind: str,
-    n: int,
+def _simulate_round(
+    counts: Mapping[str, int],
     time: np.ndarray,
     rng: np.random.Generator,
     priors: Mapping[str, Any],
-) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
-    """Simulate ``n`` light curves of one kind, detrend them and measure their MES.
+) -> dict[str, tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]]:
+    """Simulate ``counts[kind]`` light curves of every kind in one pass, detrend them and measure their MES.
 
-    Returns the detrended flux (n, T), the valid mask and the per-sample
+    Positives and negatives differ only in their signal (and the systematics
+    of noise negatives); the stars, the transit-masked detrend and the
+    detection statistic are computed for all of them at once. Returns, per
+    kind, the detrended flux (n, T), the valid mask and the per-sample
     parameters (``mes`` included).
     """
-    kind_priors = {**_PRIOR_SETS[kind], **priors.get(kind, {})}
-    p, model = _signal(kind, time, n, rng, kind_priors)
-    depth = 1.0 - model.min(axis=1)
-    n_in = np.maximum((model < 1.0).sum(axis=1), 1)
+    kinds = [kind for kind in KINDS if counts.get(kind, 0) > 0]
     snr_prior = priors.get("snr", SNR_PRIOR)
-    snr_target = (snr_prior if isinstance(snr_prior, Prior) else SNR_PRIOR).sample(rng, n)
-    if kind == "noise":
-        # No signal: draw the noise level directly (same range the signals produce).
-        noise = LogUniform(3e-5, 3e-3).sample(rng, n)
-    else:
-        noise = np.clip(depth * np.sqrt(n_in) / snr_target, 2e-5, 5e-3)
-    p["noise"], p["depth"] = noise, depth
-    p["snr"] = depth * np.sqrt(n_in) / noise
-    p["label"] = np.full(n, 1 if kind == "planet" else 0, dtype=np.int8)
-    p["kind"] = np.full(n, kind, dtype=object)
-    star = sample_parameters({**STELLAR_PRIORS, **priors.get("star", {})}, n, rng)
+    snr_prior = snr_prior if isinstance(snr_prior, Prior) else SNR_PRIOR
+    params, models = {}, []
+    for kind in kinds:
+        n = int(counts[kind])
+        p, model = _signal(kind, time, n, rng, {**_PRIOR_SETS[kind], **priors.get(kind, {})})
+        depth = 1.0 - model.min(axis=1)
+        n_in = np.maximum((model < 1.0).sum(axis=1), 1)
+        snr_target = snr_prior.sample(rng, n)
+        if kind == "noise":
+            # No signal: draw the noise level directly (same range the signals produce).
+            noise = LogUniform(3e-5, 3e-3).sample(rng, n)
+        else:
+            noise = np.clip(depth * np.sqrt(n_in) / snr_target, 2e-5, 5e-3)
+        p["noise"], p["depth"] = noise, depth
+        p["snr"] = depth * np.sqrt(n_in) / noise
+        p["label"] = np.full(n, 1 if kind == "planet" else 0, dtype=np.int8)
+        p["kind"] = np.full(n, kind, dtype=object)
+        params[kind] = p
+        models.append(model)
+    bounds = np.cumsum([0] + [params[kind]["noise"].size for kind in kinds])
+    rows = {kind: slice(int(bounds[i]), int(bounds[i + 1])) for i, kind in enumerate(kinds)}
+    noise = np.concatenate([params[kind]["noise"] for kind in kinds])
+    star = sample_parameters({**STELLAR_PRIORS, **priors.get("star", {})}, noise.size, rng)
     flux, valid = simulate_stars(time, star, noise, rng)
-    flux = flux * model
-    if kind == "noise":
-        flux = inject_systematics(flux, time, p, noise, rng)
+    flux *= np.concatenate(models)
+    if "noise" in rows:
+        flux[rows["noise"]] = inject_systematics(flux[rows["noise"]], time, params["noise"], params["noise"]["noise"], rng)
+    ephemeris = {name: np.concatenate([params[kind][name] for kind in kinds]) for name in ("tce_period", "tce_t0", "tce_duration")}
     # The pipeline detrends with the candidate's transits masked (all kinds alike).
-    exclude = transit_mask(time, p["tce_period"], p["tce_t0"], p["tce_duration"])
-    trend = adaptive_spline_trend(time, flux, valid=valid, exclude=exclude)
-    detrended = flux / trend
-    p["mes"] = detection_statistic(time, detrended, p["tce_period"], p["tce_t0"], p["tce_duration"], valid=valid)["mes"]
-    p.update(star)
-    return detrended, valid, p
+    exclude = transit_mask(time, ephemeris["tce_period"], ephemeris["tce_t0"], ephemeris["tce_duration"])
+    detrended = flux / adaptive_spline_trend(time, flux, valid=valid, exclude=exclude)
+    detection = detection_statistic(
+        time, detrended, ephemeris["tce_period"], ephemeris["tce_t0"], ephemeris["tce_duration"], valid=valid
+    )
+    out = {}
+    for kind in kinds:
+        p = params[kind]
+        p["mes"] = detection["mes"][rows[kind]]
+        # The whole statistic, kept for the vetting inputs (their primary).
+        p.update({f"detection_{name}": values[rows[kind]] for name, values in detection.items()})
+        p.update({name: values[rows[kind]] for name, values in star.items()})
+        out[kind] = (detrended[rows[kind]], valid[rows[kind]], p)
+    return out
 
 
 def simulate_batch(
@@ -199,7 +223,9 @@ def simulate_batch(
     survey's TCE list, only planets, eclipsing binaries and blends with
     ``mes >= mes_threshold`` are kept; the others are redrawn (all their
     parameters, star included), in vectorised rounds sized by the
-    acceptance rate so far, at most ``max_rounds`` rounds per kind.
+    acceptance rate so far, at most ``max_rounds`` rounds. Every round
+    simulates all the kinds still short in one pass (:func:`_simulate_round`):
+    negatives are made beside the positives, not in a pass of their own.
 
     Noise/systematics negatives keep their random ephemeris and are not
     selected by default (``noise_mes_threshold=None``): most spurious folds
@@ -240,47 +266,52 @@ def simulate_batch(
     time = mission_time_grid(mission, n_blocks=n_blocks)
     n_total = int(sum(n_per_kind.values()))
     names = ("label", "kind", *TABLE_COLUMNS)
-    fluxes, valids, tables = [], [], []
-    for kind in KINDS:
-        n = int(n_per_kind.get(kind, 0))
-        if n == 0:
-            continue
-        threshold = noise_mes_threshold if kind == "noise" else mes_threshold
-        kept_flux, kept_valid, kept = [], [], []
-        need, tried, accepted = n, 0, 0
-        for _ in range(max_rounds):
-            # Size the round by the acceptance rate so far (bounded), so few rounds are needed.
-            rate = max(accepted / tried, 0.1) if tried else 1.0
-            n_try = need if threshold is None else int(min(np.ceil(1.15 * need / rate) + 2, 10 * need + 8))
-            detrended, valid, p = _simulate_kind(kind, n_try, time, rng, priors)
-            keep = np.ones(n_try, dtype=bool) if threshold is None else p["mes"] >= threshold
-            tried += n_try
-            accepted += int(keep.sum())
-            index = np.flatnonzero(keep)[:need]
-            kept_flux.append(detrended[index])
-            kept_valid.append(valid[index])
-            kept.append({k: (v[index] if isinstance(v, np.ndarray) and v.shape[:1] == (n_try,) else v) for k, v in p.items()})
-            need -= index.size
-            if need == 0:
-                break
-        else:
-            raise RuntimeError(
-                f"only {n - need} of {n} {kind} signals reached mes >= {threshold} after {max_rounds} rounds "
-                f"(acceptance {accepted}/{tried}); loosen the threshold or raise the snr prior"
-            )
-        fluxes.append(np.concatenate(kept_flux))
-        valids.append(np.concatenate(kept_valid))
-        n_kind = n
-        tables.append(
-            {k: np.concatenate([t.get(k, np.full(t["label"].size, np.nan)) for t in kept]) for k in (*names, *STELLAR_PRIORS)}
+    kinds = [kind for kind in KINDS if int(n_per_kind.get(kind, 0)) > 0]
+    threshold = {kind: noise_mes_threshold if kind == "noise" else mes_threshold for kind in kinds}
+    need = {kind: int(n_per_kind[kind]) for kind in kinds}
+    tried = dict.fromkeys(kinds, 0)
+    accepted = dict.fromkeys(kinds, 0)
+    kept: dict[str, list] = {kind: [] for kind in kinds}
+    for _ in range(max_rounds):
+        # Size each kind's draw by its acceptance rate so far (bounded), so few rounds are needed;
+        # every kind still short is simulated in the same pass.
+        counts = {}
+        for kind in kinds:
+            if need[kind] == 0:
+                continue
+            rate = max(accepted[kind] / tried[kind], 0.1) if tried[kind] else 1.0
+            counts[kind] = need[kind] if threshold[kind] is None else int(min(np.ceil(1.15 * need[kind] / rate) + 2, 10 * need[kind] + 8))
+        if not counts:
+            break
+        for kind, (detrended, valid, p) in _simulate_round(counts, time, rng, priors).items():
+            n_try = counts[kind]
+            keep = np.ones(n_try, dtype=bool) if threshold[kind] is None else p["mes"] >= threshold[kind]
+            tried[kind] += n_try
+            accepted[kind] += int(keep.sum())
+            index = np.flatnonzero(keep)[: need[kind]]
+            kept[kind].append((detrended[index], valid[index], {k: (v[index] if isinstance(v, np.ndarray) and v.shape[:1] == (n_try,) else v) for k, v in p.items()}))
+            need[kind] -= index.size
+    short = [kind for kind in kinds if need[kind] > 0]
+    if short:
+        kind = short[0]
+        raise RuntimeError(
+            f"only {n_per_kind[kind] - need[kind]} of {n_per_kind[kind]} {kind} signals reached mes >= {threshold[kind]} "
+            f"after {max_rounds} rounds (acceptance {accepted[kind]}/{tried[kind]}); loosen the threshold or raise the snr prior"
         )
-        assert tables[-1]["label"].size == n_kind
+    fluxes = [np.concatenate([part[0] for part in kept[kind]]) for kind in kinds]
+    valids = [np.concatenate([part[1] for part in kept[kind]]) for kind in kinds]
+    tables = [
+        {k: np.concatenate([t.get(k, np.full(t["label"].size, np.nan)) for _, _, t in kept[kind]]) for k in (*names, *STELLAR_PRIORS, *_DETECTION_KEYS)}
+        for kind in kinds
+    ]
     detrended = np.concatenate(fluxes)
     valid = np.concatenate(valids)
     params = {k: np.concatenate([t[k] for t in tables]) for k in tables[0]}
+    detection = {name: params[f"detection_{name}"] for name in _DETECTION_NAMES}
     inputs = make_vetting_views(
-        time, detrended, params["tce_period"], params["tce_t0"], params["tce_duration"], valid=valid, statistic=statistic
-    )
+        time, detrended, params["tce_period"], params["tce_t0"], params["tce_duration"], valid=valid,
+        statistic=statistic, detection=detection,
+    )  # fmt: skip
     out = {}
     for name in names:
         values = params[name]

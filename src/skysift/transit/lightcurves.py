@@ -24,9 +24,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+from scipy.fft import next_fast_len
 
 from skysift.errors import InputDataError
 from skysift.simulate.priors import LogUniform, Prior, Uniform
+from skysift.transit import _lightcurve_kernels
+from skysift.transit.injection import gaussian_noise
 
 __all__ = [
     "KEPLER_DEFAULT_BITMASK",
@@ -118,20 +121,6 @@ STELLAR_PRIORS: dict[str, Prior] = {
 }
 
 
-def _sho_psd(omega: np.ndarray, omega0: np.ndarray, q: np.ndarray) -> np.ndarray:
-    """Unnormalised power spectrum of a stochastically driven damped oscillator."""
-    return omega0**4 / ((omega**2 - omega0**2) ** 2 + (omega0 * omega / q) ** 2)
-
-
-def _gaussian_process_draws(psd: np.ndarray, n_time: int, rng: np.random.Generator) -> np.ndarray:
-    """Stationary series with the given (N, F) one-sided PSD, unit rms per row."""
-    noise = rng.standard_normal(psd.shape) + 1j * rng.standard_normal(psd.shape)
-    noise[:, 0] = 0.0
-    series = np.fft.irfft(noise * np.sqrt(psd), axis=1)[:, :n_time]
-    rms = series.std(axis=1, keepdims=True)
-    return series / np.where(rms > 0, rms, 1.0)
-
-
 def simulate_stars(
     time: np.ndarray,
     params: dict[str, np.ndarray],
@@ -163,32 +152,37 @@ def simulate_stars(
     n_time = time.size
     cadence = float(np.median(np.diff(time)))
     index = np.rint((time - time[0]) / cadence).astype(np.int64)
-    # Uniform grid covering the mission gaps, padded against circular wrap-around.
-    n_grid = int(2 * (index[-1] + 1))
-    omega = 2.0 * np.pi * np.fft.rfftfreq(n_grid, d=cadence)[None, :]
+    # Uniform grid covering the mission gaps, padded against circular wrap-around to at least twice
+    # its length, and on to a length whose FFT is fast (2 * 4366 = 4 * 37 * 59 for a Kepler quarter).
+    n_grid = 2 * int(next_fast_len(int(index[-1] + 1), real=True))
 
-    p = {k: np.asarray(v, dtype=np.float64)[:, None] for k, v in params.items()}
-    omega_rot = 2.0 * np.pi / p["rotation_period"]
-    rotation_psd = _sho_psd(omega, omega_rot, p["rotation_q"]) + 0.5 * _sho_psd(omega, 2.0 * omega_rot, p["rotation_q"])
-    rotation = _gaussian_process_draws(rotation_psd, n_grid, rng)[:, index]
-    harvey = 1.0 / (1.0 + (omega * p["granulation_timescale"]) ** 2)
-    granulation = _gaussian_process_draws(harvey, n_grid, rng)[:, index]
-
-    sigma = np.asarray(noise, dtype=np.float64)[:, None]
-    flux = (
-        1.0
-        + p["rotation_amplitude"] * rotation
-        + p["granulation_ratio"] * sigma * granulation
-        + sigma * rng.standard_normal((n, n_time))
+    p = {k: np.ascontiguousarray(v, dtype=np.float64) for k, v in params.items()}
+    omega = 2.0 * np.pi * np.fft.rfftfreq(n_grid, d=cadence)
+    draws = gaussian_noise(rng, (4, n, omega.size), dtype=np.float64)
+    rotation = np.empty((n, omega.size), dtype=np.complex128)
+    granulation = np.empty_like(rotation)
+    _lightcurve_kernels.star_spectra(
+        omega, p["rotation_period"], p["rotation_q"], p["granulation_timescale"], draws, rotation, granulation
     )
+    del draws
+    sigma = np.ascontiguousarray(noise, dtype=np.float64)
+    flux = gaussian_noise(rng, (n, n_time), dtype=np.float64)
+    _lightcurve_kernels.assemble_stars(
+        np.fft.irfft(rotation, n_grid, axis=1), np.fft.irfft(granulation, n_grid, axis=1), index,
+        p["rotation_amplitude"], p["granulation_ratio"], sigma, flux,
+    )  # fmt: skip
+    p = {k: v[:, None] for k, v in p.items()}
     # Data loss: a few contiguous chunks plus scattered flagged cadences.
-    valid = rng.random((n, n_time)) >= 0.25 * p["gap_fraction"]
+    valid = rng.random((n, n_time), dtype=np.float32) >= 0.25 * p["gap_fraction"]
     n_chunks = 3
     chunk_length = (0.75 * p["gap_fraction"] * n_time / n_chunks).astype(np.int64)
     starts = rng.integers(0, n_time, size=(n, n_chunks))
-    position = np.arange(n_time)[None, None, :]
-    lost = (position >= starts[:, :, None]) & (position < starts[:, :, None] + chunk_length[:, :, None])
-    valid &= ~lost.any(axis=1)
+    # Cadences inside any chunk: +1 at each start and -1 past each end, summed along the row.
+    edges = np.zeros((n, n_time + 1), dtype=np.int32)
+    rows = np.repeat(np.arange(n), n_chunks)
+    np.add.at(edges, (rows, starts.ravel()), 1)
+    np.add.at(edges, (rows, np.minimum(starts + chunk_length, n_time).ravel()), -1)
+    valid &= np.cumsum(edges[:, :n_time], axis=1) == 0
     flux[~valid] = np.nan
     return flux, valid
 

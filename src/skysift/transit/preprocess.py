@@ -30,7 +30,7 @@ import numpy as np
 from scipy import linalg, sparse
 from scipy.interpolate import BSpline, make_lsq_spline
 
-from skysift.transit import _kernels
+from skysift.transit import _kernels, _lightcurve_kernels
 
 __all__ = [
     "GLOBAL_BINS",
@@ -642,40 +642,38 @@ def _row_robust_sigma(values: np.ndarray, max_columns: int | None = None) -> np.
     return 1.4826 * _row_median(np.abs(values - median[:, None]))
 
 
-def _weighted_spline_fit(first, values, n_cols, penalty, flux, weight, lam):
-    """Penalised least-squares spline coefficients (N, M) for weights (N, T)."""
-    import scipy.linalg as sla
-
-    n_time = first.size
-    n_rows = flux.shape[0]
-    band = np.zeros((n_rows, 4, n_cols))
-    for k in range(4):
-        for d in range(4 - k):
-            column = first + k + d
-            ok = column < n_cols
-            product = values[:, k] * values[:, k + d]
-            s = sparse.csr_array((product[ok], (np.arange(n_time)[ok], column[ok])), shape=(n_time, n_cols))
-            band[:, 3 - d, :] += (s.T @ weight.T).T
-    rhs = np.zeros((n_rows, n_cols))
-    weighted = weight * flux
-    for k in range(4):
-        column = first + k
-        ok = column < n_cols
-        s = sparse.csr_array((values[ok, k], (np.arange(n_time)[ok], column[ok])), shape=(n_time, n_cols))
-        rhs += (s.T @ weighted.T).T
-    scale = lam * np.maximum(band[:, 3, :].mean(axis=1), 1e-12)
-    band += scale[:, None, None] * penalty[None]
-    band[:, 3, :] += 1e-10 * np.maximum(band[:, 3, :].max(axis=1, keepdims=True), 1e-12)
-    coefficients = np.empty((n_rows, n_cols))
-    for row in range(n_rows):
-        coefficients[row] = sla.solveh_banded(band[row], rhs[row], lower=False, check_finite=False)
-    return coefficients
+@lru_cache(maxsize=8)
+def _spline_bases_cached(time_bytes: bytes, spacings: tuple[float, ...], gap_width: float):
+    time = np.frombuffer(time_bytes, dtype=np.float64)
+    bases = [_banded_basis(time, spacing, gap_width) for spacing in spacings]
+    n_cols = np.array([basis[2] for basis in bases], dtype=np.int64)
+    max_cols = int(n_cols.max())
+    firsts = np.stack([basis[0] for basis in bases])
+    values = np.stack([basis[1] for basis in bases])
+    # Banded layout of the kernel: row j holds entries (j - 3, j) ... (j, j); three rows of slack.
+    penalties = np.zeros((len(bases), max_cols + 3, 4))
+    grams = np.zeros((len(bases), max_cols + 3, 4))
+    for s, (first, value, m, pen) in enumerate(bases):
+        penalties[s, :m] = pen.T
+        for k in range(4):
+            for d in range(4 - k):
+                column = first + k + d
+                ok = column < m
+                grams[s, :m, 3 - d] += np.bincount(column[ok], weights=(value[:, k] * value[:, k + d])[ok], minlength=m)
+    for array in (firsts, values, n_cols, penalties, grams):
+        array.setflags(write=False)
+    return firsts, values, n_cols, penalties, grams
 
 
-def _evaluate(first, values, coefficients):
-    n_cols = coefficients.shape[1]
-    index = np.minimum(first[:, None] + np.arange(4), n_cols - 1)
-    return np.einsum("tk,ntk->nt", values, coefficients[:, index])
+def _spline_bases(time: np.ndarray, spacings: np.ndarray, gap_width: float):
+    """Banded cubic B-spline bases of a shared grid for several knot spacings, stacked for the kernel.
+
+    Returns ``firsts`` (S, T), ``values`` (S, T, 4), ``n_cols`` (S,) and the
+    penalty and unweighted normal matrix ``B^T B`` (S, M_max + 3, 4), row
+    ``j`` holding entries ``(j - 3, j) ... (j, j)``. Cached: every chunk of a training set shares its mission's grid.
+    """
+    time = np.ascontiguousarray(time, dtype=np.float64)
+    return _spline_bases_cached(time.tobytes(), tuple(float(s) for s in spacings), float(gap_width))
 
 
 def transit_mask(
@@ -702,6 +700,7 @@ def adaptive_spline_trend(
     knot_spacings: tuple[float, ...] | float = KNOT_SPACINGS,
     sigma_clip: float = 3.0,
     n_iter: int = 3,
+    choice_fits: int = 1,
     penalty: float = 1e-3,
     gap_width: float = GAP_WIDTH,
     return_spacing: bool = False,
@@ -721,11 +720,21 @@ def adaptive_spline_trend(
     ``chi2 + n_coefficients ln(n_points)`` wins, with ``chi2`` measured
     against the point-to-point scatter (``1.4826 MAD(diff) / sqrt 2``) and
     each point's contribution capped at ``sigma_clip^2``; fast rotators get
-    short spacings, quiet stars long ones.
+    short spacings, quiet stars long ones. The BIC is taken after
+    ``choice_fits`` fits of each spacing (default one, the unclipped fit:
+    with the cap, the few points that clipping would drop change chi2 by
+    far less than a step in spacing does), and only the winner is then
+    clipped and refitted up to ``n_iter`` fits; ``choice_fits=n_iter``
+    compares fully clipped fits (three times the work, the same
+    distribution of trends: ``tests/transit/test_lightcurve_kernels.py``).
 
-    Everything is vectorised over light curves: per spacing and pass, the
-    banded normal matrices of all N stars come from ten sparse products and
-    each is solved by a banded Cholesky (O(M) per star).
+    A compiled kernel (:func:`skysift.transit._lightcurve_kernels.adaptive_spline_rows`)
+    loops over the light curves: the basis and its unweighted normal matrix
+    are made once per time grid (and cached); per star and spacing the
+    unfitted cadences are taken out of it, each clipping pass takes out or
+    puts back only the cadences whose weight changed, and the banded system
+    is solved by Cholesky (O(M)). A star stops iterating at a spacing once
+    its clipping no longer changes (another fit would repeat the last).
 
     Parameters
     ----------
@@ -739,6 +748,10 @@ def adaptive_spline_trend(
         Cadences never fitted (masked transits).
     knot_spacings : float or sequence of float
         Candidate knot spacings (days).
+    n_iter : int
+        Fits of the chosen spacing, each after clipping on the previous one.
+    choice_fits : int
+        Fits of every spacing before its BIC is compared (1 to ``n_iter``).
     return_spacing : bool
         Also return the chosen spacing per light curve.
 
@@ -749,40 +762,20 @@ def adaptive_spline_trend(
         Only with ``return_spacing``.
     """
     time = np.asarray(time, dtype=np.float64)
-    flux = np.atleast_2d(np.asarray(flux, dtype=np.float64))
-    n_rows, n_time = flux.shape
+    flux = np.ascontiguousarray(np.atleast_2d(np.asarray(flux, dtype=np.float64)))
     good = np.isfinite(flux) if valid is None else (np.broadcast_to(valid, flux.shape) & np.isfinite(flux))
     fittable = good if exclude is None else good & ~np.broadcast_to(exclude, flux.shape)
     # Stars with too little unmasked data fall back to fitting everything.
-    fittable = np.where(fittable.sum(axis=1, keepdims=True) >= 16, fittable, good)
-    clean = np.where(good, flux, 0.0)
-    # Point-to-point noise, for the BIC (insensitive to slow trends).
-    diffs = np.where(good[:, 1:] & good[:, :-1], np.diff(clean, axis=1), np.nan)
-    p2p = np.nan_to_num(_row_robust_sigma(diffs, 2048) / np.sqrt(2.0), nan=1.0)
-    p2p = np.maximum(p2p, 1e-12)
+    fittable = np.ascontiguousarray(np.where(fittable.sum(axis=1, keepdims=True) >= 16, fittable, good))
     spacings = np.atleast_1d(np.asarray(knot_spacings, dtype=np.float64))
-    n_points = np.maximum(fittable.sum(axis=1), 1)
-    best_bic = np.full(n_rows, np.inf)
-    best_trend = np.full(flux.shape, np.nan)
-    best_spacing = np.full(n_rows, np.nan)
-    for spacing in spacings:
-        first, values, n_cols, pen = _banded_basis(time, float(spacing), gap_width)
-        weight = fittable.astype(np.float64)
-        for _ in range(n_iter):
-            coefficients = _weighted_spline_fit(first, values, n_cols, pen, clean, weight, penalty)
-            fit = _evaluate(first, values, coefficients)
-            residual = np.where(fittable, clean - fit, np.nan)
-            scatter = np.maximum(_row_robust_sigma(residual, 1024), 1e-12)
-            new_weight = (fittable & (np.abs(clean - fit) <= sigma_clip * scatter[:, None])).astype(np.float64)
-            if np.array_equal(new_weight, weight):
-                break
-            weight = new_weight
-        chi2 = np.where(fittable, np.minimum(((clean - fit) / p2p[:, None]) ** 2, sigma_clip**2), 0.0).sum(axis=1)
-        bic = chi2 + n_cols * np.log(n_points)
-        better = bic < best_bic
-        best_bic = np.where(better, bic, best_bic)
-        best_trend[better] = fit[better]
-        best_spacing[better] = spacing
+    firsts, values, n_cols, penalties, grams = _spline_bases(time, spacings, gap_width)
+    best_trend = np.empty(flux.shape)
+    best_index = np.empty(flux.shape[0], dtype=np.int64)
+    _lightcurve_kernels.adaptive_spline_rows(
+        flux, np.ascontiguousarray(good), fittable, firsts, values, n_cols, penalties, grams, float(penalty),
+        float(sigma_clip), int(n_iter), int(choice_fits), best_trend, best_index,
+    )  # fmt: skip
+    best_spacing = np.where(best_index >= 0, spacings[np.maximum(best_index, 0)], np.nan)
     return (best_trend, best_spacing) if return_spacing else best_trend
 
 
@@ -824,40 +817,20 @@ def detection_statistic(
         ``mes``, ``depth`` (relative), ``noise`` (relative, per duration),
         ``n_in`` (in-transit cadences), ``n_transits`` (equivalent full transits).
     """
-    time = np.asarray(time, dtype=np.float64)
-    flux = np.atleast_2d(np.asarray(flux, dtype=np.float64))
+    time = np.ascontiguousarray(time, dtype=np.float64)
+    flux = np.ascontiguousarray(np.atleast_2d(np.asarray(flux, dtype=np.float64)))
     n_rows, n_time = flux.shape
-    period = np.broadcast_to(np.asarray(period, dtype=np.float64), (n_rows,))
-    t0 = np.broadcast_to(np.asarray(t0, dtype=np.float64), (n_rows,))
-    duration = np.broadcast_to(np.asarray(duration, dtype=np.float64), (n_rows,))
+    period, t0, duration = (
+        np.ascontiguousarray(np.broadcast_to(np.asarray(v, dtype=np.float64), (n_rows,))) for v in (period, t0, duration)
+    )
     good = np.isfinite(flux) if valid is None else (np.broadcast_to(valid, flux.shape) & np.isfinite(flux))
-    folded = np.abs(phase_fold(time, period, t0))
-    inside = good & (folded < 0.5 * duration[:, None])
-    outside = good & (folded > duration[:, None])
-    with np.errstate(invalid="ignore", divide="ignore"):
-        baseline = _row_median(np.where(outside, flux, np.nan))
-        baseline = np.where(np.isfinite(baseline), baseline, 1.0)
-        n_in = inside.sum(axis=1)
-        mean_in = np.where(inside, flux, 0.0).sum(axis=1) / np.maximum(n_in, 1)
-        depth = np.where(n_in > 0, baseline - mean_in, 0.0)
-        cadence = float(np.median(np.diff(time))) if n_time > 1 else 1.0
-        width = np.clip(np.rint(duration / cadence).astype(np.int64), 1, max(n_time - 1, 1))
-        residual = np.where(outside, flux - baseline[:, None], 0.0)
-        csum = np.concatenate([np.zeros((n_rows, 1)), np.cumsum(residual, axis=1)], axis=1)
-        ccount = np.concatenate([np.zeros((n_rows, 1)), np.cumsum(outside, axis=1)], axis=1)
-        begin = np.arange(n_time)[None, :]
-        end = np.minimum(begin + width[:, None], n_time)
-        box_count = np.take_along_axis(ccount, end, axis=1) - ccount[:, :n_time]
-        box_sum = np.take_along_axis(csum, end, axis=1) - csum[:, :n_time]
-        full = (box_count >= 0.8 * width[:, None]) & (end - begin == width[:, None])
-        box_mean = np.where(full, box_sum / np.maximum(box_count, 1), np.nan)
-        noise = _row_robust_sigma(box_mean)
-        # Too few boxes (very long durations): scale the per-cadence scatter.
-        per_cadence = _row_robust_sigma(np.where(outside, flux, np.nan)) / np.sqrt(width)
-        noise = np.where(np.isfinite(noise) & (full.sum(axis=1) >= 20), noise, per_cadence)
-        noise = np.where(np.isfinite(noise) & (noise > 0), noise, np.inf)
-        n_transits = n_in / width
-        mes = np.where(n_in > 0, depth / noise * np.sqrt(n_transits), 0.0)
+    cadence = float(np.median(np.diff(time))) if n_time > 1 else 1.0
+    width = np.clip(np.rint(duration / cadence).astype(np.int64), 1, max(n_time - 1, 1))
+    mes, depth, noise, n_transits = (np.empty(n_rows) for _ in range(4))
+    n_in = np.empty(n_rows, dtype=np.int64)
+    _lightcurve_kernels.detection_rows(
+        time, flux, np.ascontiguousarray(good), period, t0, duration, width, mes, depth, noise, n_in, n_transits
+    )
     return {"mes": mes, "depth": depth, "noise": noise, "n_in": n_in, "n_transits": n_transits}
 
 
@@ -973,51 +946,46 @@ def _density_from_trapezoid(
     return impact_squared, density
 
 
-def _depth_consistency(
-    time: np.ndarray,
-    flux: np.ndarray,
-    usable: np.ndarray,
-    cycle: np.ndarray,
-    period: np.ndarray,
-    t0: np.ndarray,
-    half_duration: np.ndarray,
-) -> np.ndarray:
-    """Reduced chi^2 of the individual transits' depths about their weighted mean, (N,).
+def _vetting_statistics(
+    time: np.ndarray, flux: np.ndarray, usable: np.ndarray, period: np.ndarray, t0: np.ndarray, duration: np.ndarray
+) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], dict[str, np.ndarray], np.ndarray, np.ndarray]:
+    """Detection statistics of the secondary, the odd and the even transits, the depth consistency and parities.
 
-    Each transit's depth is the mean flux deficit within ``half_duration / 2``
-    of its mid-time (the central half, as for the odd/even depths), with the
-    error of a box of that many cadences from :func:`detection_statistic`'s
-    noise, plus :data:`_DEPTH_ERROR_FLOOR` of the mean depth. A planet gives
-    about 1 whatever its number of transits; a single event (one transit much
-    deeper than the others) or alternating depths give much more. Rows with
-    fewer than two covered transits give 1. This is the idea of the Kepler
-    pipeline's and Robovetter's individual-transit tests (Twicken et al. 2018;
-    Thompson et al. 2018), reduced to one statistic.
+    Secondary: :func:`detection_statistic` at ``t0 + P / 2``; odd and even:
+    at ``t0`` over the central half of the duration, from the odd- or
+    even-numbered transits only (numbered ``floor((t - t0) / P + 0.5)``).
+    The depth consistency is the reduced chi^2 of the individual transits'
+    depths about their weighted mean, (N,): each transit's depth is the
+    mean flux deficit within a quarter duration of its mid-time (the central
+    half, as for the odd/even depths), with the error of a box of that many
+    cadences from the noise of the central-half statistic of all transits,
+    plus :data:`_DEPTH_ERROR_FLOOR` of the mean depth. A planet gives about 1
+    whatever its number of transits; a single event (one transit much deeper
+    than the others) or alternating depths give much more; rows with fewer
+    than two covered transits give 1. This is the idea of the Kepler
+    pipeline's and Robovetter's individual-transit tests (Twicken et al.
+    2018; Thompson et al. 2018), reduced to one statistic. Also returns
+    whether each cadence's transit number is even, (N, T) bool.
+
+    One compiled pass per light curve
+    (:func:`~skysift.transit._lightcurve_kernels.vetting_statistics_rows`),
+    equal to the statistics computed one by one (up to summation order).
     """
+    flux = np.ascontiguousarray(flux)
     n_rows, n_time = flux.shape
-    statistic = detection_statistic(time, flux, period, t0, half_duration, valid=usable)
-    inside = usable & (np.abs(phase_fold(time, period, t0)) < 0.5 * half_duration[:, None])
-    first = np.where(inside, cycle, np.inf).min(axis=1)
-    first = np.where(np.isfinite(first), first, 0.0)
-    index = (cycle - first[:, None]).astype(np.int64)
-    n_cycles = int(index[inside].max(initial=0)) + 1
-    key = (np.arange(n_rows)[:, None] * n_cycles + index)[inside]
-    counts = np.bincount(key, minlength=n_rows * n_cycles).reshape(n_rows, n_cycles)
-    sums = np.bincount(key, weights=flux[inside], minlength=n_rows * n_cycles).reshape(n_rows, n_cycles)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        covered = counts > 0
-        # detection_statistic's depth is the out-of-transit median minus the mean in transit.
-        baseline = statistic["depth"] + sums.sum(axis=1) / np.maximum(counts.sum(axis=1), 1)
-        depth = np.where(covered, baseline[:, None] - sums / np.maximum(counts, 1), 0.0)
-        width = np.where(statistic["n_transits"] > 0, statistic["n_in"] / statistic["n_transits"], 1.0)
-        variance = statistic["noise"][:, None] ** 2 * width[:, None] / np.maximum(counts, 1)
-        weight = np.where(covered, 1.0 / variance, 0.0)
-        mean = (weight * depth).sum(axis=1) / weight.sum(axis=1)
-        variance = variance + (_DEPTH_ERROR_FLOOR * mean[:, None]) ** 2
-        chi2 = np.where(covered, (depth - mean[:, None]) ** 2 / variance, 0.0).sum(axis=1)
-        dof = covered.sum(axis=1) - 1
-        reduced = np.where((dof >= 1) & np.isfinite(chi2), chi2 / np.maximum(dof, 1), 1.0)
-    return reduced
+    good = np.ascontiguousarray(usable & np.isfinite(flux))
+    cadence = float(np.median(np.diff(time))) if n_time > 1 else 1.0
+    width, half_width = (np.clip(np.rint(w / cadence).astype(np.int64), 1, max(n_time - 1, 1)) for w in (duration, 0.5 * duration))
+    secondary, odd, even = (np.empty((n_rows, 5)) for _ in range(3))
+    consistency = np.empty(n_rows)
+    is_even = np.empty((n_rows, n_time), dtype=bool)
+    _lightcurve_kernels.vetting_statistics_rows(
+        np.ascontiguousarray(time, dtype=np.float64), flux, good, *(np.ascontiguousarray(v) for v in (period, t0, duration)),
+        width, half_width, _DEPTH_ERROR_FLOOR, secondary, odd, even, consistency, is_even,
+    )  # fmt: skip
+    names = ("mes", "depth", "noise", "n_in", "n_transits")
+    statistics = tuple({name: table[:, i] for i, name in enumerate(names)} for table in (secondary, odd, even))
+    return (*statistics, consistency, is_even)
 
 
 def _vetting_scalars(
@@ -1074,6 +1042,7 @@ def make_vetting_views(
     valid: np.ndarray | None = None,
     statistic: str = "median",
     odd_even: bool = True,
+    detection: dict[str, np.ndarray] | None = None,
 ) -> dict[str, np.ndarray]:
     """AstroNet views plus the secondary, odd and even views and scalar diagnostics.
 
@@ -1109,6 +1078,11 @@ def make_vetting_views(
         already folded, whose transit numbers are lost) copies the local view
         into both and sets the odd/even significance to 0 and the depth
         consistency to 1 (the values of a consistent signal).
+    detection : dict of str to numpy.ndarray, optional
+        :func:`detection_statistic` of the primary at this ephemeris, if
+        already measured (the training-set path selects on it, from the
+        float64 flux: the same up to the rounding of the flux to float32
+        that the views bin); measured here otherwise.
 
     Returns
     -------
@@ -1151,27 +1125,20 @@ def make_vetting_views(
             time, block_flux, p, e, d, valid=block_valid, phase_offset=0.5, **raw_local_only
         )
         blocks["secondary_view"].append(_depth_scaled(raw_secondary, depth))
-        detrended = block_flux.astype(np.float64)
         usable = np.ones(block_flux.shape, dtype=bool) if good is None else good
-        primary = detection_statistic(time, detrended, p, e, d, valid=usable)
-        secondary = detection_statistic(time, detrended, p, e + 0.5 * p, d, valid=usable)
-        odd = even = None
+        if detection is None:
+            primary = detection_statistic(time, block_flux, p, e, d, valid=usable)
+        else:
+            primary = {name: np.asarray(values)[rows] for name, values in detection.items()}
+        secondary, odd, even, consistency, is_even = _vetting_statistics(time, block_flux, usable, p, e, d)
         if odd_even:
-            # Transit number of each cadence (the nearest mid-transit), and views of each parity.
-            cycle = np.floor((time[None, :] - e[:, None]) / p[:, None] + 0.5)
-            is_even = np.mod(cycle, 2.0) == 0.0
             for name, parity in (("even_view", is_even), ("odd_view", ~is_even)):
                 _, raw = _binned_views(time, block_flux, p, e, d, valid=usable & parity, **raw_local_only)
                 blocks[name].append(_depth_scaled(raw, depth))
-            # Depths of the central half of the transits: over the whole duration, how many
-            # cadences catch ingress and egress differs between odd and even transits (many
-            # sigma at high S/N, a difference of sampling rather than of depth).
-            odd = detection_statistic(time, detrended, p, e, 0.5 * d, valid=usable & ~is_even)
-            even = detection_statistic(time, detrended, p, e, 0.5 * d, valid=usable & is_even)
-            consistency = _depth_consistency(time, detrended, usable, cycle, p, e, 0.5 * d)
         else:
             blocks["odd_view"].append(local.copy())
             blocks["even_view"].append(local.copy())
+            odd = even = None
             consistency = np.ones(p.shape)
         half_span = np.minimum(LOCAL_NUM_DURATIONS * d, 0.5 * p) / d
         blocks["scalars"].append(

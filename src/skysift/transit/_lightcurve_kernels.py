@@ -1,0 +1,705 @@
+"""Compiled (numba) kernels of the training-set path: the robust spline detrend and the detection statistics.
+
+They loop over the light curves inside the kernel (one row at a time, work
+arrays allocated once per call), so a batch costs no Python per light curve:
+
+* :func:`adaptive_spline_rows` is
+  :func:`skysift.transit.preprocess.adaptive_spline_trend`: for every
+  candidate knot spacing, an iteratively sigma-clipped, penalised
+  least-squares cubic B-spline, and the spacing of lowest BIC (of each
+  spacing's first fit by default; only the winner is clipped). The basis on
+  the shared time grid and its unweighted normal matrix are made once per
+  batch; per light curve the normal matrix and right-hand side start from
+  them with the unfitted cadences taken out, and each clipping pass only
+  takes out or puts back the cadences whose weight changed (a few per cent),
+  so a pass costs one banded Cholesky solve (O(M)) and one evaluation of
+  the spline (O(T)) rather than O(T) sparse products;
+* :func:`detection_rows` is
+  :func:`skysift.transit.preprocess.detection_statistic`, with exact medians
+  by selection instead of a sort of every row
+  (:func:`_median_bracketed`, sampled brackets);
+* :func:`vetting_statistics_rows` makes the secondary, odd and even
+  statistics and the depth consistency of the vetting inputs in one pass
+  per light curve (one fold per ephemeris, no (N, T) temporaries).
+
+The arithmetic follows the numpy implementations operation for operation
+(float32 robust scatters, float64 fits and sums), so the results agree with
+them to rounding (``tests/transit/test_lightcurve_kernels.py``).
+
+Everything compiles lazily on first call and is cached on disk (``cache=True``).
+"""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+
+from skysift.transit._kernels import _select
+
+__all__: list[str] = []
+
+_jit = numba.njit(cache=True, nogil=True, error_model="numpy")
+
+#: 1 / Phi^-1(3/4): the MAD of a normal distribution times this is its standard deviation.
+_MAD_TO_SIGMA = np.float32(1.4826)
+
+
+#: Values sampled per narrowing step of :func:`_median_bracketed`, and the margin (in sample ranks)
+#: kept on either side of the median's expected place: the sample rank of the median scatters by
+#: sqrt(128) / 2 = 5.7, so a margin of 18 misses about once in 1,500 (then the step is retried on
+#: all the values), and a step keeps about 29 % of them.
+_SAMPLE = 128
+_MARGIN = 18
+#: At most this many values are selected directly (quickselect) rather than narrowed first.
+_DIRECT = 384
+
+
+@_jit
+def _median_work(n):
+    """Work arrays of :func:`_median_bracketed` for up to ``n`` values."""
+    return np.empty(n), np.empty(n), np.empty(_SAMPLE)
+
+
+@_jit
+def _median_bracketed(values, n, work):
+    """:func:`~skysift.transit._kernels._median_of` of ``values[:n]`` (n >= 1, no NaN) without reordering them.
+
+    Exact, and the same float64 value (the middle value, or the float64 mean
+    of the two middle ones), in a few passes instead of quickselect's
+    partitions (39 us for 4,000 float64 values) or three radix passes (17
+    us): a systematic sample of :data:`_SAMPLE` values is sorted, two of its
+    order statistics around the median's place bracket it, one
+    branch-free pass counts the values below the bracket and gathers those
+    inside (about 29 %), and the same is repeated on them until few are left
+    for quickselect (Floyd & Rivest 1975). A bracket that misses the median
+    (rarely) is replaced by the whole range, so the result never depends on
+    the sample.
+    """
+    source, target, sample = work
+    for i in range(n):
+        source[i] = values[i]
+    k = (n - 1) // 2
+    # The middle values have ranks k and k + even inside source[:m]; rank is k's, less the values dropped below.
+    even = 1 - n % 2
+    m, rank = n, k
+    while m > _DIRECT:
+        stride = m // _SAMPLE
+        for j in range(_SAMPLE):
+            sample[j] = source[j * stride]
+        sample.sort()
+        centre = (rank * _SAMPLE) // m
+        low = sample[max(centre - _MARGIN, 0)]
+        high = sample[min(centre + _MARGIN, _SAMPLE - 1)]
+        below = 0
+        kept = 0
+        for i in range(m):
+            x = source[i]
+            below += x < low
+            target[kept] = x
+            kept += (x >= low) & (x <= high)
+        if below > rank or below + kept <= rank + even or kept == m:
+            break  # the bracket missed (or did not narrow): select from what is left
+        source, target = target, source
+        m, rank = kept, rank - below
+    low_value = _select(source, m, rank)
+    if not even:
+        return float(low_value)
+    # Every value after index rank is >= the rank-th: the upper middle value is their minimum.
+    high_value = source[rank + 1]
+    for i in range(rank + 2, m):
+        high_value = min(high_value, source[i])
+    return 0.5 * (float(low_value) + float(high_value))
+
+
+@_jit
+def _robust_sigma32(values, n, work, deviations):
+    """1.4826 MAD of float32 ``values[:n]`` in float32 arithmetic, as numpy's float32 medians give it (NaN if n == 0)."""
+    if n == 0:
+        return np.float32(np.nan)
+    median = np.float32(_median_bracketed(values, n, work))
+    for i in range(n):
+        deviations[i] = abs(values[i] - median)
+    return _MAD_TO_SIGMA * np.float32(_median_bracketed(deviations, n, work))
+
+
+# ---------------------------------------------------------------------------
+# Banded normal equations of a cubic B-spline
+# ---------------------------------------------------------------------------
+#: Rows of padding before the first column of the banded factor (its band reaches 3 columns back).
+_PAD = 3
+
+
+@_jit
+def _add_point(band, rhs, first, values, t, value, sign):
+    """Add (``sign`` 1) or take out (-1) cadence ``t`` of flux ``value`` from the normal equations.
+
+    ``band[j, 3 - d]`` holds entry ``(j - d, j)`` (the transpose of
+    ``scipy.linalg.solveh_banded``'s upper form); ``band`` and ``rhs`` have
+    three rows of slack past the last column, which absorb the products of
+    basis values that are zero there.
+    """
+    f = first[t]
+    for k in range(4):
+        vk = values[t, k] * sign
+        rhs[f + k] += vk * value
+        for d in range(4 - k):
+            band[f + k + d, 3 - d] += vk * values[t, k + d]
+
+
+@_jit
+def _banded_cholesky_solve(a, rhs, factor, inverse_diagonal, out, n_cols):
+    """Solve the symmetric positive definite system ``a`` (bandwidth 3, layout of :func:`_add_point`).
+
+    ``factor`` and ``inverse_diagonal`` (``n_cols + 2 * _PAD`` rows) receive
+    ``U`` (``A = U^T U``) shifted down by :data:`_PAD` rows, whose padding
+    (zero off-diagonals, unit diagonal) lets every column take the same
+    branch-free formulas; ``out`` (same length) receives the solution at
+    ``_PAD:_PAD + n_cols`` and zeros around it. A non-positive pivot
+    (numerically singular system) becomes a tiny one rather than failing.
+    """
+    for j in range(_PAD):
+        for r in range(4):
+            factor[j, r] = 0.0
+            factor[n_cols + _PAD + j, r] = 0.0
+        inverse_diagonal[j] = 1.0
+        inverse_diagonal[n_cols + _PAD + j] = 1.0
+        out[j] = 0.0
+        out[n_cols + _PAD + j] = 0.0
+    for c in range(n_cols):
+        j = c + _PAD
+        # factor[j, 3 - d] = U[c - d, c] (column c of U, d rows above the diagonal).
+        u3 = a[c, 0] * inverse_diagonal[j - 3]
+        u2 = (a[c, 1] - factor[j - 2, 2] * u3) * inverse_diagonal[j - 2]
+        u1 = (a[c, 2] - factor[j - 1, 1] * u3 - factor[j - 1, 2] * u2) * inverse_diagonal[j - 1]
+        pivot = a[c, 3] - u3 * u3 - u2 * u2 - u1 * u1
+        u0 = np.sqrt(pivot) if pivot > 0.0 else 1e-150
+        factor[j, 0], factor[j, 1], factor[j, 2], factor[j, 3] = u3, u2, u1, u0
+        inverse_diagonal[j] = 1.0 / u0
+    # U^T y = rhs, then U x = y.
+    for c in range(n_cols):
+        j = c + _PAD
+        out[j] = (rhs[c] - factor[j, 0] * out[j - 3] - factor[j, 1] * out[j - 2] - factor[j, 2] * out[j - 1]) * inverse_diagonal[j]
+    for j in range(n_cols + _PAD - 1, _PAD - 1, -1):
+        out[j] = (out[j] - factor[j + 1, 2] * out[j + 1] - factor[j + 2, 1] * out[j + 2] - factor[j + 3, 0] * out[j + 3]) * inverse_diagonal[j]
+
+
+@_jit
+def _spline_at(first, values, coefficients, t):
+    """The spline of ``coefficients`` at cadence ``t``."""
+    f = first[t]
+    return (
+        values[t, 0] * coefficients[f] + values[t, 1] * coefficients[f + 1]
+        + values[t, 2] * coefficients[f + 2] + values[t, 3] * coefficients[f + 3]
+    )  # fmt: skip
+
+
+@_jit
+def _solve_penalised(band, rhs, penalty_band, penalty, m, system, factor, inverse_diagonal, solution):
+    """Coefficients of the penalised normal equations ``band`` (``m`` columns) into ``solution[_PAD:]``.
+
+    The penalty is ``penalty`` times the mean diagonal of ``band``, plus a
+    ridge of 1e-10 of the largest diagonal; past the last column the
+    coefficients repeat it, as preprocess's evaluation clamped the column
+    index (the basis values there are zero).
+    """
+    diagonal = 0.0
+    for j in range(m):
+        diagonal += band[j, 3]
+    scale = penalty * max(diagonal / m, 1e-12)
+    largest = -np.inf
+    for j in range(m):
+        for r in range(4):
+            system[j, r] = band[j, r] + scale * penalty_band[j, r]
+        largest = max(largest, system[j, 3])
+    ridge = 1e-10 * max(largest, 1e-12)
+    for j in range(m):
+        system[j, 3] += ridge
+    _banded_cholesky_solve(system, rhs, factor, inverse_diagonal, solution, m)
+    coefficients = solution[_PAD:]
+    for j in range(m, m + 3):
+        coefficients[j] = coefficients[m - 1]
+
+
+@_jit
+def _clipping_threshold(clean, fittable, first, basis, coefficients, stride, sigma_clip, scratch, work, deviations):
+    """``sigma_clip`` times the robust scatter of the residuals of every ``stride``-th fitted cadence.
+
+    float32, as numpy forms ``sigma_clip * scatter``, returned as float64.
+    """
+    n = 0
+    for t in range(0, clean.size, stride):
+        if fittable[t]:
+            scratch[n] = np.float32(clean[t] - _spline_at(first, basis, coefficients, t))
+            n += 1
+    scatter = _robust_sigma32(scratch, n, work, deviations)
+    return np.float64(np.float32(sigma_clip) * max(scatter, np.float32(1e-12)))
+
+
+@_jit
+def _residual_pass(clean, fittable, first, basis, coefficients, inverse_p2p, clip2, threshold, weight, band, rhs):
+    """Capped chi^2 of the fitted cadences, and clipping at ``threshold`` (inf: none).
+
+    Cadences whose weight changes are taken out of (or put back into) the
+    normal equations; returns ``(chi2, changed)``.
+    """
+    chi2 = 0.0
+    changed = 0
+    clip = threshold < np.inf
+    for t in range(clean.size):
+        residual = clean[t] - _spline_at(first, basis, coefficients, t)
+        if fittable[t]:
+            z = residual * inverse_p2p
+            chi2 += min(z * z, clip2)
+            if clip:
+                keep = abs(residual) <= threshold
+                if keep != weight[t]:
+                    changed += 1
+                    weight[t] = keep
+                    _add_point(band, rhs, first, basis, t, clean[t], 1.0 if keep else -1.0)
+    return chi2, changed
+
+
+@_jit
+def adaptive_spline_rows(
+    flux, good, fittable, firsts, values, n_cols, penalties, grams, penalty, sigma_clip, n_iter, choice_fits,
+    trend, best_spacing,
+):  # fmt: skip
+    """Transit-masked robust spline trends with BIC-chosen knot spacing, row by row.
+
+    Parameters
+    ----------
+    flux : float64 (N, T)
+        Fluxes (any value where not ``good``).
+    good, fittable : bool (N, T)
+        Usable cadences, and those the spline is fitted to (``good`` less the
+        excluded ones; rows with under 16 such fall back to ``good`` before the call).
+    firsts, values : int64 (S, T), float64 (S, T, 4)
+        Per candidate spacing, the first non-zero basis column of each cadence
+        and the four basis values from it (zero beyond the last column).
+    n_cols : int64 (S,)
+        Basis columns per spacing.
+    penalties, grams : float64 (S, M_max + 3, 4)
+        Second-difference penalty and the normal matrix ``B^T B`` of every
+        cadence, in the banded layout of :func:`_add_point`.
+    penalty, sigma_clip : float
+        Penalty weight (times the mean diagonal of the normal matrix) and clipping threshold.
+    n_iter : int
+        Fits of the chosen spacing (each after clipping on the previous one).
+    choice_fits : int
+        Fits per spacing before its BIC is taken (``n_iter``: the BIC of the
+        final clipped fit; 1: of the first fit, and only the winner is
+        clipped and refitted).
+    trend : float64 (N, T), out
+        Trend of the winning spacing.
+    best_spacing : int64 (N,), out
+        Its index (-1 if no spacing gave a finite BIC).
+    """
+    n_rows, n_time = flux.shape
+    n_spacings = firsts.shape[0]
+    max_rows = grams.shape[1]
+    choice_fits = max(min(choice_fits, n_iter), 1)
+    band = np.empty((max_rows, 4))
+    system = np.empty((max_rows, 4))
+    factor = np.empty((max_rows + 2 * _PAD, 4))
+    inverse_diagonal = np.empty(max_rows + 2 * _PAD)
+    rhs = np.empty(max_rows)
+    solution = np.empty(max_rows + 2 * _PAD)
+    coefficients = solution[_PAD:]
+    # The winner's state after its last fit (normal equations, weights, coefficients), to go on clipping from.
+    best_band = np.empty((max_rows, 4))
+    best_rhs = np.empty(max_rows)
+    best_weight = np.empty(n_time, dtype=np.bool_)
+    best_solution = np.empty(max_rows + 2 * _PAD)
+    clean = np.empty(n_time)
+    weight = np.empty(n_time, dtype=np.bool_)
+    scratch = np.empty(n_time, dtype=np.float32)
+    deviations = np.empty(n_time, dtype=np.float32)
+    work = _median_work(n_time)
+    # Residual scatter from at most ~1024 cadences and the point-to-point noise from ~2048
+    # differences, as preprocess._row_robust_sigma subsamples them.
+    residual_stride = -(-n_time // 1024) if n_time > 1024 else 1
+    n_diffs = max(n_time - 1, 0)
+    diff_stride = -(-n_diffs // 2048) if n_diffs > 2048 else 1
+    clip2 = sigma_clip * sigma_clip
+    for row in range(n_rows):
+        row_fittable = fittable[row]
+        n_points = 0
+        for t in range(n_time):
+            clean[t] = flux[row, t] if good[row, t] else 0.0
+            n_points += row_fittable[t]
+        n_points = max(n_points, 1)
+        # Point-to-point noise (insensitive to slow trends) for the BIC.
+        n = 0
+        for j in range(0, n_diffs, diff_stride):
+            if good[row, j] and good[row, j + 1]:
+                scratch[n] = np.float32(clean[j + 1] - clean[j])
+                n += 1
+        p2p = np.float64(_robust_sigma32(scratch, n, work, deviations)) / np.sqrt(2.0)
+        if not np.isfinite(p2p):
+            p2p = 1.0
+        p2p = max(p2p, 1e-12)
+        inverse_p2p = 1.0 / p2p
+        log_points = np.log(n_points)
+        best_bic = np.inf
+        best_spacing[row] = -1
+        best_converged = True
+        for s in range(n_spacings):
+            m = n_cols[s]
+            first = firsts[s]
+            basis = values[s]
+            # Normal equations of the fittable cadences: all cadences' minus the others'.
+            for j in range(m + 3):
+                for r in range(4):
+                    band[j, r] = grams[s, j, r]
+                rhs[j] = 0.0
+            # B^T (w f): runs of cadences share their first column (``first`` never decreases),
+            # so four sums stay in registers until it changes.
+            current = first[0] if n_time else 0
+            s0 = s1 = s2 = s3 = 0.0
+            for t in range(n_time):
+                weight[t] = row_fittable[t]
+                f = first[t]
+                if f != current:
+                    rhs[current] += s0
+                    rhs[current + 1] += s1
+                    rhs[current + 2] += s2
+                    rhs[current + 3] += s3
+                    s0 = s1 = s2 = s3 = 0.0
+                    current = f
+                c = clean[t] if weight[t] else 0.0
+                s0 += basis[t, 0] * c
+                s1 += basis[t, 1] * c
+                s2 += basis[t, 2] * c
+                s3 += basis[t, 3] * c
+                if not weight[t]:
+                    _add_point(band, rhs, first, basis, t, 0.0, -1.0)
+            rhs[current] += s0
+            rhs[current + 1] += s1
+            rhs[current + 2] += s2
+            rhs[current + 3] += s3
+            converged = False
+            for iteration in range(choice_fits):
+                _solve_penalised(band, rhs, penalties[s], penalty, m, system, factor, inverse_diagonal, solution)
+                # Clip (on the subsampled residuals' scatter) only where another fit follows here.
+                threshold = np.inf
+                if iteration < choice_fits - 1:
+                    threshold = _clipping_threshold(
+                        clean, row_fittable, first, basis, coefficients, residual_stride, sigma_clip, scratch, work,
+                        deviations,
+                    )  # fmt: skip
+                chi2, changed = _residual_pass(
+                    clean, row_fittable, first, basis, coefficients, inverse_p2p, clip2, threshold, weight, band, rhs
+                )
+                if changed == 0:
+                    # Converged (another fit would repeat this one), or no clipping asked for here.
+                    converged = iteration < choice_fits - 1 or choice_fits == n_iter
+                    break
+            bic = chi2 + m * log_points
+            if bic < best_bic:
+                best_bic = bic
+                best_spacing[row] = s
+                best_converged = converged
+                for j in range(m + 3):
+                    best_rhs[j] = rhs[j]
+                    for r in range(4):
+                        best_band[j, r] = band[j, r]
+                for j in range(solution.size):
+                    best_solution[j] = solution[j]
+                for t in range(n_time):
+                    best_weight[t] = weight[t]
+        s = best_spacing[row]
+        if s < 0:
+            for t in range(n_time):
+                trend[row, t] = np.nan
+            continue
+        m = n_cols[s]
+        first = firsts[s]
+        basis = values[s]
+        final = best_solution[_PAD:]
+        if not best_converged:
+            # Go on clipping the winner from its last fit, as if it had been clipped all along.
+            for j in range(m + 3):
+                rhs[j] = best_rhs[j]
+                for r in range(4):
+                    band[j, r] = best_band[j, r]
+            for t in range(n_time):
+                weight[t] = best_weight[t]
+            for j in range(solution.size):
+                solution[j] = best_solution[j]
+            for _ in range(choice_fits, n_iter):
+                threshold = _clipping_threshold(
+                    clean, row_fittable, first, basis, coefficients, residual_stride, sigma_clip, scratch, work, deviations
+                )
+                _, changed = _residual_pass(
+                    clean, row_fittable, first, basis, coefficients, inverse_p2p, clip2, threshold, weight, band, rhs
+                )
+                if changed == 0:
+                    break
+                _solve_penalised(band, rhs, penalties[s], penalty, m, system, factor, inverse_diagonal, solution)
+            final = coefficients
+        for t in range(n_time):
+            trend[row, t] = _spline_at(first, basis, final, t)
+
+
+# ---------------------------------------------------------------------------
+# Detection statistic
+# ---------------------------------------------------------------------------
+@_jit
+def _fold_distance(time, period, t0, out):
+    """``|preprocess.phase_fold(time, period, t0)|`` into ``out``, operation for operation."""
+    inverse = 1.0 / period
+    for t in range(time.size):
+        offset = time[t] - t0
+        x = offset - period * np.floor(offset * inverse + 0.5)
+        if x >= 0.5 * period:
+            x -= period
+        out[t] = abs(x)
+
+
+@_jit
+def _box_statistic(flux, usable, distance, duration, width, scratch):
+    """:func:`~skysift.transit.preprocess.detection_statistic` of one row: ``(mes, depth, noise, n_in, n_transits)``.
+
+    ``flux`` (T,) float32 or float64; ``usable`` (T,) bool (finite and
+    wanted); ``distance`` (T,) the time from the nearest mid-transit
+    (:func:`_fold_distance`); ``width`` the box length in cadences;
+    ``scratch`` a :func:`_detection_scratch`.
+    """
+    outside_values, box_values, deviations, csum, ccount, work = scratch
+    n_time = flux.size
+    n_out = 0
+    count_in = 0
+    sum_in = 0.0
+    for t in range(n_time):
+        if usable[t]:
+            x = distance[t]
+            if x < 0.5 * duration:
+                count_in += 1
+                sum_in += float(flux[t])
+            if x > duration:
+                outside_values[n_out] = flux[t]
+                n_out += 1
+    baseline = _median_bracketed(outside_values, n_out, work) if n_out > 0 else 1.0
+    mean_in = sum_in / max(count_in, 1)
+    depth = baseline - mean_in if count_in > 0 else 0.0
+    # Running means over one duration of the out-of-transit residuals (cumulative sums, as numpy's).
+    w = width
+    csum[0] = 0.0
+    ccount[0] = 0
+    for t in range(n_time):
+        outside = usable[t] and distance[t] > duration
+        csum[t + 1] = csum[t] + ((float(flux[t]) - baseline) if outside else 0.0)
+        ccount[t + 1] = ccount[t] + outside
+    n_full = 0
+    for begin in range(0, n_time - w + 1):
+        box_count = ccount[begin + w] - ccount[begin]
+        if box_count >= 0.8 * w:
+            box_values[n_full] = np.float32((csum[begin + w] - csum[begin]) / max(box_count, 1))
+            n_full += 1
+    sigma = np.float64(_robust_sigma32(box_values, n_full, work, deviations))
+    if not (np.isfinite(sigma) and n_full >= 20):
+        # Too few boxes (very long durations): scale the per-cadence scatter.
+        for i in range(n_out):
+            box_values[i] = np.float32(outside_values[i])
+        sigma = np.float64(_robust_sigma32(box_values, n_out, work, deviations)) / np.sqrt(np.float64(w))
+    if not (np.isfinite(sigma) and sigma > 0):
+        sigma = np.inf
+    n_transits = count_in / w
+    mes = depth / sigma * np.sqrt(n_transits) if count_in > 0 else 0.0
+    return mes, depth, sigma, count_in, n_transits
+
+
+@_jit
+def _store(out, row, statistic):
+    """Write a :func:`_box_statistic` tuple into row ``row`` of an (N, 5) float64 array."""
+    out[row, 0], out[row, 1], out[row, 2], out[row, 3], out[row, 4] = statistic
+
+
+@_jit
+def _detection_scratch(n_time):
+    """Work arrays of :func:`_box_statistic` for rows of ``n_time`` cadences."""
+    return (
+        np.empty(n_time), np.empty(n_time, dtype=np.float32), np.empty(n_time, dtype=np.float32),
+        np.empty(n_time + 1), np.empty(n_time + 1, dtype=np.int64), _median_work(n_time),
+    )  # fmt: skip
+
+
+@_jit
+def detection_rows(time, flux, good, period, t0, duration, width, mes, depth, noise, n_in, n_transits):
+    """:func:`~skysift.transit.preprocess.detection_statistic` of each row into the output arrays.
+
+    ``time`` (T,) shared; ``flux`` float64 (N, T); ``good`` bool (N, T)
+    (finite and valid); ``period``, ``t0``, ``duration`` float64 (N,);
+    ``width`` int64 (N,), the box length in cadences.
+    """
+    n_rows, n_time = flux.shape
+    distance = np.empty(n_time)
+    scratch = _detection_scratch(n_time)
+    for row in range(n_rows):
+        _fold_distance(time, period[row], t0[row], distance)
+        mes[row], depth[row], noise[row], n_in[row], n_transits[row] = _box_statistic(
+            flux[row], good[row], distance, duration[row], width[row], scratch
+        )
+
+
+@_jit
+def vetting_statistics_rows(
+    time, flux, good, period, t0, duration, width, half_width, depth_error_floor, secondary, odd, even, consistency,
+    is_even,
+):  # fmt: skip
+    """The detection statistics of :func:`~skysift.transit.preprocess.make_vetting_views`, one pass per row.
+
+    For each row (``flux`` float32 (N, T), ``good`` bool (N, T) finite and
+    usable, ephemeris float64 (N,), box lengths ``width`` and
+    ``half_width`` in cadences of one and half a duration): the statistic
+    (mes, depth, noise, n_in, n_transits as columns of the (N, 5) outputs)
+    of the secondary (``t0 + P / 2``, whole duration), of the odd and the
+    even transits (central half of the duration), and the reduced chi^2 of
+    the individual transits' depths (:func:`_depth_consistency`) into
+    ``consistency`` (N,); ``is_even`` (N, T) receives the parity of each
+    cadence's transit number ``floor((t - t0) / P + 0.5)``. One fold per
+    ephemeris instead of one per statistic, and no (N, T) temporaries.
+    """
+    n_rows, n_time = flux.shape
+    distance = np.empty(n_time)
+    usable = np.empty(n_time, dtype=np.bool_)
+    cycle = np.empty(n_time, dtype=np.int64)
+    scratch = _detection_scratch(n_time)
+    counts = np.empty(n_time + 1, dtype=np.int64)
+    sums = np.empty(n_time + 1)
+    for row in range(n_rows):
+        p, e, d = period[row], t0[row], duration[row]
+        half = 0.5 * d
+        _fold_distance(time, p, e + 0.5 * p, distance)
+        _store(secondary, row, _box_statistic(flux[row], good[row], distance, d, width[row], scratch))
+        _fold_distance(time, p, e, distance)
+        for t in range(n_time):
+            number = np.floor((time[t] - e) / p + 0.5)
+            cycle[t] = np.int64(number)
+            is_even[row, t] = number % 2.0 == 0.0
+        for t in range(n_time):
+            usable[t] = good[row, t] and not is_even[row, t]
+        _store(odd, row, _box_statistic(flux[row], usable, distance, half, half_width[row], scratch))
+        for t in range(n_time):
+            usable[t] = good[row, t] and is_even[row, t]
+        _store(even, row, _box_statistic(flux[row], usable, distance, half, half_width[row], scratch))
+        # Individual transits: the central half of each, against the statistic of all of them.
+        _, all_depth, all_noise, all_in, all_transits = _box_statistic(
+            flux[row], good[row], distance, half, half_width[row], scratch
+        )
+        # Transits numbered from the first one covered (cycle numbers never decrease along the grid).
+        first = np.int64(0)
+        n_cycles = 0
+        for t in range(n_time):
+            if good[row, t] and distance[t] < 0.5 * half:
+                if n_cycles == 0:
+                    first = cycle[t]
+                n_cycles = cycle[t] - first + 1
+        for c in range(n_cycles):
+            counts[c] = 0
+            sums[c] = 0.0
+        total_count = 0
+        for t in range(n_time):
+            if good[row, t] and distance[t] < 0.5 * half:
+                c = cycle[t] - first
+                counts[c] += 1
+                sums[c] += float(flux[row, t])
+                total_count += 1
+        total_sum = 0.0
+        for c in range(n_cycles):
+            total_sum += sums[c]
+        # detection_statistic's depth is the out-of-transit median minus the mean in transit.
+        baseline = all_depth + total_sum / max(total_count, 1)
+        box = all_in / all_transits if all_transits > 0 else 1.0
+        weight_sum = 0.0
+        weighted_depth = 0.0
+        n_covered = 0
+        for c in range(n_cycles):
+            if counts[c] > 0:
+                weight = 1.0 / (all_noise * all_noise * box / counts[c])
+                weight_sum += weight
+                weighted_depth += weight * (baseline - sums[c] / counts[c])
+                n_covered += 1
+        mean = weighted_depth / weight_sum
+        floor = (depth_error_floor * mean) ** 2
+        chi2 = 0.0
+        for c in range(n_cycles):
+            if counts[c] > 0:
+                variance = all_noise * all_noise * box / counts[c] + floor
+                deviation = baseline - sums[c] / counts[c] - mean
+                chi2 += deviation * deviation / variance
+        dof = n_covered - 1
+        consistency[row] = chi2 / dof if dof >= 1 and np.isfinite(chi2) else 1.0
+
+
+# ---------------------------------------------------------------------------
+# Simulated stars
+# ---------------------------------------------------------------------------
+@_jit
+def _sho_psd(omega, omega0, q):
+    """Unnormalised power spectrum of a stochastically driven damped oscillator."""
+    omega0_squared = omega0 * omega0
+    detuning = omega * omega - omega0_squared
+    damping = omega0 * omega / q
+    return omega0_squared * omega0_squared / (detuning * detuning + damping * damping)
+
+
+@_jit
+def star_spectra(omega, rotation_period, rotation_q, granulation_timescale, draws, rotation, granulation):
+    """Random complex spectra of the rotation and granulation of each star, for one inverse real FFT each.
+
+    ``omega`` (F,) angular frequencies; ``draws`` float64 (4, N, F) standard
+    normals (real and imaginary parts of each spectrum). The rotation is an
+    oscillator at the rotation frequency plus one at twice it with half the
+    power (celerite's ``RotationTerm``), the granulation a Harvey (1985)
+    profile ``1 / (1 + (omega tau)^2)``; the amplitude at each frequency is
+    the square root of the power, zero at zero frequency.
+    """
+    n_rows, n_freq = rotation.shape
+    for row in range(n_rows):
+        omega_rotation = 2.0 * np.pi / rotation_period[row]
+        q = rotation_q[row]
+        tau = granulation_timescale[row]
+        rotation[row, 0] = 0.0
+        granulation[row, 0] = 0.0
+        for f in range(1, n_freq):
+            w = omega[f]
+            power = _sho_psd(w, omega_rotation, q) + 0.5 * _sho_psd(w, 2.0 * omega_rotation, q)
+            amplitude = np.sqrt(power)
+            rotation[row, f] = complex(draws[0, row, f] * amplitude, draws[1, row, f] * amplitude)
+            x = w * tau
+            amplitude = np.sqrt(1.0 / (1.0 + x * x))
+            granulation[row, f] = complex(draws[2, row, f] * amplitude, draws[3, row, f] * amplitude)
+
+
+@_jit
+def _inverse_rms(series):
+    """1 / the standard deviation of ``series`` (1 if it is 0), as ``numpy.std`` forms it (two passes)."""
+    total = 0.0
+    for x in series:
+        total += x
+    mean = total / series.size
+    total = 0.0
+    for x in series:
+        total += (x - mean) * (x - mean)
+    rms = np.sqrt(total / series.size)
+    return 1.0 / rms if rms > 0 else 1.0
+
+
+@_jit
+def assemble_stars(rotation, granulation, index, rotation_amplitude, granulation_ratio, sigma, flux):
+    """Relative flux ``1 + A r + g sigma n_gran + sigma n_white`` of each star, in place in ``flux``.
+
+    ``rotation`` and ``granulation`` (N, G) are the series on the uniform
+    grid, each scaled here to unit rms over the grid and sampled at the
+    cadences ``index`` (T,); ``flux`` (N, T) holds the white noise (unit
+    normal) on entry.
+    """
+    n_rows, n_time = flux.shape
+    for row in range(n_rows):
+        rotation_scale = rotation_amplitude[row] * _inverse_rms(rotation[row])
+        granulation_scale = granulation_ratio[row] * sigma[row] * _inverse_rms(granulation[row])
+        s = sigma[row]
+        for t in range(n_time):
+            i = index[t]
+            flux[row, t] = 1.0 + rotation_scale * rotation[row, i] + granulation_scale * granulation[row, i] + s * flux[row, t]
