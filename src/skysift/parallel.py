@@ -16,9 +16,12 @@ for. Site specifics (partition, account) are arguments, never defaults here.
 
 from __future__ import annotations
 
+import itertools
+import os
 import reprlib
 import sys
-from collections.abc import Callable, Iterable, Sequence
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Literal, TypeVar
 
 from skysift.log import get_logger, progress
@@ -26,7 +29,7 @@ from skysift.log import get_logger, progress
 if TYPE_CHECKING:
     from dask.distributed import Client
 
-__all__ = ["close_client", "compute_in_windows", "get_client", "parallel_map"]
+__all__ = ["close_client", "compute_in_windows", "get_client", "parallel_map", "usable_cores"]
 
 log = get_logger(__name__)
 
@@ -244,32 +247,81 @@ def compute_in_windows(
     client: Client | None = None,
     scheduler: str | None = None,
     desc: str = "chunks",
-) -> Iterable[object]:
-    """Compute dask delayed ``tasks`` a window at a time, yielding results in order.
+    window: int | None = None,
+) -> Iterator[object]:
+    """Compute dask delayed ``tasks`` with a bounded number in flight, yielding results in order.
 
-    Only a window of results is held at once (8 tasks, or twice the cluster's
-    threads), so a training set larger than memory streams into its writer.
+    A new task starts as soon as the oldest result is handed over, so the
+    workers keep computing while the caller writes (no barrier per window),
+    and only ``window`` results are held at once, so a training set larger
+    than memory streams into its writer.
 
     Parameters
     ----------
     tasks : sequence of dask.delayed
         The chunks to compute.
     client : dask.distributed.Client, optional
-        Any cluster; without one dask's ``scheduler`` runs the tasks.
+        Any cluster; without one the tasks run on a pool of this process's
+        threads (``scheduler`` None or ``"threads"``: numpy, scipy and torch
+        release the GIL in their kernels) or on dask's ``scheduler``
+        (``"sync"``, ``"processes"``), a window at a time.
     scheduler : str, optional
         Dask scheduler name when no client is given (default ``"threads"``).
     desc : str
         Progress-bar label.
+    window : int, optional
+        Tasks in flight (default twice the cluster's threads, at least 4;
+        without a client twice the usable cores).
     """
     import dask
 
-    window = 8 if client is None else max(8, 2 * sum(client.nthreads().values()))
-    for start in progress(range(0, len(tasks), window), desc=desc, unit="window"):
-        group = list(tasks[start : start + window])
-        if client is not None:
-            yield from client.gather(client.compute(group))
-        else:
-            yield from dask.compute(*group, scheduler=scheduler or "threads")
+    if client is not None:
+        in_flight = window or max(4, 2 * sum(client.nthreads().values()))
+        pending: deque = deque()
+        queued = iter(tasks)
+        for task in itertools.islice(queued, in_flight):
+            pending.append(client.compute(task))
+        try:
+            for _ in progress(range(len(tasks)), desc=desc, unit="chunk"):
+                result = pending.popleft().result()
+                for task in itertools.islice(queued, 1):
+                    pending.append(client.compute(task))
+                yield result
+        finally:
+            client.cancel(list(pending))
+        return
+    if scheduler not in (None, "threads"):
+        size = window or 8
+        for start in progress(range(0, len(tasks), size), desc=desc, unit="window"):
+            yield from dask.compute(*tasks[start : start + size], scheduler=scheduler)
+        return
+    from concurrent.futures import ThreadPoolExecutor
+
+    workers = usable_cores()
+    in_flight = window or 2 * workers
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        pending = deque()
+        queued = iter(tasks)
+        submit = lambda task: pool.submit(dask.compute, task, scheduler="sync")  # noqa: E731
+        for task in itertools.islice(queued, in_flight):
+            pending.append(submit(task))
+        try:
+            for _ in progress(range(len(tasks)), desc=desc, unit="chunk"):
+                (result,) = pending.popleft().result()
+                for task in itertools.islice(queued, 1):
+                    pending.append(submit(task))
+                yield result
+        finally:
+            for future in pending:
+                future.cancel()
+
+
+def usable_cores() -> int:
+    """CPU cores this process may run on (its affinity mask where the OS has one)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # macOS, Windows
+        return max(1, os.cpu_count() or 1)
 
 
 def _name_item(exc: BaseException, desc: str, index: int, item: object, total: int) -> None:

@@ -268,24 +268,32 @@ def _render_ring(
     cos, sin = c(np.cos(phi)), c(np.sin(phi))
     u, v = cos * dx + sin * dy, (cos * dy - sin * dx) / c(q)
     r = torch.sqrt(u * u + v * v)
-    theta = torch.atan2(v, u)
     # Azimuth of the nucleus as seen from the ring centre, in the ring frame.
     nucleus_sky = angle + np.pi
     theta_n = np.arctan2((np.cos(phi) * np.sin(nucleus_sky) - np.sin(phi) * np.cos(nucleus_sky)) / q,
                          np.cos(phi) * np.cos(nucleus_sky) + np.sin(phi) * np.sin(nucleus_sky))
-    brightening = 1.0 + c(offset) * torch.cos(theta - c(theta_n))
+    # cos(theta - theta_n) with theta = atan2(v, u) is (u cos theta_n + v sin theta_n) / r:
+    # no atan2 and cos per sub-pixel (theta = 0 where r = 0, as atan2 gives).
+    cos_n, sin_n = c(np.cos(theta_n)), c(np.sin(theta_n))
+    cosine = torch.where(r > 0, (u * cos_n + v * sin_n) / r.clamp(min=1e-30), cos_n)
+    brightening = 1.0 + c(offset) * cosine
     smooth = torch.exp(-0.5 * ((r - c(radius)) / c(width)) ** 2) * brightening
     image = _normalised(simulator, smooth, (1.0 - contrast) * flux)
     azimuth, radial, weight = _ring_knots(params)
     weight = weight * (1.0 + offset[:, None] * np.cos(azimuth - theta_n[:, None]))
     weight = weight / weight.sum(axis=1, keepdims=True)
-    knots = torch.zeros_like(smooth)
-    for k in range(azimuth.shape[1]):
-        # Knot centre on the (inclined) ring, back in the sky frame.
-        kr = radius + radial[:, k] * width
-        ku, kv = kr * np.cos(azimuth[:, k]), kr * np.sin(azimuth[:, k]) * q
-        kx = rx + np.cos(phi) * ku - np.sin(phi) * kv
-        ky = ry + np.sin(phi) * ku + np.cos(phi) * kv
-        d2 = (x - c(kx)) ** 2 + (y - c(ky)) ** 2
-        knots = knots + c(weight[:, k]) * torch.exp(-0.5 * d2 / RING_KNOT_SIGMA**2)
+    # Knot centres on the (inclined) ring, back in the sky frame, (N, K).
+    kr = radius[:, None] + radial * width[:, None]
+    ku, kv = kr * np.cos(azimuth), kr * np.sin(azimuth) * q[:, None]
+    kx = rx[:, None] + np.cos(phi)[:, None] * ku - np.sin(phi)[:, None] * kv
+    ky = ry[:, None] + np.sin(phi)[:, None] * ku + np.cos(phi)[:, None] * kv
+    # A circular Gaussian is the product of two 1-D ones: the sum over knots of
+    # w_k g(y - ky_k) g(x - kx_k) is one (H, K) x (K, W) matrix product per image,
+    # instead of an exponential per knot and sub-pixel.
+    def profile(grid: torch.Tensor, centres: np.ndarray) -> torch.Tensor:
+        offsets = grid.reshape(1, -1, 1) - torch.as_tensor(centres[:, None, :], dtype=simulator.dtype, device=simulator.device)
+        return torch.exp((-0.5 / RING_KNOT_SIGMA**2) * offsets * offsets)
+
+    weighted_rows = profile(y, ky) * torch.as_tensor(weight[:, None, :], dtype=simulator.dtype, device=simulator.device)
+    knots = torch.bmm(weighted_rows, profile(x, kx).transpose(1, 2))
     return image + _normalised(simulator, knots, contrast * flux)

@@ -786,13 +786,33 @@ class LensSimulator:
         """Image ``(N, H, W)`` (e-/s) of the Sersic galaxy ``{prefix}_mag, _r_eff, _n, _q, _phi``.
 
         Centred on ``x_lens, y_lens`` when present (else the stamp centre).
+        Rendered ``chunk_size`` images at a time; with adaptive supersampling
+        only the core (:data:`ADAPTIVE_LENS_CORE_PIXELS`) is supersampled, as
+        the lens light of :meth:`render_components`.
         """
         n = len(np.atleast_1d(params[f"{prefix}_mag"]))
         x_c = np.broadcast_to(np.asarray(params.get("x_lens", 0.0), dtype=np.float64), (n,))
         y_c = np.broadcast_to(np.asarray(params.get("y_lens", 0.0), dtype=np.float64), (n,))
         table = self._sersic_table(params, prefix, x_c, y_c)
-        image = self._average(_sersic(self._x, self._y, _columns(table)))
-        return self.convolve(image) if convolve else image
+        images = self._empty(n)
+        chunk = n if self.chunk_size is None else self.chunk_size
+        adaptive = self.adaptive_supersampling and self.supersampling > 1
+        for start in range(0, n, chunk):
+            rows = slice(start, min(start + chunk, n))
+            light = table[rows]
+            if adaptive:
+                image = _supersample_core(
+                    _sersic(self._x_centre, self._y_centre, _columns(light)), self._x_centre, self._y_centre, light,
+                    self._offset_x, self._offset_y, self._centre_is_subpixel,
+                    ADAPTIVE_LENS_CORE_PIXELS * self.survey.pixel_scale, self._core_window,
+                )
+            else:
+                image = self._average(_sersic(self._x, self._y, _columns(light)))
+            if convolve and self.psf_kernel is not None:
+                self._convolve_into(image, images[rows])
+            else:
+                images[rows] = image
+        return images
 
     def bin(self, fine: torch.Tensor) -> torch.Tensor:
         """Average ``ss x ss`` sub-pixels and convert surface brightness to flux per pixel."""

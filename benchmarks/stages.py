@@ -1,0 +1,112 @@
+"""Benchmark: end-to-end training-set stages beside their kernels (lens and GW).
+
+Run from the repository root::
+
+    .venv/bin/python benchmarks/stages.py [--lens 30000] [--gw 48000] [--repeats 3]
+        [--baseline-src /path/to/older/src]
+
+Each stage is timed as the workflow rule runs it: a fresh ``python -m skysift
+lens simulate`` / ``gw simulate`` process (imports, Dask start-up, simulation,
+writing the HDF5 product), wall clock, on all the cores this process may use.
+Its rate is printed beside the kernel rate measured in this run (one core,
+one thread, CPU time: ``LensSimulator.simulate`` of 512 images, adaptive
+ss=3, eager; ``simulate_gw_batch`` of 512 samples), with the ratio stage /
+(kernel x cores). With ``--baseline-src`` the same commands run against an
+older checkout's ``src`` (the peer), interleaved with this one, and the
+speed-up is printed. Rates are medians over ``--repeats``; the load average
+is printed with each run, since other jobs on a shared machine slow the stage.
+
+Targets (issue 22): lens stage >= 3,000 images/s and GW stage >= 500 samples/s
+on 2 cores.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+TARGETS = {"lens": 3000.0, "gw": 500.0}
+
+
+def stage_seconds(stage: str, n: int, src: Path, out: Path) -> float:
+    """Wall seconds of a fresh stage process writing ``out``."""
+    command = [sys.executable, "-m", "skysift", stage, "simulate", "--out", str(out), "--seed", "17",
+               "--n-samples", str(n)]
+    start = time.perf_counter()
+    subprocess.run(command, check=True, env={**os.environ, "PYTHONPATH": str(src)}, cwd=ROOT,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    seconds = time.perf_counter() - start
+    out.unlink()
+    return seconds
+
+
+KERNEL = {
+    "lens": """
+import time, numpy as np, torch
+torch.set_num_threads(1)
+from skysift.lens.simulator import LensSimulator
+s = LensSimulator("lsst", 64, 3, chunk_size=64, adaptive_supersampling=True); rng = np.random.default_rng(0)
+s.simulate(s.draw_parameters(512, rng), rng); t = []
+for _ in range(3):
+    p = s.draw_parameters(512, rng); c = time.process_time(); s.simulate(p, rng); t.append(time.process_time() - c)
+print(512 / np.median(t))
+""",
+    "gw": """
+import time, numpy as np
+from skysift.gw.dataset import GWSampleConfig, simulate_gw_batch
+config = GWSampleConfig(); simulate_gw_batch(8, 8, seed=0, config=config); t = []
+for seed in range(3):
+    c = time.process_time(); simulate_gw_batch(256, 256, seed=seed + 1, config=config); t.append(time.process_time() - c)
+print(512 / np.median(t))
+""",
+}
+
+
+def kernel_rate(stage: str, src: Path) -> float:
+    """Kernel rate per core (one thread, CPU time) in a fresh process."""
+    env = {**os.environ, "PYTHONPATH": str(src), "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
+    result = subprocess.run([sys.executable, "-c", KERNEL[stage]], check=True, env=env, cwd=ROOT,
+                            capture_output=True, text=True)
+    return float(result.stdout.split()[-1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--lens", type=int, default=30000, help="lens images (0: skip)")
+    parser.add_argument("--gw", type=int, default=48000, help="GW samples (0: skip)")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--baseline-src", type=Path, default=None, help="an older checkout's src/ (the peer)")
+    args = parser.parse_args()
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    sources = {"this": ROOT / "src"} | ({"baseline": args.baseline_src.resolve()} if args.baseline_src else {})
+    with tempfile.TemporaryDirectory() as scratch:
+        for stage, n in (("lens", args.lens), ("gw", args.gw)):
+            if not n:
+                continue
+            kernel = kernel_rate(stage, sources["this"])
+            seconds: dict[str, list[float]] = {name: [] for name in sources}
+            for repeat in range(args.repeats):
+                for name, src in sources.items():  # interleaved: the load changes during the run
+                    seconds[name].append(stage_seconds(stage, n, src, Path(scratch) / f"{stage}.h5"))
+                    print(f"  {stage} {name} run {repeat + 1}: {n / seconds[name][-1]:8.1f}/s "
+                          f"(load average {os.getloadavg()[0]:.2f})", flush=True)
+            rate = n / float(np.median(seconds["this"]))
+            print(f"{stage}: kernel {kernel:8.1f}/s per core (one thread, CPU time); whole stage {rate:8.1f}/s on "
+                  f"{cores} cores ({n} items, median of {args.repeats} fresh processes); stage / (kernel x cores) = "
+                  f"{rate / (kernel * cores):.2f}; target >= {TARGETS[stage]:.0f}/s: "
+                  f"{'met' if rate >= TARGETS[stage] else 'NOT met'}")
+            if "baseline" in seconds:
+                baseline = n / float(np.median(seconds["baseline"]))
+                print(f"{stage}: baseline stage {baseline:8.1f}/s; this / baseline = {rate / baseline:.2f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,72 @@
+"""The fast lens training-set stage keeps the simulator's statistics.
+
+The stage renders with adaptive supersampling on worker threads, one random
+stream per batch; these tests compare it with the uniform-supersampling,
+one-thread path and with the declared priors, on small sets (seconds).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from skysift.io import read_product
+from skysift.lens.dataset import DEFAULT_MIN_ARC_SNR, DEFAULT_MIN_MAGNIFICATION, NEGATIVE_MIX, make_lens_training_set
+from skysift.lens.simulator import LENS_PRIORS
+
+N = 240
+
+
+@pytest.fixture(scope="module")
+def products(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
+    directory = tmp_path_factory.mktemp("lens-stage")
+    settings = {"image_size": 32, "supersampling": 3, "seed": 11, "batch_size": 40}
+    return {
+        "uniform": read_product(make_lens_training_set(directory / "uniform.h5", N, adaptive_supersampling=False,
+                                                       workers=1, **settings)),
+        "fast": read_product(make_lens_training_set(directory / "fast.h5", N, workers=2, **settings)),
+        "fast-one-thread": read_product(make_lens_training_set(directory / "one.h5", N, workers=1, **settings)),
+    }
+
+
+def test_product_does_not_depend_on_threads(products: dict) -> None:
+    np.testing.assert_array_equal(products["fast"].arrays["image"], products["fast-one-thread"].arrays["image"])
+    for name in ("kind", "theta_E", "arc_snr", "feature_mag"):
+        np.testing.assert_array_equal(products["fast"].table[name], products["fast-one-thread"].table[name])
+
+
+def test_adaptive_stage_matches_uniform_supersampling(products: dict) -> None:
+    # Same seed, so the same parameters and noise draws: only the rendering differs.
+    fast, uniform = products["fast"], products["uniform"]
+    for name in ("kind", "label", "theta_E", "source_mag", "lens_mag", "feature_mag"):
+        np.testing.assert_array_equal(fast.table[name], uniform.table[name])
+    lenses = np.asarray(fast.table["label"]) == 1
+    np.testing.assert_allclose(fast.table["arc_snr"][lenses], uniform.table["arc_snr"][lenses], rtol=0.01)
+    np.testing.assert_allclose(fast.table["magnification"][lenses], uniform.table["magnification"][lenses], rtol=0.01)
+    difference = np.abs(fast.arrays["image"] - uniform.arrays["image"]).max(axis=(1, 2, 3))
+    assert np.all(difference <= 0.01 * np.abs(uniform.arrays["image"]).max(axis=(1, 2, 3)))
+    # Pixel statistics: per-image totals and spreads from the same distribution.
+    for statistic in (np.sum, np.std):
+        a = statistic(fast.arrays["image"], axis=(1, 2, 3))
+        b = statistic(uniform.arrays["image"], axis=(1, 2, 3))
+        assert stats.ks_2samp(a, b, method="asymp").pvalue > 0.01
+
+
+def test_stage_labels_cuts_and_priors(products: dict) -> None:
+    table = products["fast"].table
+    labels = np.asarray(table["label"])
+    assert labels.sum() == N // 2
+    kinds = np.asarray(table["kind"])
+    for kind, share in NEGATIVE_MIX.items():
+        assert abs(np.sum(kinds == kind) - share * N // 2) <= 1
+    lenses = labels == 1
+    assert np.all(table["arc_snr"][lenses] >= DEFAULT_MIN_ARC_SNR)
+    assert np.all(table["magnification"][lenses] >= DEFAULT_MIN_MAGNIFICATION)
+    # Lens-light parameters are not selected on: they follow their priors (KS against the uniform CDF).
+    for name in ("lens_mag", "lens_r_eff", "lens_n", "lens_q"):
+        prior = LENS_PRIORS[name]
+        values = np.asarray(table[name])
+        assert stats.kstest(values, "uniform", args=(prior.low, prior.high - prior.low)).pvalue > 0.001, name
