@@ -36,10 +36,10 @@ ROOT = Path(__file__).resolve().parents[1]
 TARGETS = {"lens": 3000.0, "gw": 500.0}
 
 
-def stage_seconds(stage: str, n: int, src: Path, out: Path) -> float:
+def stage_seconds(stage: str, n: int, src: Path, out: Path, cluster: str = "local") -> float:
     """Wall seconds of a fresh stage process writing ``out``."""
     command = [sys.executable, "-m", "skysift", stage, "simulate", "--out", str(out), "--seed", "17",
-               "--n-samples", str(n)]
+               "--n-samples", str(n)] + (["--cluster", cluster] if stage == "gw" else [])  # lens: threads always
     start = time.perf_counter()
     subprocess.run(command, check=True, env={**os.environ, "PYTHONPATH": str(src)}, cwd=ROOT,
                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -61,10 +61,17 @@ print(512 / np.median(t))
 """,
     "gw": """
 import time, numpy as np
-from skysift.gw.dataset import GWSampleConfig, simulate_gw_batch
+import inspect
+from skysift.memory import retain_freed_memory
+from skysift.gw.dataset import GWSampleConfig, make_gw_training_set, simulate_gw_batch
+retain_freed_memory()  # as the `skysift` command does
+chunk = inspect.signature(make_gw_training_set).parameters["chunk_size"].default  # the stage's task size
 config = GWSampleConfig(); simulate_gw_batch(8, 8, seed=0, config=config); t = []
 for seed in range(3):
-    c = time.process_time(); simulate_gw_batch(256, 256, seed=seed + 1, config=config); t.append(time.process_time() - c)
+    c = time.process_time()
+    for k in range(512 // chunk):
+        simulate_gw_batch(chunk // 2, chunk - chunk // 2, seed=100 * seed + k, config=config)
+    t.append(time.process_time() - c)
 print(512 / np.median(t))
 """,
 }
@@ -84,6 +91,8 @@ def main() -> None:
     parser.add_argument("--gw", type=int, default=48000, help="GW samples (0: skip)")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--baseline-src", type=Path, default=None, help="an older checkout's src/ (the peer)")
+    parser.add_argument("--cluster", default="local", choices=("local", "none"),
+                        help="the GW stage's Dask cluster: local (worker processes, the workflow's default) or none (threads)")
     args = parser.parse_args()
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     sources = {"this": ROOT / "src"} | ({"baseline": args.baseline_src.resolve()} if args.baseline_src else {})
@@ -95,7 +104,7 @@ def main() -> None:
             seconds: dict[str, list[float]] = {name: [] for name in sources}
             for repeat in range(args.repeats):
                 for name, src in sources.items():  # interleaved: the load changes during the run
-                    seconds[name].append(stage_seconds(stage, n, src, Path(scratch) / f"{stage}.h5"))
+                    seconds[name].append(stage_seconds(stage, n, src, Path(scratch) / f"{stage}.h5", args.cluster))
                     print(f"  {stage} {name} run {repeat + 1}: {n / seconds[name][-1]:8.1f}/s "
                           f"(load average {os.getloadavg()[0]:.2f})", flush=True)
             rate = n / float(np.median(seconds["this"]))

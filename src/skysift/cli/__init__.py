@@ -22,6 +22,7 @@ from skysift.cli import records, stages, training
 from skysift.cli._flags import OneLineParser
 from skysift.errors import SkysiftError
 from skysift.log import get_logger, setup_logging
+from skysift.memory import retain_freed_memory
 
 __all__ = ["build_parser", "main"]
 
@@ -56,6 +57,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     arguments = parser.parse_args(argv)
     setup_logging(arguments.log_level, arguments.log_file)
+    if argv is None:
+        # A process started as the `skysift` command (not a call from Python):
+        # freed large arrays are reused instead of faulted in again.
+        retain_freed_memory()
     name = " ".join(filter(None, (arguments.command, getattr(arguments, "subcommand", None))))
     try:
         return int(arguments.handler(arguments) or 0)

@@ -52,9 +52,6 @@ def _simulate_pair(arguments: argparse.Namespace) -> int:
 
 
 def _diffim(arguments: argparse.Namespace) -> int:
-    from skysift.memory import retain_freed_memory
-
-    retain_freed_memory()  # before the first large array: see its notes
     from skysift.diffim.pipeline import run_diffim
 
     options = options_from_arguments(DiffimOptions, arguments)
