@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from skysift.codedigest import code_closure, code_digest
+from skysift.codedigest import CodeDigestCache, code_closure, code_digest, source_signature
 
 SRC = Path(__file__).resolve().parents[1] / "src"
 
@@ -86,3 +86,21 @@ def test_closure_follows_lazy_imports_and_registry_strings():
     assert "skysift.cli._flags:run_context" in closure and "skysift.cli._flags" not in closure
     with pytest.raises(FileNotFoundError, match="nosuch"):
         code_closure(["skysift.nosuch"], SRC)
+
+
+def test_code_digest_cache_holds_until_a_source_file_changes(src, tmp_path, monkeypatch):
+    path = tmp_path / "state" / "code_digests.json"
+    entries = RULES["diffim"]
+    first = CodeDigestCache(path, src)
+    assert first.digest(entries) == code_digest(entries, src)
+    # A later start reads the digest: no module is parsed while the sources are unchanged.
+    monkeypatch.setattr("skysift.codedigest.code_digest", lambda *args: pytest.fail("digest computed again"))
+    assert CodeDigestCache(path, src).digest(entries) == first.digest(entries)
+    monkeypatch.undo()
+    signature = source_signature(src)
+    edit(src / "skysift" / "diffim" / "zogy.py", "import numpy as np", "import numpy as np\n_EDITED = 1")
+    assert source_signature(src) != signature
+    edited = CodeDigestCache(path, src)
+    assert edited.digest(entries) == code_digest(entries, src) != first.digest(entries)
+    path.write_text("{not json")  # a damaged cache costs computing again, nothing else
+    assert CodeDigestCache(path, src).digest(entries) == edited.digest(entries)

@@ -116,3 +116,28 @@ def test_derive_seed_is_stable_and_independent():
     assert len(seeds) == 100
     assert derive_seed(42, "a") != derive_seed(43, "a")
     assert 0 <= derive_seed(1, "x") < 2**31
+
+
+def test_pairs_table_paths_resolve_as_pathlib_does(tmp_path):
+    # read_pairs_table resolves directories once each (a table of 20,000 files); its paths
+    # must be what Path.resolve() gives, through directory and file links, '..' and absolute paths.
+    data = tmp_path / "data"
+    (data / "p1").mkdir(parents=True)
+    for name in ("science.fits", "reference.fits"):
+        (data / "p1" / name).write_bytes(b"x")
+    (tmp_path / "linked").symlink_to(data)
+    (data / "p1" / "science_link.fits").symlink_to(data / "p1" / "science.fits")
+    (data / "p1" / "dangling.fits").symlink_to(data / "p1" / "nothing.fits")
+    values = ["data/p1/science.fits", "linked/p1/reference.fits", "data/p1/science_link.fits",
+              "linked/../data/p1/science.fits", str(data / "p1" / "reference.fits")]
+    table = tmp_path / "pairs.tsv"
+    table.write_text("pair_id\tscience\treference\n" + "".join(
+        f"p{index}\t{value}\tdata/p1/reference.fits\n" for index, value in enumerate(values)))
+    rows = read_pairs_table(table, base_dir=tmp_path)
+    assert [row["science"] for row in rows] == [(tmp_path / value).resolve() for value in values]
+    for missing in ("data/p1/nothing.fits", "data/p1/dangling.fits", "data/p1", "nowhere/p1/science.fits"):
+        table.write_text(f"pair_id\tscience\treference\np1\t{missing}\tdata/p1/reference.fits\n")
+        with pytest.raises(ConfigError, match="does not exist"):
+            read_pairs_table(table, base_dir=tmp_path)
+    [row] = read_pairs_table(table, base_dir=tmp_path, require_files=False)
+    assert row["science"] == (tmp_path / "nowhere/p1/science.fits").resolve()

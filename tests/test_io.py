@@ -5,6 +5,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import h5py
 import numpy as np
@@ -20,10 +21,12 @@ from skysift.io import (
     open_product,
     read_fits_image,
     read_image_extensions,
+    read_path_list,
     read_product,
     read_provenance,
     read_table,
     write_fits_image,
+    write_path_list,
     write_product,
     write_table,
 )
@@ -292,3 +295,15 @@ def test_read_image_extensions(tmp_path):
     assert set(read_image_extensions(path, ["ERR", "DQ"])) == {"ERR"}
     with pytest.raises(InputDataError, match=r"i2d\.fits: extension WHT has shape \(2, 4, 5\)"):
         read_image_extensions(path, ["WHT"])
+
+
+def test_path_list_round_trip(tmp_path):
+    paths = [tmp_path / "a b.fits", "results/diffim/p1/scorr.fits", tmp_path / "ünï.h5"]
+    listing = write_path_list(paths, tmp_path / "lists" / "products.txt")
+    assert read_path_list(listing) == [tmp_path / "a b.fits", Path("results/diffim/p1/scorr.fits"), tmp_path / "ünï.h5"]
+    assert read_path_list(write_path_list([], tmp_path / "empty.txt")) == []
+    with pytest.raises(ValueError, match="newline"):
+        write_path_list(["a\nb.fits"], tmp_path / "bad.txt")
+    assert not (tmp_path / "bad.txt").exists()
+    with pytest.raises(InputDataError, match="missing.txt: cannot read the list of paths"):
+        read_path_list(tmp_path / "missing.txt")

@@ -111,7 +111,7 @@ def test_release_cycle_on_decam_pairs(tmp_path, repo_root, capsys, monkeypatch, 
     assert planned.returncode == 0, planned.stderr[-3000:]
     output = planned.stdout + planned.stderr
     counts = planned_jobs(output)
-    assert counts == {"diffim": 2, "provenance_summary": 1, "provenance_export": 1, "all": 1}, counts
+    assert counts == {"diffim": 2, "product_list": 1, "provenance_summary": 1, "provenance_export": 1, "all": 1}, counts
     assert sorted(re.findall(r"wildcards: pair=(\S+)", output)) == ["b", "d"]
     assert "pair(s) c have products" in planned.stderr and "withdrawn" in planned.stderr
 

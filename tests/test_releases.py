@@ -14,7 +14,17 @@ import yaml
 from skysift.cli import main
 from skysift.config import read_pairs_table
 from skysift.errors import ConfigError
-from skysift.releases import affected_outputs, diff_releases, read_release, verify_release, write_release
+from skysift.provenance import sha256_file
+from skysift.releases import (
+    DigestCache,
+    affected_outputs,
+    check_inputs,
+    diff_releases,
+    pair_fingerprint,
+    read_release,
+    verify_release,
+    write_release,
+)
 
 SNAKEMAKE = Path(sys.executable).with_name("snakemake")
 
@@ -95,7 +105,7 @@ def test_switching_release_reruns_exactly_the_affected_jobs(releases, repo_root,
     assert switched.returncode == 0, switched.stderr[-3000:]
     output = switched.stdout + switched.stderr
     diff = diff_releases(read_release(dr1, base_dir=root), read_release(dr2, base_dir=root))
-    expected = {"diffim": len(diff.affected), "provenance_summary": 1, "provenance_export": 1, "all": 1}
+    expected = {"diffim": len(diff.affected), "product_list": 1, "provenance_summary": 1, "provenance_export": 1, "all": 1}
     assert planned_jobs(output) == expected
     rerun_pairs = sorted(re.findall(r"wildcards: pair=(\S+)", output))
     assert rerun_pairs == diff.affected == ["p2", "p3"]
@@ -110,3 +120,24 @@ def test_release_checksums_noise_maps(tmp_path):
     (tmp_path / "n.fits").write_text("a new noise map")
     new = read_release(write_release(inputs, tmp_path / "dr2.tsv", base_dir=tmp_path), base_dir=tmp_path)
     assert diff_releases(old, new).changed == {"p1": ["science_noise"]}
+
+
+def test_digest_cache_looks_at_each_file_once_per_run(tmp_path):
+    science, reference = tmp_path / "science.fits", tmp_path / "reference.fits"
+    science.write_bytes(b"science")
+    reference.write_bytes(b"reference")
+    row = {"pair_id": "p1", "science": science, "reference": reference}
+    cache = DigestCache(tmp_path / "state" / "digests.json")
+    assert check_inputs([row], cache, source="pairs.tsv") == []
+    # The fingerprints the jobs carry come from the digests verification took: the files are
+    # not looked at again (here they are gone, and the fingerprint is still the one verified).
+    expected = f"{sha256_file(science)}:{sha256_file(reference)}:-:-"
+    moved = {path: path.with_suffix(".moved") for path in (science, reference)}
+    for path, aside in moved.items():
+        path.rename(aside)
+    assert pair_fingerprint(row, cache) == expected
+    for path, aside in moved.items():
+        aside.rename(path)
+    # The next run (a new cache object) sees an edit.
+    science.write_bytes(b"edited")
+    assert DigestCache(tmp_path / "state" / "digests.json").digest(science) == sha256_file(science)

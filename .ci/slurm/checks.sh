@@ -70,8 +70,10 @@ YAML
 # The profile leaves partition and account to the site; this cluster's site settings
 # are given on the command line. Without slurmdbd, job status comes from squeue.
 # .venv-slurm first on PATH: sbatch exports it to the jobs, whose rules call `python`.
+# --cores 2: a batch of per-pair jobs (the profile's groups) asks for at most 2 CPUs, what a
+# CI node is sure to have; the two demo pairs' jobs then run one after another in one SLURM job.
 PATH="$REPO/.venv-slurm/bin:$PATH" snakemake --workflow-profile profiles/slurm \
-    --configfile "$scratch/slurm-ci.yaml" \
+    --configfile "$scratch/slurm-ci.yaml" --cores 2 \
     --default-resources slurm_partition=debug mem_mb=1000 runtime=10 cpus_per_task=1 \
     --slurm-status-command squeue --slurm-init-seconds-before-status-checks 2 \
     --jobs 4 --quiet rules > "$scratch/snakemake-slurm.log" 2>&1 \

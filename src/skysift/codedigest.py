@@ -30,12 +30,14 @@ from __future__ import annotations
 import ast
 import functools
 import hashlib
+import json
 import os
 import re
+import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 
-__all__ = ["code_digest", "code_closure"]
+__all__ = ["CodeDigestCache", "code_closure", "code_digest", "source_signature"]
 
 _MODULE_REFERENCE = re.compile(r"^(skysift(?:\.[A-Za-z_][A-Za-z0-9_]*)+)(?::[A-Za-z_][A-Za-z0-9_]*)?$")
 _PLUMBING = "skysift.cli"
@@ -204,3 +206,76 @@ def code_digest(entries: Iterable[str], src_root: str | os.PathLike[str]) -> str
         digest.update(text.encode())
         digest.update(b"\0")
     return digest.hexdigest()
+
+
+def source_signature(src_root: str | os.PathLike[str]) -> str:
+    """sha256 of the path, size, mtime and ctime of every Python file under ``src_root``.
+
+    Any write to a source file changes its ctime (which no user tool sets
+    back), so while this signature holds, every digest taken under it holds.
+    """
+    root = Path(src_root)
+    entries = []
+    pending = [root]
+    while pending:
+        with os.scandir(pending.pop()) as scan:
+            for item in scan:
+                if item.is_dir(follow_symlinks=False) and item.name != "__pycache__":
+                    pending.append(Path(item.path))
+                elif item.name.endswith(".py"):
+                    stat = item.stat()
+                    entries.append(f"{Path(item.path).relative_to(root).as_posix()}\0{stat.st_size}\0"
+                                   f"{stat.st_mtime_ns}\0{stat.st_ctime_ns}")
+    return hashlib.sha256("\n".join(sorted(entries)).encode()).hexdigest()
+
+
+class CodeDigestCache:
+    """:func:`code_digest` of entries, remembered on disk while no source file changes.
+
+    Parsing the import closures of a workflow's rules takes seconds, on every
+    ``snakemake`` start and in every cluster job; a cached digest costs one
+    ``stat`` per source file (:func:`source_signature`) for all entries.
+
+    Parameters
+    ----------
+    path : path-like or None
+        JSON file the digests live in (None: in memory only).
+    src_root : path-like
+        The source tree the digests are of (the directory holding ``skysift/``).
+    """
+
+    def __init__(self, path: str | os.PathLike[str] | None, src_root: str | os.PathLike[str]) -> None:
+        self.path = Path(path) if path is not None else None
+        self.src_root = Path(src_root)
+        self.signature = source_signature(self.src_root)
+        self._digests: dict[str, str] = {}
+        if self.path is not None and self.path.is_file():
+            try:
+                stored = json.loads(self.path.read_text())
+                if stored["signature"] == self.signature:
+                    self._digests = {str(key): str(value) for key, value in stored["digests"].items()}
+            except (OSError, ValueError, KeyError, TypeError, AttributeError):
+                pass  # a damaged cache only costs computing the digests again
+
+    def digest(self, entries: Iterable[str]) -> str:
+        """:func:`code_digest` of ``entries`` (computed, and saved, only when not cached)."""
+        entries = tuple(entries)
+        key = "\n".join(entries)
+        if key not in self._digests:
+            self._digests[key] = code_digest(entries, self.src_root)
+            self._save()
+        return self._digests[key]
+
+    def _save(self) -> None:
+        if self.path is None:
+            return
+        # Atomic: cluster jobs of one run may write at the same time (standard library only, as this module).
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        descriptor, temporary = tempfile.mkstemp(dir=self.path.parent, prefix=f".{self.path.name}.")
+        try:
+            with os.fdopen(descriptor, "w") as stream:
+                json.dump({"signature": self.signature, "digests": self._digests}, stream)
+            os.replace(temporary, self.path)
+        except BaseException:
+            Path(temporary).unlink(missing_ok=True)
+            raise

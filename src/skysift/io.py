@@ -22,7 +22,7 @@ import os
 import secrets
 import shutil
 import warnings
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -50,11 +50,13 @@ __all__ = [
     "open_product",
     "read_fits_image",
     "read_image_extensions",
+    "read_path_list",
     "read_product",
     "read_provenance",
     "read_table",
     "save_figure",
     "write_fits_image",
+    "write_path_list",
     "write_product",
     "write_table",
 ]
@@ -204,6 +206,41 @@ def atomic_directory(path: str | os.PathLike[str], names: Sequence[str] | Iterat
     finally:
         if staging.exists():
             shutil.rmtree(staging, ignore_errors=True)
+
+
+def write_path_list(paths: Iterable[str | os.PathLike[str]], path: str | os.PathLike[str]) -> Path:
+    """Write ``paths`` to ``path`` (atomically), one per line.
+
+    For lists of files longer than a command line holds: the kernel limits one
+    argument, and so a whole ``bash -c`` command, to 128 KiB (about 2,000
+    product paths).
+
+    Raises
+    ------
+    ValueError
+        If a path contains a newline.
+    """
+    lines = [os.fspath(item) for item in paths]
+    if any("\n" in line for line in lines):
+        raise ValueError(f"{path}: a path with a newline cannot be listed one per line")
+    with atomic_output(path) as temporary:
+        temporary.write_text("".join(f"{line}\n" for line in lines), encoding="utf-8")
+    return Path(path)
+
+
+def read_path_list(path: str | os.PathLike[str]) -> list[Path]:
+    """The paths of a :func:`write_path_list` file, in order (blank lines skipped).
+
+    Raises
+    ------
+    InputDataError
+        If the file cannot be read.
+    """
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise InputDataError(f"{path}: cannot read the list of paths ({exc.strerror or exc})") from None
+    return [Path(line) for line in text.splitlines() if line.strip()]
 
 
 # ---------------------------------------------------------------------------

@@ -59,8 +59,8 @@ DIFFIM_OUTPUTS = (
 REALBOGUS_OUTPUTS = ("cutouts/{pair}/cutouts.h5", "realbogus/candidates/{pair}.h5", "realbogus/candidates/{pair}.ecsv")
 #: Run-level products that aggregate every pair.
 AGGREGATE_OUTPUTS = (
-    "provenance/summary.json", "provenance/summary.html", "provenance/prov.json", "provenance/prov.provn",
-    "provenance/ivoa_provenance.json",
+    "provenance/products.txt", "provenance/summary.json", "provenance/summary.html", "provenance/prov.json",
+    "provenance/prov.provn", "provenance/ivoa_provenance.json",
 )
 _INPUT_COLUMNS = PAIRS_TABLE_COLUMNS[1:]
 #: Inputs every fingerprint lists; the noise and weight maps are appended only
@@ -70,12 +70,15 @@ _FINGERPRINT_BASE = 4
 
 
 class DigestCache:
-    """sha256 of files, remembered by path, size, inode, mtime and ctime.
+    """sha256 of files, remembered by absolute path, size, inode, mtime and ctime.
 
     Every write to a file changes its ctime, which no user tool can set back
     (``touch``, ``cp -p`` and ``rsync -a`` restore mtime only), so a cached
     digest is reused only for a file nobody has written since: re-verifying a
-    10,000-file release costs one ``stat`` per file.
+    10,000-file release costs one ``stat`` per file. Within one object a file
+    is looked at once: a run's view of its inputs is fixed when it verifies
+    them, and the per-pair fingerprints that follow cost a dictionary lookup
+    (no ``stat``, and no second hash under ``rehash``).
 
     Parameters
     ----------
@@ -89,6 +92,7 @@ class DigestCache:
         self.path = Path(path) if path is not None else None
         self.rehash = rehash
         self._entries: dict[str, list[Any]] = {}
+        self._taken: dict[str, str] = {}  # path as given -> digest, this object's lifetime
         self._dirty = False
         if self.path is not None and self.path.is_file():
             try:
@@ -105,7 +109,12 @@ class DigestCache:
         InputDataError
             If the file is missing or unreadable.
         """
-        resolved = Path(file).resolve()
+        taken = self._taken.get(os.fspath(file))
+        if taken is not None:
+            return taken
+        # Absolute, not resolved: the workflow's paths are resolved already (`read_pairs_table`),
+        # and resolving costs an lstat per path component; stat follows links either way.
+        resolved = Path(os.path.abspath(file))
         try:
             stat = resolved.stat()
         except OSError as exc:
@@ -113,13 +122,15 @@ class DigestCache:
         key = [stat.st_size, stat.st_ino, stat.st_mtime_ns, stat.st_ctime_ns]
         cached = self._entries.get(str(resolved))
         if not self.rehash and cached is not None and cached[:4] == key:
-            return str(cached[4])
-        try:
-            value = sha256_file(resolved)
-        except OSError as exc:
-            raise InputDataError(f"{file}: cannot read it ({exc.strerror or exc})") from None
-        self._entries[str(resolved)] = [*key, value]
-        self._dirty = True
+            value = str(cached[4])
+        else:
+            try:
+                value = sha256_file(resolved)
+            except OSError as exc:
+                raise InputDataError(f"{file}: cannot read it ({exc.strerror or exc})") from None
+            self._entries[str(resolved)] = [*key, value]
+            self._dirty = True
+        self._taken[os.fspath(file)] = value
         return value
 
     def save(self) -> None:

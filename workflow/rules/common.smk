@@ -1,6 +1,7 @@
 # Helpers shared by all rule files (configuration validation, paths, seeds) and
 # the command that calls the skysift CLI. Rules stay thin and call `skysift`.
 
+import inspect
 import json
 import shlex
 import sys
@@ -12,7 +13,7 @@ sys.path.insert(0, str(SRC_DIR))
 from skysift.config import derive_seed, load_schema, options_sections, read_pairs_table, validate_config  # noqa: E402
 from skysift.options import option_params  # noqa: E402
 from skysift.errors import ConfigError  # noqa: E402
-from skysift.codedigest import code_digest  # noqa: E402
+from skysift.codedigest import CodeDigestCache  # noqa: E402
 from skysift.provenance import config_hash  # noqa: E402
 from skysift.releases import (  # noqa: E402
     DigestCache,
@@ -52,9 +53,25 @@ except (ImportError, AttributeError):
 PYTHON = "python" if _USES_CONDA else shlex.quote(sys.executable)
 SKYSIFT_CLI = f"PYTHONPATH={SRC_DIR}${{PYTHONPATH:+:$PYTHONPATH}} {PYTHON} -m skysift"
 MODEL_TASKS = ("realbogus", "transit", "lens", "gw")  # each with a `skysift.<task>.task` module
+# Workflow state beside Snakemake's own (input digests, code digests), per working directory.
+STATE_DIR = Path(".snakemake") / "skysift"
+# Cluster jobs parse this file again (Snakemake submits itself): what the main process checked
+# once for the whole run (inputs against their manifest, withdrawn pairs) is not redone per job.
+MAIN_PROCESS = workflow.is_main_process
 
 
-_CODE_DIGESTS = {}
+def job_function(function):
+    """A function Snakemake calls per job (input or params), with its signature taken once.
+
+    Snakemake inspects the signature of every input and parameter function each time it
+    calls one (about 20 us, twice per call: several times per job); `inspect.signature`
+    returns a function's `__signature__` when it has one, so the work is done here once.
+    """
+    function.__signature__ = inspect.signature(function)
+    return function
+
+
+_CODE_DIGESTS = CodeDigestCache(STATE_DIR / "code_digests.json", SRC_DIR)
 
 
 def code_version(*entries):
@@ -64,11 +81,10 @@ def code_version(*entries):
     module found at run time (a task's `skysift.<task>.task`); the digest
     follows their imports, ignoring comments, docstrings and help texts. A rule
     parameter, so editing the library reruns exactly the jobs that run the
-    edited code (Snakemake does not track imported modules).
+    edited code (Snakemake does not track imported modules). Cached in
+    `.snakemake/skysift/code_digests.json` while no source file changes.
     """
-    if entries not in _CODE_DIGESTS:
-        _CODE_DIGESTS[entries] = code_digest(entries, SRC_DIR)
-    return _CODE_DIGESTS[entries]
+    return _CODE_DIGESTS.digest(entries)
 
 
 def section_hash(*keys):
@@ -163,11 +179,22 @@ def table_pairs():
     return pairs
 
 
+_FINGERPRINTS = {}
+
+
+@job_function
 def pair_checksums(wildcards):
     """Content digests of a pair's inputs: a parameter, so a job reruns when the content of an
-    input changes, not its path or modification time (a new release reruns exactly the changed pairs)."""
-    row = TABLE_PAIRS.get(wildcards.pair)
-    return pair_fingerprint(row, DIGESTS) if row is not None else "simulated"
+    input changes, not its path or modification time (a new release reruns exactly the changed pairs).
+
+    Taken once per pair and run from the digests `verify_inputs` took (no file is read or stat'ed
+    per job); a cluster job, which does not verify, takes only its own pair's.
+    """
+    pair = wildcards.pair
+    if pair not in _FINGERPRINTS:
+        row = TABLE_PAIRS.get(pair)
+        _FINGERPRINTS[pair] = pair_fingerprint(row, DIGESTS) if row is not None else "simulated"
+    return _FINGERPRINTS[pair]
 
 
 def release_name():
@@ -189,8 +216,9 @@ def verify_inputs():
 
 
 TABLE_PAIRS = table_pairs()
-DIGESTS = DigestCache(Path(".snakemake") / "skysift" / "digests.json", rehash=config["rehash_inputs"])
-verify_inputs()
+DIGESTS = DigestCache(STATE_DIR / "digests.json", rehash=config["rehash_inputs"])
+if MAIN_PROCESS:
+    verify_inputs()
 # Provenance labels of the whole run (release name, manifest sha256), read by every `skysift`
 # command: exported to the jobs' environment rather than passed as flags, so that a new
 # release does not change the command line, hence the rerun triggers, of unchanged jobs.
@@ -236,24 +264,32 @@ def withdraw_on_start():
         sys.stderr.write(f"skysift: moved withdrawn product to {path}\n")
 
 
-WITHDRAWN = report_withdrawn()
+WITHDRAWN = report_withdrawn() if MAIN_PROCESS else []
 #: Optional per-pair inputs of `skysift diffim`, each passed as --<column with dashes>.
 OPTIONAL_PAIR_INPUTS = (
     "science_mask", "reference_mask", "science_noise", "reference_noise", "science_weight", "reference_weight",
 )
 
 
+_PAIR_PATHS = {}
+
+
 def pair_paths(pair_id):
     """Science, reference and the optional inputs of one pair (simulated or from the table/release)."""
-    if pair_id in TABLE_PAIRS:
-        row = TABLE_PAIRS[pair_id]
-        return {key: str(row[key]) for key in ("science", "reference", *OPTIONAL_PAIR_INPUTS) if row[key]}
-    return {
-        "science": f"{RESULTS}/simulate/{pair_id}/science.fits",
-        "reference": f"{RESULTS}/simulate/{pair_id}/reference.fits",
-    }
+    if pair_id not in _PAIR_PATHS:  # several parameters of several jobs ask for each pair's
+        if pair_id in TABLE_PAIRS:
+            row = TABLE_PAIRS[pair_id]
+            paths = {key: str(row[key]) for key in ("science", "reference", *OPTIONAL_PAIR_INPUTS) if row[key]}
+        else:
+            paths = {
+                "science": f"{RESULTS}/simulate/{pair_id}/science.fits",
+                "reference": f"{RESULTS}/simulate/{pair_id}/reference.fits",
+            }
+        _PAIR_PATHS[pair_id] = paths
+    return _PAIR_PATHS[pair_id]
 
 
+@job_function
 def pair_inputs(wildcards):
     """Snakemake inputs of a pair's jobs: the simulated images, which rules make.
 
@@ -265,6 +301,12 @@ def pair_inputs(wildcards):
     return {} if wildcards.pair in TABLE_PAIRS else pair_paths(wildcards.pair)
 
 
+@job_function
+def pair_science_input(wildcards):
+    """Snakemake inputs of a pair's cutouts: its simulated science image, which a rule makes."""
+    return {key: path for key, path in pair_inputs(wildcards).items() if key == "science"}
+
+
 def pair_file(kind):
     """Parameter function: the path of one input of the job's pair.
 
@@ -272,9 +314,10 @@ def pair_file(kind):
     and leaves it out of the params rerun trigger: a path is not content. The
     content digests (`pair_checksums`) are the parameter that reruns a job.
     """
-    return lambda wildcards, input: pair_paths(wildcards.pair)[kind]
+    return job_function(lambda wildcards, input: pair_paths(wildcards.pair)[kind])
 
 
+@job_function
 def mask_flags(wildcards, input):  # derived from the inputs, as pair_file
     """CLI flags of a pair's optional inputs: masks, noise and weight maps."""
     paths = pair_paths(wildcards.pair)

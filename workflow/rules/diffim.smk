@@ -21,7 +21,7 @@ rule diffim:
     params:
         skysift=SKYSIFT_CLI,
         code=code_version("skysift.cli.stages:_diffim"),
-        outdir=lambda wildcards: f"{RESULTS}/diffim/{wildcards.pair}",
+        outdir=job_function(lambda wildcards: f"{RESULTS}/diffim/{wildcards.pair}"),
         science=pair_file("science"),
         reference=pair_file("reference"),
         masks=mask_flags,

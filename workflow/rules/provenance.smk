@@ -1,9 +1,26 @@
 # Stage: provenance of the run, summarised for the report.
 
 
-rule provenance_summary:
+rule product_list:
+    # Every product of the run, one path per line, for the provenance commands: as arguments
+    # they would pass the kernel's limit on one shell command (128 KiB, about 2,000 products).
+    # Python in the Snakemake process (no conda env: it imports nothing beyond skysift.io).
     input:
         all_products(),
+    output:
+        listing=f"{RESULTS}/provenance/products.txt",
+    log:
+        f"{LOGS}/product_list.log",
+    localrule: True
+    run:
+        from skysift.io import write_path_list
+
+        write_path_list(input, output.listing)
+
+
+rule provenance_summary:
+    input:
+        listing=rules.product_list.output.listing,
     output:
         json=f"{RESULTS}/provenance/summary.json",
         html=report(
@@ -25,14 +42,14 @@ rule provenance_summary:
         mem_mb=1000,
         runtime=10,
     shell:
-        "{params.skysift} provenance summary {input} --outdir {params.outdir} "
+        "{params.skysift} provenance summary --products-from {input.listing} --outdir {params.outdir} "
         "--run-name {params.run_name} > {log} 2>&1"
 
 
 rule provenance_export:
     input:
-        products=all_products(),
-        summary=f"{RESULTS}/provenance/summary.json",
+        listing=rules.product_list.output.listing,
+        summary=rules.provenance_summary.output.json,
     output:
         prov_json=f"{RESULTS}/provenance/prov.json",
         prov_n=f"{RESULTS}/provenance/prov.provn",
@@ -52,5 +69,5 @@ rule provenance_export:
         mem_mb=1000,
         runtime=10,
     shell:
-        "{params.skysift} provenance export {input.products} --outdir {params.outdir} "
+        "{params.skysift} provenance export --products-from {input.listing} --outdir {params.outdir} "
         "--schema {params.schema} --config-json {params.config_json} --run-name {params.run_name} > {log} 2>&1"

@@ -4,7 +4,7 @@
 
 rule cutouts:
     input:
-        unpack(lambda wildcards: {k: v for k, v in pair_inputs(wildcards).items() if k == "science"}),
+        unpack(pair_science_input),
         candidates=f"{RESULTS}/diffim/{{pair}}/candidates.ecsv",
         difference=f"{RESULTS}/diffim/{{pair}}/difference.fits",
         aligned_reference=f"{RESULTS}/diffim/{{pair}}/aligned_reference.fits",
@@ -13,7 +13,7 @@ rule cutouts:
     params:
         skysift=SKYSIFT_CLI,
         code=code_version("skysift.cli.stages:_cutouts"),
-        diffim_dir=lambda wildcards, input: Path(input.candidates).parent,
+        diffim_dir=job_function(lambda wildcards, input: Path(input.candidates).parent),
         science=pair_file("science"),
         checksums=pair_checksums,
         options=stage_flags("realbogus", keys=("cutout_size",)),
@@ -102,7 +102,7 @@ rule score_candidates:
     params:
         skysift=SKYSIFT_CLI,
         code=code_version("skysift.cli.training:_score", "skysift.realbogus.task"),
-        model_dir=lambda wildcards, input: Path(input.model).parent,
+        model_dir=job_function(lambda wildcards, input: Path(input.model).parent),
         provenance=provenance_flags("score_candidates", "train.realbogus"),
     log:
         f"{LOGS}/score_candidates/{{pair}}.log",

@@ -126,6 +126,8 @@ FLAGS: dict[str, dict[str, Any]] = {
     "--schema": {"type": Path, "default": None, "help": "config JSON schema (YAML; default: the workflow's own)"},
     "--base-dir": {"default": ".", "help": "directory relative paths are resolved against"},
     "products": {"nargs": "+", "type": Path, "help": "product files"},
+    "--products-from": {"type": Path, "default": None,
+                        "help": "file listing products, one path per line (more than a command line holds)"},
     "--run-name": {"default": "", "help": "name of the run"},
     "--metadata": {"type": Path, "default": Path(".snakemake") / "metadata", "help": "Snakemake's job records"},
     "--config-json": {"default": "", "help": "the run's validated configuration as JSON"},

@@ -52,12 +52,24 @@ def _provenance_show(arguments: argparse.Namespace) -> int:
     return 0
 
 
+def _listed_products(arguments: argparse.Namespace) -> list[Path]:
+    """The products given as arguments, then those of ``--products-from``."""
+    from skysift.io import read_path_list
+
+    products = list(arguments.products)
+    if arguments.products_from is not None:
+        products += read_path_list(arguments.products_from)
+    if not products:
+        raise ConfigError("no products: give product files or --products-from FILE")
+    return products
+
+
 def _provenance_summary(arguments: argparse.Namespace) -> int:
     from skysift.report import write_provenance_summary
 
     outdir = Path(arguments.outdir)
     release = run_context(arguments, "provenance_summary").labels.get("release", "")
-    summary = write_provenance_summary(arguments.products, outdir / "summary.json", outdir / "summary.html",
+    summary = write_provenance_summary(_listed_products(arguments), outdir / "summary.json", outdir / "summary.html",
                                        run_name=arguments.run_name, release=release)
     log.info("provenance of %d products written to %s", len(summary["products"]), outdir)
     return 0
@@ -72,7 +84,7 @@ def _provenance_export(arguments: argparse.Namespace) -> int:
     except json.JSONDecodeError as exc:
         raise ConfigError(f"--config-json: not valid JSON ({exc})") from None
     paths = write_prov_documents(
-        arguments.products, arguments.outdir, schema=load_schema(arguments.schema or default_schema_path()), config=config,
+        _listed_products(arguments), arguments.outdir, schema=load_schema(arguments.schema or default_schema_path()), config=config,
         metadata_dir=arguments.metadata, run_name=arguments.run_name,
     )
     log.info("PROV documents written: %s", ", ".join(map(str, paths.values())))
@@ -191,20 +203,24 @@ def register(commands: argparse._SubParsersAction) -> None:
     )
     provenance = add_group(commands, "provenance", "inspect and export provenance",
                         "Provenance of products: show one block, summarise a run, export W3C PROV and IVOA.")
+    # A run's products can be more than a command line holds: the workflow lists them in a file.
+    listed_products = {"products": {"nargs": "*"}}
     add_command(provenance, "show", _provenance_show, flags=("products",),
                 help="print the provenance block of products (HDF5, FITS or ECSV)",
                 description="Print the provenance block of each product as JSON.")
     add_command(
-        provenance, "summary", _provenance_summary, flags=("products", "--outdir", "--run-name"),
+        provenance, "summary", _provenance_summary, flags=("products", "--products-from", "--outdir", "--run-name"),
         help="summary of every product's provenance (JSON and HTML) for the report",
         description="Collect the provenance blocks of a run's products into OUTDIR/summary.json and summary.html "
         "(the data release is the run's label, SKYSIFT_LABELS).",
+        overrides=listed_products,
     )
     add_command(
         provenance, "export", _provenance_export,
-        flags=("products", "--outdir", "--metadata", "--schema", "--config-json", "--run-name"),
+        flags=("products", "--products-from", "--outdir", "--metadata", "--schema", "--config-json", "--run-name"),
         help="W3C PROV-JSON/PROV-N and IVOA provenance documents of a run",
         description="Write the run's provenance as W3C PROV (JSON and PROV-N) and IVOA provenance documents.",
+        overrides=listed_products,
     )
     release = add_group(commands, "release", "data releases: what reruns, and checksum verification",
                      "Data-release manifests (pairs tables with sha256 of every input).")
