@@ -73,11 +73,11 @@ def test_provenance_summary(tmp_path, capsys):
     # The workflow lists a run's products in a file (more than a command line holds); both ways mix.
     listing = tmp_path / "products.txt"
     listing.write_text("".join(f"{path}\n" for path in products[1:]))
-    assert main(["provenance", "summary", str(products[0]), "--products-from", str(listing),
+    assert main(["provenance", "summary", str(products[0]), f"@{listing}",
                  "--outdir", str(tmp_path / "listed"), "--run-name", "t"]) == 0
     listed = json.loads((tmp_path / "listed" / "summary.json").read_text())
     assert listed["products"] == summary["products"]
     assert main(["provenance", "summary", "--outdir", str(tmp_path / "none")]) == 2
-    assert "no products: give product files or --products-from" in capsys.readouterr().err
+    assert "no products: give product files or @FILE" in capsys.readouterr().err
     assert all(len(e["sha256"]) == 64 for e in summary["products"])
     assert "truth.h5" in (tmp_path / "summary.html").read_text()

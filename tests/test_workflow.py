@@ -119,7 +119,7 @@ def test_a_release_of_2000_pairs_plans_every_job(repo_root, tmp_path, planned_jo
                                     "provenance_export": 1, "all": 1}
     commands = [line for line in output.splitlines() if line.startswith("Shell command: ") and line != "Shell command: None"]
     assert len(commands) == 2002 and max(map(len, commands)) < 131072
-    assert any("provenance summary --products-from " in command for command in commands)
+    assert any("provenance summary @" in command for command in commands)
 
 
 def test_slurm_profile_batches_the_per_pair_jobs(repo_root, tmp_path):

@@ -42,7 +42,7 @@ rule provenance_summary:
         mem_mb=1000,
         runtime=10,
     shell:
-        "{params.skysift} provenance summary --products-from {input.listing} --outdir {params.outdir} "
+        "{params.skysift} provenance summary @{input.listing} --outdir {params.outdir} "
         "--run-name {params.run_name} > {log} 2>&1"
 
 
@@ -69,5 +69,5 @@ rule provenance_export:
         mem_mb=1000,
         runtime=10,
     shell:
-        "{params.skysift} provenance export --products-from {input.listing} --outdir {params.outdir} "
+        "{params.skysift} provenance export @{input.listing} --outdir {params.outdir} "
         "--schema {params.schema} --config-json {params.config_json} --run-name {params.run_name} > {log} 2>&1"

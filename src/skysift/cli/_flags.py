@@ -125,9 +125,7 @@ FLAGS: dict[str, dict[str, Any]] = {
     # configuration, provenance, releases, archives
     "--schema": {"type": Path, "default": None, "help": "config JSON schema (YAML; default: the workflow's own)"},
     "--base-dir": {"default": ".", "help": "directory relative paths are resolved against"},
-    "products": {"nargs": "+", "type": Path, "help": "product files"},
-    "--products-from": {"type": Path, "default": None,
-                        "help": "file listing products, one path per line (more than a command line holds)"},
+    "products": {"nargs": "+", "type": Path, "help": "product files; @FILE stands for the paths FILE lists, one per line"},
     "--run-name": {"default": "", "help": "name of the run"},
     "--metadata": {"type": Path, "default": Path(".snakemake") / "metadata", "help": "Snakemake's job records"},
     "--config-json": {"default": "", "help": "the run's validated configuration as JSON"},

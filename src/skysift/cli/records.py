@@ -53,14 +53,15 @@ def _provenance_show(arguments: argparse.Namespace) -> int:
 
 
 def _listed_products(arguments: argparse.Namespace) -> list[Path]:
-    """The products given as arguments, then those of ``--products-from``."""
+    """The products given as arguments, an ``@FILE`` argument standing for the paths FILE lists."""
     from skysift.io import read_path_list
 
-    products = list(arguments.products)
-    if arguments.products_from is not None:
-        products += read_path_list(arguments.products_from)
+    products: list[Path] = []
+    for product in arguments.products:
+        text = str(product)
+        products += read_path_list(text[1:]) if text.startswith("@") else [product]
     if not products:
-        raise ConfigError("no products: give product files or --products-from FILE")
+        raise ConfigError("no products: give product files or @FILE (a file listing them)")
     return products
 
 
@@ -209,7 +210,7 @@ def register(commands: argparse._SubParsersAction) -> None:
                 help="print the provenance block of products (HDF5, FITS or ECSV)",
                 description="Print the provenance block of each product as JSON.")
     add_command(
-        provenance, "summary", _provenance_summary, flags=("products", "--products-from", "--outdir", "--run-name"),
+        provenance, "summary", _provenance_summary, flags=("products", "--outdir", "--run-name"),
         help="summary of every product's provenance (JSON and HTML) for the report",
         description="Collect the provenance blocks of a run's products into OUTDIR/summary.json and summary.html "
         "(the data release is the run's label, SKYSIFT_LABELS).",
@@ -217,7 +218,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     )
     add_command(
         provenance, "export", _provenance_export,
-        flags=("products", "--products-from", "--outdir", "--metadata", "--schema", "--config-json", "--run-name"),
+        flags=("products", "--outdir", "--metadata", "--schema", "--config-json", "--run-name"),
         help="W3C PROV-JSON/PROV-N and IVOA provenance documents of a run",
         description="Write the run's provenance as W3C PROV (JSON and PROV-N) and IVOA provenance documents.",
         overrides=listed_products,

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 from astropy.table import Table
-from scipy import ndimage
 
 from skysift.diffim.masks import mask_near
 

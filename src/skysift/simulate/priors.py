@@ -13,7 +13,7 @@ Priors are plain frozen dataclasses, so a prior can be written in a config file
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
