@@ -151,6 +151,12 @@ def _median_of(buf, n):
     low = _select(buf, n, k)
     if n % 2:
         return float(low)
+    return _mean_with_next(buf, n, k, low)
+
+
+@_jit
+def _mean_with_next(buf, n, k, low):
+    """Mean of the k-th smallest value ``low`` and the next, once :func:`_select` has put ``low`` at index k."""
     # Every value after index k is >= the k-th: the upper middle value is their minimum.
     high = buf[k + 1]
     for i in range(k + 2, n):

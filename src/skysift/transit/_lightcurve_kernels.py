@@ -34,7 +34,7 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-from skysift.transit._kernels import _select
+from skysift.transit._kernels import _mean_with_next, _select
 
 __all__: list[str] = []
 
@@ -104,11 +104,7 @@ def _median_bracketed(values, n, work):
     low_value = _select(source, m, rank)
     if not even:
         return float(low_value)
-    # Every value after index rank is >= the rank-th: the upper middle value is their minimum.
-    high_value = source[rank + 1]
-    for i in range(rank + 2, m):
-        high_value = min(high_value, source[i])
-    return 0.5 * (float(low_value) + float(high_value))
+    return _mean_with_next(source, m, rank, low_value)
 
 
 @_jit
