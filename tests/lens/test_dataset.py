@@ -35,7 +35,9 @@ def test_training_set_round_trip(tmp_path: Path) -> None:
     lenses = table["label"] == 1
     for name in LENS_PRIORS:
         assert name in table.colnames
-    assert np.all(np.isfinite(table["theta_E"][lenses])) and np.all(np.isnan(table["theta_E"][~lenses]))
+    # Arclets are lensed (singly imaged) sources: they carry arc parameters too.
+    lensed = np.isin(np.asarray(table["kind"]), ("lens", "arclet"))
+    assert np.all(np.isfinite(table["theta_E"][lensed])) and np.all(np.isnan(table["theta_E"][~lensed]))
     assert np.all(table["magnification"][lenses] > 0)
     assert str(table["theta_E"].unit) == "arcsec"
     assert product.provenance.seed == 4 and product.provenance.config_hash == "abc"
@@ -171,12 +173,14 @@ def test_noise_variance_matches_add_noise() -> None:
 
 def test_detectability_cuts_are_respected(tmp_path: Path) -> None:
     path = make_lens_training_set(tmp_path / "cut.h5", 40, image_size=32, supersampling=1, seed=5,
-                                  min_arc_snr=150.0, min_magnification=4.0, resolution_factor=4.0)
+                                  min_arc_snr=150.0, min_magnification=4.0, resolution_factor=4.0, conditions="fixed",
+                                  negative_mix={"galaxy": 1.0})
     product = read_product(path)
     table = product.table
     lenses = table["label"] == 1
     assert product.attrs["min_arc_snr"] == 150.0
-    assert np.all(table["arc_snr"][lenses] >= 150.0) and np.all(np.isnan(table["arc_snr"][~lenses]))
+    plain = np.asarray(table["kind"]) != "arclet"
+    assert np.all(table["arc_snr"][lenses] >= 150.0) and np.all(np.isnan(table["arc_snr"][~lenses & plain]))
     assert np.all(table["magnification"][lenses] >= 4.0)
     assert np.all(table["theta_E"][lenses] >= 4.0 * 0.71 / 2.0)
     # The stored S/N is that of the arc rendered from the stored parameters.
@@ -206,7 +210,8 @@ def test_arc_contrast_is_stored_and_cut(tmp_path: Path) -> None:
     table = product.table
     lenses = table["label"] == 1
     assert product.attrs["min_arc_contrast"] == 0.5
-    assert np.all(table["arc_contrast"][lenses] >= 0.5) and np.all(np.isnan(table["arc_contrast"][~lenses]))
+    plain = np.asarray(table["kind"]) != "arclet"
+    assert np.all(table["arc_contrast"][lenses] >= 0.5) and np.all(np.isnan(table["arc_contrast"][~lenses & plain]))
     # Hand-made: an arc of 6 e-/s on four pixels (sigma 2) over a lens light of 3 e-/s -> contrast 2.
     arc = torch.zeros((1, 8, 8), dtype=torch.float64)
     arc[0, 3, 2:6] = 6.0

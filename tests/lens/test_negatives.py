@@ -95,6 +95,6 @@ def test_every_feature_parameter_is_stored(tmp_path: Path) -> None:
                 low, high = HARD_NEGATIVE_PRIORS[kind][name].limits
                 assert np.all((values >= low) & (values <= high)), (kind, name)
     for name in FEATURE_NAMES:
-        assert np.all(np.isnan(table[name][np.isin(kinds, ("lens", "galaxy"))]))
+        assert np.all(np.isnan(table[name][np.isin(kinds, ("lens", "galaxy", "arclet"))]))
     assert str(table["feature_radius"].unit) == "arcsec"
     assert "prior.ring.feature_offset" in product.attrs

@@ -166,13 +166,14 @@ def _transit_score(arguments: argparse.Namespace) -> int:
 
 
 def _lens_simulate(arguments: argparse.Namespace) -> int:
-    from skysift.lens.dataset import make_lens_training_set
+    from skysift.lens.dataset import make_lens_training_set, parse_negative_mix
 
     options = options_from_arguments(LensOptions, arguments)
     make_lens_training_set(
         arguments.out, options.n_samples, survey=options.survey, image_size=options.image_size,
         supersampling=options.supersampling, positive_fraction=options.positive_fraction, galaxies=options.galaxies,
         seed=arguments.seed, device=options.device, batch_size=options.simulation_batch,
+        conditions=options.conditions, negative_mix=parse_negative_mix(options.negative_mix),
         context=run_context(arguments, "lens_training_set", options=(options,)),
     )
     return 0

@@ -6,24 +6,32 @@ Layout (see ``docs/data-products.md``):
   sky-subtracted, with survey noise. Feed it through
   :func:`skysift.lens.model.normalise` before the network, at training and at
   inference alike.
-* ``/samples``: ``label`` (int8; 1 = lens, 0 = not), ``kind`` (``"lens"``,
-  ``"galaxy"``, ``"ring"``, ``"spiral"``, ``"companion"``, ``"blend"``),
+* ``/samples``: ``label`` (int8; 1 = lens, 0 = not), ``kind`` (``"lens"`` or
+  the negative's family: ``"galaxy"``, ``"arclet"`` and the hard-negative
+  kinds of :mod:`skysift.lens.negatives`: ``"ring"``, ``"spiral"``,
+  ``"companion"``, ``"blend"``, ``"merger"``, ``"edge_on"``, ``"star"``),
   ``galaxy_id`` (catalogue ``IDENT`` of a real galaxy, -1 for simulated ones),
   every parameter of :data:`~skysift.lens.simulator.LENS_PRIORS` with its unit
-  (arc parameters NaN for non-lenses; ``lens_*`` light parameters NaN except
-  ``lens_mag`` for real galaxies), ``magnification`` (lensed over intrinsic
-  source flux inside the stamp; NaN for non-lenses), and the ``feature_*``
-  parameters of hard negatives (:mod:`skysift.lens.negatives`; NaN otherwise),
-  ``arc_snr`` (integrated arc S/N) and ``arc_contrast`` (arc over lens-light
-  flux in the arc's pixels; both NaN for non-lenses). Lenses are redrawn
-  until detectable (arc S/N, magnification and resolution cuts; see
-  :func:`make_lens_training_set`).
+  (arc parameters NaN except for lenses and arclets; ``lens_*`` light
+  parameters NaN except ``lens_mag`` for real galaxies), ``magnification``
+  (lensed over intrinsic source flux inside the stamp), ``arc_snr``
+  (integrated arc S/N) and ``arc_contrast`` (arc over lens-light flux in the
+  arc's pixels; these three NaN except for lenses and arclets), the
+  ``feature_*`` parameters of hard negatives (NaN otherwise) and the observing
+  conditions ``seeing``, ``psf_e``, ``psf_phi``, ``depth``
+  (:mod:`skysift.lens.observing`). Lenses are redrawn until detectable (arc
+  S/N, magnification and resolution cuts; see :func:`make_lens_training_set`).
 
-Negatives are split between plain galaxies (40 %) and the four hard-negative
-kinds (15 % each). With ``galaxies="simulated"`` the lens galaxies are Sersic
-profiles from the simulator (the embedded demo); given a directory of GalSim
-real-galaxy stamps, every sample uses a real HST galaxy degraded to the survey
-(random one of the catalogue, randomly rotated by multiples of 90 degrees and
+Negatives are drawn in the shares of :data:`NEGATIVE_MIX` (or the
+``negative_mix`` argument): plain galaxies, singly imaged arclets (the same
+lens with its source just outside the caustics,
+:func:`place_source_outside_caustic`: a lensed, tangentially stretched image
+with no counter-image) and the hard-negative families. Each image has its
+own seeing, PSF ellipticity and depth unless ``conditions="fixed"``. With
+``galaxies="simulated"`` the lens galaxies are Sersic profiles from the
+simulator (the embedded demo); given a directory of GalSim real-galaxy
+stamps, every sample uses a real HST galaxy degraded to the survey (random
+one of the catalogue, randomly rotated by multiples of 90 degrees and
 flipped), with arcs and hard-negative structure added on top.
 """
 
@@ -40,6 +48,7 @@ import torch
 from skysift.context import RunContext, resolve_context
 from skysift.io import ProductWriter
 from skysift.lens.injection import degrade_to_survey, read_real_galaxies
+from skysift.lens import observing
 from skysift.lens.negatives import FEATURE_NAMES, HARD_NEGATIVE_KINDS, HARD_NEGATIVE_PRIORS, render_hard_negative
 from skysift.lens.simulator import LENS_PRIORS, SURVEYS, LensSimulator, arc_signal_to_noise
 from skysift.log import get_logger
@@ -61,25 +70,75 @@ __all__ = [
 
 _LOG = get_logger(__name__)
 IMAGE_UNIT = "electron / s"
-KINDS = ("lens", "galaxy", *HARD_NEGATIVE_KINDS)
-#: Share of each negative kind among the negatives.
-NEGATIVE_MIX: dict[str, float] = {"galaxy": 0.4, "ring": 0.15, "spiral": 0.15, "companion": 0.15, "blend": 0.15}
+KINDS = ("lens", "galaxy", "arclet", *HARD_NEGATIVE_KINDS)
+#: Default share of each negative kind among the negatives: the look-alike
+#: families lens searches meet most (rings, arclets, companions) weigh most;
+#: plain galaxies stay the largest single kind, as they dominate a real survey.
+NEGATIVE_MIX: dict[str, float] = {
+    "galaxy": 0.2, "arclet": 0.15, "ring": 0.15, "companion": 0.12, "spiral": 0.1, "merger": 0.08,
+    "star": 0.08, "edge_on": 0.07, "blend": 0.05,
+}
+#: Observing conditions: the preset's fixed seeing and depth, or randomised per image (:mod:`skysift.lens.observing`).
+CONDITIONS = ("fixed", "randomised")
 _ARC_NAMES = tuple(k for k in LENS_PRIORS if not k.startswith("lens_") and k not in ("x_lens", "y_lens"))
 _LIGHT_NAMES = tuple(k for k in LENS_PRIORS if k.startswith("lens_"))
 
 
-def _assign_kinds(n_samples: int, positive_fraction: float, rng: np.random.Generator) -> np.ndarray:
+def check_negative_mix(mix: Mapping[str, float]) -> dict[str, float]:
+    """Validate a negative mixture (kind -> weight) and normalise it to unit sum.
+
+    Raises
+    ------
+    ValueError
+        Unknown kinds, negative weights or no positive weight.
+    """
+    unknown = sorted(set(mix) - set(KINDS[1:]))
+    if unknown:
+        raise ValueError(f"negative_mix: unknown kinds {unknown}; known: {list(KINDS[1:])}")
+    weights = {k: float(v) for k, v in mix.items()}
+    if any(v < 0 for v in weights.values()) or sum(weights.values()) <= 0:
+        raise ValueError(f"negative_mix: weights must be >= 0 with a positive sum, got {weights}")
+    total = sum(weights.values())
+    return {k: v / total for k, v in weights.items() if v > 0}
+
+
+def parse_negative_mix(text: str) -> dict[str, float] | None:
+    """Parse ``"kind:weight,kind:weight"`` (the ``lens.negative_mix`` option); ``None`` for an empty string.
+
+    Raises
+    ------
+    ValueError
+        An item that is not ``kind:number`` (the message quotes it); kinds and
+        weights are checked by :func:`check_negative_mix`.
+    """
+    if not text.strip():
+        return None
+    mix: dict[str, float] = {}
+    for item in text.split(","):
+        kind, _, weight = item.partition(":")
+        try:
+            mix[kind.strip()] = float(weight)
+        except ValueError:
+            raise ValueError(f"negative_mix: expected 'kind:weight' items separated by commas, got {item!r}") from None
+    return check_negative_mix(mix)
+
+
+def _assign_kinds(
+    n_samples: int, positive_fraction: float, rng: np.random.Generator, mix: Mapping[str, float] = NEGATIVE_MIX
+) -> np.ndarray:
     n_pos = int(round(n_samples * positive_fraction))
     n_neg = n_samples - n_pos
-    names = list(NEGATIVE_MIX)
-    counts = np.floor(np.array([NEGATIVE_MIX[k] for k in names]) * n_neg).astype(int)
-    counts[0] += n_neg - counts.sum()
+    names = list(mix)
+    # Largest remainders: every kind within one image of its share.
+    wanted = np.array([mix[k] for k in names]) * n_neg
+    counts = np.floor(wanted).astype(int)
+    counts[np.argsort(counts - wanted, kind="stable")[: n_neg - counts.sum()]] += 1
     kinds = np.array(["lens"] * n_pos + [k for k, c in zip(names, counts) for _ in range(c)], dtype=object)
     return kinds[rng.permutation(n_samples)]
 
 
 #: Default detectability selection of the simulated lenses (see :func:`make_lens_training_set`).
-DEFAULT_MIN_ARC_SNR = 20.0
+DEFAULT_MIN_ARC_SNR = 10.0
 DEFAULT_MIN_MAGNIFICATION = 3.0
 DEFAULT_RESOLUTION_FACTOR = 1.2
 DEFAULT_MIN_ARC_CONTRAST = 0.0
@@ -107,6 +166,33 @@ def arc_contrast(arc: torch.Tensor, lens_light: torch.Tensor, variance: torch.Te
     return torch.where(signal > 0, signal / (lens_light * mask).sum(dim=(-2, -1)), torch.zeros_like(signal))
 
 
+def place_source_outside_caustic(
+    params: dict[str, np.ndarray], rows: np.ndarray, rng: np.random.Generator, half_width: float = np.inf
+) -> None:
+    """Move the sources of ``rows`` just outside the caustics, in place: singly imaged arclets.
+
+    The source centre is put at ``beta = theta_E (1.15 + 2 |gamma| + u) + 1.5 r_eff``
+    from the lens centre (``u ~ U(0, 0.5)``, uniform azimuth). The cut (the
+    pseudo-caustic) of an SIE of axis ratio ``q >= 0.5`` lies within ``1.08
+    theta_E`` of the centre (Kormann et al. 1994), and external shear ``gamma``
+    widens the caustics by about ``2 gamma theta_E``; the ``1.5 r_eff`` keeps the
+    bright part of the source outside too. So the source forms one image,
+    stretched tangentially into an arclet (magnification ~1.5-3) on the side
+    of the lens facing the source, with no counter-image: what lens searches
+    confuse with an arc but is not a multiply imaged lens. The image lies
+    about ``theta_E`` beyond the source, so ``u`` is capped to keep it (and
+    ``2 r_eff`` of its light) inside ``half_width`` (arcsec) of the lens.
+    """
+    theta_e, r_eff = params["theta_E"][rows], params["source_r_eff"][rows]
+    gamma = np.hypot(params["gamma1"][rows], params["gamma2"][rows])
+    closest = theta_e * (1.15 + 2.0 * gamma) + 1.5 * r_eff
+    room = np.clip((half_width - theta_e - 2.0 * r_eff - closest) / theta_e, 0.0, 0.5)
+    beta = closest + theta_e * room * rng.uniform(0.0, 1.0, len(rows))
+    azimuth = rng.uniform(0.0, 2.0 * np.pi, len(rows))
+    params["x_src"][rows] = beta * np.cos(azimuth)
+    params["y_src"][rows] = beta * np.sin(azimuth)
+
+
 def _draw_detectable_arcs(
     simulator: LensSimulator,
     params: dict[str, np.ndarray],
@@ -117,14 +203,20 @@ def _draw_detectable_arcs(
     min_magnification: float,
     resolution_factor: float,
     min_arc_contrast: float,
+    singly_imaged: bool = False,
+    conditions: dict[str, np.ndarray] | None = None,
 ) -> tuple[torch.Tensor, np.ndarray, np.ndarray, np.ndarray]:
     """Draw arcs until every system passes the detectability cuts.
 
     ``params`` (one row per lens, every key of :data:`LENS_PRIORS`) has its arc
     parameters (:data:`_ARC_NAMES`) redrawn in place for the rejected systems;
     the lens light and position are kept. Vectorised: each round renders only
-    the systems still rejected. Returns the PSF-convolved arcs ``(n, H, W)``,
-    their S/N, magnifications and contrasts (:func:`arc_contrast`).
+    the systems still rejected. With ``singly_imaged`` every source is placed
+    outside the caustics (:func:`place_source_outside_caustic`). With
+    ``conditions`` (one row per lens, :mod:`~skysift.lens.observing`) the arcs
+    are blurred to each image's seeing and the noise scaled to its depth
+    before the cuts. Returns the PSF-convolved arcs ``(n, H, W)``, their S/N,
+    magnifications and contrasts (:func:`arc_contrast`).
     """
     n = len(params["theta_E"])
     arcs = torch.zeros((n, simulator.image_size, simulator.image_size), dtype=simulator.dtype, device=simulator.device)
@@ -140,11 +232,18 @@ def _draw_detectable_arcs(
                 break
             for name, values in sample_parameters(arc_priors, len(unresolved), rng).items():
                 params[name][unresolved] = values
+        if singly_imaged:
+            place_source_outside_caustic(params, todo, rng, 0.5 * simulator.image_size * simulator.survey.pixel_scale)
         subset = {k: v[todo] for k, v in params.items() if not k.startswith("lens_")}
         arc, _, mu = simulator.render_components(subset, convolve=True)
         index = torch.as_tensor(todo, device=simulator.device)
         light = lens_light.index_select(0, index)
         variance = simulator.noise_variance(arc + light)
+        if conditions is not None:
+            rows = {k: v[todo] for k, v in conditions.items()}
+            arc = observing.blur(arc, simulator.survey, rows)
+            variance = variance * torch.as_tensor(observing.noise_scale(rows) ** 2, dtype=variance.dtype,
+                                                  device=variance.device).reshape(-1, 1, 1)
         arcs[index] = arc
         snr[todo] = arc_signal_to_noise(arc, variance).double().cpu().numpy()
         magnification[todo] = mu.double().cpu().numpy()
@@ -159,11 +258,15 @@ def _draw_detectable_arcs(
         for name, values in sample_parameters(arc_priors, len(todo), rng).items():
             params[name][todo] = values
     raise ValueError(
-        f"{len(todo)} of {n} simulated lenses still fail the detectability cuts (arc S/N >= {min_arc_snr}, "
-        f"magnification >= {min_magnification}, theta_E >= {min_theta_e:.3f} arcsec, arc contrast >= "
-        f"{min_arc_contrast}) after {MAX_REDRAW_ROUNDS} "
+        f"{len(todo)} of {n} simulated {'arclets' if singly_imaged else 'lenses'} still fail the detectability cuts "
+        f"(arc S/N >= {min_arc_snr}, magnification >= {min_magnification}, theta_E >= {min_theta_e:.3f} arcsec, "
+        f"arc contrast >= {min_arc_contrast}) after {MAX_REDRAW_ROUNDS} "
         "redraws: lower the cuts or widen LENS_PRIORS for this survey"
     )
+
+
+#: Hard-negative kinds whose structure is the host's own disc: they share its axis ratio and position angle.
+_HOST_DISC_KINDS = ("ring", "edge_on")
 
 
 def simulate_batch(
@@ -177,6 +280,7 @@ def simulate_batch(
     min_magnification: float = DEFAULT_MIN_MAGNIFICATION,
     resolution_factor: float = DEFAULT_RESOLUTION_FACTOR,
     min_arc_contrast: float = DEFAULT_MIN_ARC_CONTRAST,
+    conditions: str = "fixed",
 ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """Simulate one batch: images ``(N, 1, H, W)`` float32 and the per-sample columns.
 
@@ -187,6 +291,8 @@ def simulate_batch(
     Parameters
     ----------
     simulator : LensSimulator
+        With ``conditions="randomised"``, one built with
+        :func:`~skysift.lens.observing.base_psf` as its PSF.
     kinds : array of str
         Kind of each sample (:data:`KINDS`).
     rng : numpy.random.Generator
@@ -197,14 +303,27 @@ def simulate_batch(
         ``ident`` and ``magnitude`` arrays of length G for the stamps.
     min_arc_snr, min_magnification, resolution_factor, min_arc_contrast : float
         Detectability cuts on the lenses (:func:`make_lens_training_set`).
+    conditions : {"fixed", "randomised"}
+        The preset's seeing and depth for every image, or each image's own
+        (:mod:`skysift.lens.observing`; stored as ``seeing``, ``psf_e``,
+        ``psf_phi`` and ``depth``).
     """
     n = len(kinds)
     params = sample_parameters(LENS_PRIORS, n, rng)
     columns: dict[str, np.ndarray] = {"galaxy_id": np.full(n, -1, dtype=np.int64)}
+    randomised = conditions == "randomised"
+    observed = observing.draw_conditions(simulator.survey, n, rng) if randomised else None
+
+    def degrade(images: torch.Tensor, rows: np.ndarray | slice = slice(None)) -> torch.Tensor:
+        """Blur images of the given rows to their own seeing (randomised conditions only)."""
+        if observed is None:
+            return images
+        return observing.blur(images, simulator.survey, {k: v[rows] for k, v in observed.items()})
+
     if galaxy_stamps is None:
         # Convolution is linear: the lens light is convolved once, on its own,
         # because the arc S/N needs its noise.
-        galaxies = simulator.render_galaxy(params, convolve=True)
+        galaxies = degrade(simulator.render_galaxy(params, convolve=True))
     else:
         # Real galaxies sit at the stamp centre: the lens (and its shear) too.
         params["x_lens"][:] = 0.0
@@ -213,36 +332,43 @@ def simulate_batch(
         stamps = galaxy_stamps[choice]
         rotations, flips = rng.integers(0, 4, size=n), rng.integers(0, 2, size=n).astype(bool)
         stamps = np.stack([np.rot90(s[:, ::-1] if f else s, r) for s, r, f in zip(stamps, rotations, flips)])
-        # Real stamps are already PSF-matched.
-        galaxies = torch.tensor(stamps, dtype=simulator.dtype, device=simulator.device)
+        # Real stamps are already PSF-matched (to the simulator's PSF).
+        galaxies = degrade(torch.tensor(stamps, dtype=simulator.dtype, device=simulator.device))
         assert galaxy_meta is not None
         columns["galaxy_id"] = np.asarray(galaxy_meta["ident"], dtype=np.int64)[choice]
     is_lens = kinds == "lens"
+    is_arclet = kinds == "arclet"
     columns["magnification"] = np.full(n, np.nan)
     columns["arc_snr"] = np.full(n, np.nan)
     columns["arc_contrast"] = np.full(n, np.nan)
     clean = galaxies
-    if is_lens.any():
-        index = torch.as_tensor(np.flatnonzero(is_lens), device=simulator.device)
-        lens_params = {k: v[is_lens] for k, v in params.items()}
+    for selected, singly_imaged in ((is_lens, False), (is_arclet, True)):
+        if not selected.any():
+            continue
+        rows = np.flatnonzero(selected)
+        index = torch.as_tensor(rows, device=simulator.device)
+        lens_params = {k: v[selected] for k, v in params.items()}
         arc, snr, magnification, contrast = _draw_detectable_arcs(
             simulator, lens_params, galaxies.index_select(0, index), rng,
-            min_arc_snr=min_arc_snr, min_magnification=min_magnification, resolution_factor=resolution_factor,
-            min_arc_contrast=min_arc_contrast,
+            min_arc_snr=min_arc_snr, min_magnification=0.0 if singly_imaged else min_magnification,
+            resolution_factor=resolution_factor, min_arc_contrast=0.0 if singly_imaged else min_arc_contrast,
+            singly_imaged=singly_imaged,
+            conditions=None if observed is None else {k: v[rows] for k, v in observed.items()},
         )
         for name in _ARC_NAMES:
-            params[name][is_lens] = lens_params[name]
+            params[name][selected] = lens_params[name]
         clean = clean.index_add(0, index, arc)
-        columns["magnification"][is_lens] = magnification
-        columns["arc_snr"][is_lens] = snr
-        columns["arc_contrast"][is_lens] = contrast
+        columns["magnification"][selected] = magnification
+        columns["arc_snr"][selected] = snr
+        columns["arc_contrast"][selected] = contrast
     columns.update({name: values.copy() for name, values in params.items()})
     if galaxy_stamps is not None:
         for name in _LIGHT_NAMES:
             columns[name] = np.full(n, np.nan)
         columns["lens_mag"] = np.asarray(galaxy_meta["magnitude"], dtype=np.float64)[choice]
+    lensed = is_lens | is_arclet
     for name in _ARC_NAMES:
-        columns[name] = np.where(is_lens, columns[name], np.nan)
+        columns[name] = np.where(lensed, columns[name], np.nan)
     for name in FEATURE_NAMES:
         columns[name] = np.full(n, np.nan)
     for kind in HARD_NEGATIVE_KINDS:
@@ -250,6 +376,11 @@ def simulate_batch(
         if not selected.any():
             continue
         feature = sample_parameters(HARD_NEGATIVE_PRIORS[kind], int(selected.sum()), rng)
+        if kind in _HOST_DISC_KINDS and galaxy_stamps is None:
+            # A ring galaxy's ring and an edge-on disc are the host's own (inclined) disc.
+            feature["feature_phi"] = params["lens_phi"][selected].copy()
+            if kind == "ring":
+                feature["feature_q"] = params["lens_q"][selected].copy()
         x_centre, y_centre = params["x_lens"][selected], params["y_lens"][selected]
         # The structures are drawn on the supersampled grid: a few images at a time keep
         # its temporaries in cache (each image is rendered on its own, so this changes nothing).
@@ -258,11 +389,21 @@ def simulate_batch(
                                  (x_centre[part], y_centre[part]))
             for part in (slice(start, start + _NEGATIVE_CHUNK) for start in range(0, len(x_centre), _NEGATIVE_CHUNK))
         ])
-        index = torch.as_tensor(np.flatnonzero(selected), device=simulator.device)
-        clean = clean.index_add(0, index, structure)
+        rows = np.flatnonzero(selected)
+        index = torch.as_tensor(rows, device=simulator.device)
+        clean = clean.index_add(0, index, degrade(structure, rows))
         for name, values in feature.items():
             columns[name][selected] = values
     images = simulator.add_noise(clean, rng)
+    if observed is not None:
+        # Gaussian-limit noise scales as 1 / sqrt(exposure time): rescale the drawn deviates.
+        scale = torch.as_tensor(observing.noise_scale(observed), dtype=images.dtype, device=images.device)
+        images = clean + (images - clean) * scale.reshape(-1, 1, 1)
+        columns.update({name: np.asarray(values, dtype=np.float64) for name, values in observed.items()})
+    else:
+        survey = simulator.survey
+        columns.update({"seeing": np.full(n, survey.seeing), "psf_e": np.zeros(n), "psf_phi": np.zeros(n),
+                        "depth": np.ones(n)})
     columns["label"] = is_lens.astype(np.int8)
     columns["kind"] = np.asarray(kinds, dtype=object)
     return images.to(torch.float32).cpu().numpy()[:, None], columns
@@ -308,6 +449,8 @@ def make_lens_training_set(
     min_magnification: float = DEFAULT_MIN_MAGNIFICATION,
     resolution_factor: float = DEFAULT_RESOLUTION_FACTOR,
     min_arc_contrast: float = DEFAULT_MIN_ARC_CONTRAST,
+    conditions: str = "randomised",
+    negative_mix: Mapping[str, float] | None = None,
 ) -> Path:
     """Simulate a lens-finding training set and write it as an HDF5 product.
 
@@ -371,6 +514,13 @@ def make_lens_training_set(
         hardest detectable lenses in one band, but they are kept, as a
         survey's lens search meets them (Metcalf et al. 2019 report lens-finder
         completeness above thresholds on this contrast).
+    conditions : {"randomised", "fixed"}
+        Each image its own seeing, PSF shape and depth
+        (:mod:`~skysift.lens.observing`, default), or the survey preset's.
+    negative_mix : mapping, optional
+        Weight of each negative kind (``"galaxy"``, ``"arclet"`` and
+        :data:`~skysift.lens.negatives.HARD_NEGATIVE_KINDS`); default
+        :data:`NEGATIVE_MIX`. Normalised; kinds left out are not drawn.
 
     Lenses failing a cut get their arc parameters (mass model, shear and
     source) redrawn from :data:`~skysift.lens.simulator.LENS_PRIORS`, the lens
@@ -410,9 +560,13 @@ def make_lens_training_set(
             f"min_magnification={min_magnification}, resolution_factor={resolution_factor}, "
             f"min_arc_contrast={min_arc_contrast}"
         )
+    if conditions not in CONDITIONS:
+        raise ValueError(f"conditions must be one of {CONDITIONS}, got {conditions!r}")
+    mix = check_negative_mix(NEGATIVE_MIX if negative_mix is None else negative_mix)
     rng = np.random.default_rng(seed)
     # Chunks of 64 images keep the adaptive kernels' working set in cache (16 for uniform).
     simulator = LensSimulator(survey, image_size, supersampling, device=device, compile=compile,
+                              psf=observing.base_psf(SURVEYS[survey]) if conditions == "randomised" else "survey",
                               adaptive_supersampling=adaptive_supersampling,
                               chunk_size=None if device != "cpu" else 64 if adaptive_supersampling else 16)
     stamps = meta = None
@@ -423,7 +577,7 @@ def make_lens_training_set(
         meta = {"ident": np.array([g.ident for g in real]), "magnitude": np.array([g.magnitude for g in real])}
         inputs = sorted({g.path for g in real})
         _LOG.info("using %d real galaxies from %s", len(real), galaxies)
-    kinds = _assign_kinds(n_samples, positive_fraction, rng)
+    kinds = _assign_kinds(n_samples, positive_fraction, rng, mix)
     provenance = resolve_context(context, "lens_training_set").provenance(inputs=inputs, seed=seed)
     attrs = {
         "survey": survey,
@@ -436,10 +590,16 @@ def make_lens_training_set(
         "min_magnification": float(min_magnification),
         "resolution_factor": float(resolution_factor),
         "min_arc_contrast": float(min_arc_contrast),
+        "conditions": conditions,
+        # The training distribution, for the model card: kinds and their shares.
+        "negative_mix": ",".join(f"{k}:{v:.4g}" for k, v in mix.items()),
     }
     attrs.update({f"prior.{k}": v for k, v in describe(LENS_PRIORS).items()})
     for kind, priors in HARD_NEGATIVE_PRIORS.items():
         attrs.update({f"prior.{kind}.{k}": v for k, v in describe(priors).items()})
+    if conditions == "randomised":
+        attrs.update({f"prior.observing.{k}": v for k, v in describe(observing.OBSERVING_PRIORS).items()})
+        attrs["prior.observing.seeing"] += f" x {SURVEYS[survey].seeing} arcsec"
     units = _column_units()
     # Noisy float32 stamps barely compress (gzip 4 saves 17 % at ~30 MB/s, more than the
     # simulation itself costs): the gzip filter stays, at level 0 (stored), so readers are unchanged.
@@ -449,13 +609,18 @@ def make_lens_training_set(
             description="sky-subtracted survey image with noise; normalise with skysift.lens.model.normalise",
         )
         writer.add_column("label", "int8", description="1 = lens, 0 = not a lens")
-        writer.add_column("kind", str, description="lens, galaxy, ring, spiral, companion or blend")
+        writer.add_column("kind", str, description="lens, or the negative's family: " + ", ".join(KINDS[1:]))
         writer.add_column("galaxy_id", "int64", description="IDENT of the real galaxy, -1 if simulated")
-        writer.add_column("magnification", "float64", description="lensed / intrinsic source flux in the stamp")
+        writer.add_column("magnification", "float64",
+                          description="lensed / intrinsic source flux in the stamp (lenses and arclets)")
         writer.add_column("arc_snr", "float64",
-                          description="integrated S/N of the arc over its pixels above 1 sigma (NaN for non-lenses)")
+                          description="integrated S/N of the arc over its pixels above 1 sigma (lenses and arclets)")
         writer.add_column("arc_contrast", "float64",
-                          description="arc / lens-light flux over the arc's pixels above 1 sigma (NaN for non-lenses)")
+                          description="arc / lens-light flux over the arc's pixels above 1 sigma (lenses and arclets)")
+        writer.add_column("seeing", "float64", unit="arcsec", description="nominal PSF FWHM of the image (see skysift.lens.observing)")
+        writer.add_column("psf_e", "float64", description="ellipticity of the PSF's Gaussian component")
+        writer.add_column("psf_phi", "float64", unit="deg", description="position angle of the PSF ellipticity")
+        writer.add_column("depth", "float64", description="exposure time relative to the survey preset's")
         for name in (*LENS_PRIORS, *FEATURE_NAMES):
             writer.add_column(name, "float64", unit=units.get(name, ""))
         starts = range(0, n_samples, batch_size)
@@ -464,7 +629,7 @@ def make_lens_training_set(
             dask.delayed(simulate_batch, pure=False)(
                 simulator, kinds[start : start + batch_size], np.random.default_rng(batch_seed), stamps, meta,
                 min_arc_snr=min_arc_snr, min_magnification=min_magnification, resolution_factor=resolution_factor,
-                min_arc_contrast=min_arc_contrast,
+                min_arc_contrast=min_arc_contrast, conditions=conditions,
             )
             for start, batch_seed in zip(starts, batch_seeds)
         ]

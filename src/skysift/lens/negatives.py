@@ -14,13 +14,25 @@ MNRAS 484, 3879; Jacobs et al. 2019, ApJS 243, 17; Metcalf et al. 2019, A&A
   on the side nearest the nucleus, with no tangential stretching and no
   counter-image;
 * ``"spiral"``: an exponential disc with a two-armed logarithmic spiral;
+  (radii 0.4-4 arcsec, from small smooth resonance rings centred on the
+  nucleus to large knotty collisional rings); the ring is an inclined circle,
+  so its axis ratio and position angle are those of the host disc;
+* ``"spiral"``: an exponential disc with a two-armed logarithmic spiral;
 * ``"companion"``: one to three small Sersic galaxies at independent random
   positions within a few arcsec (no lensing symmetry);
-* ``"blend"``: a second galaxy of similar brightness overlapping the first.
+* ``"blend"``: a second galaxy of similar brightness overlapping the first;
+* ``"merger"``: a disc companion with two curved tidal tails, one from each
+  galaxy, winding in opposite senses (Toomre & Toomre 1972, ApJ 178, 623);
+* ``"edge_on"``: a thin edge-on exponential disc with a dust lane;
+* ``"star"``: one to three foreground stars (point sources) near the galaxy.
 
-A ring *centred* on the galaxy, smooth and tangentially stretched, is what an
-Einstein ring or arc looks like; labelling such a thing a non-lens would make
-the task ill-posed, so no kind draws one.
+A ring centred on the galaxy that is *tangentially stretched* (elongated
+perpendicular to the lens light, with the surface brightness of a lensed
+source) is what an Einstein ring looks like; the rings here are inclined
+circles sharing the host disc's ellipticity, which is what separates a ring
+galaxy from an Einstein ring in one band. The singly imaged arclets outside
+the caustic, the remaining look-alike family, are lensed images and are
+drawn by :mod:`skysift.lens.dataset` with the lens simulator.
 """
 
 from __future__ import annotations
@@ -35,7 +47,7 @@ from skysift.simulate.priors import Choice, Prior, SeedPrior, Uniform
 
 __all__ = ["FEATURE_NAMES", "HARD_NEGATIVE_KINDS", "HARD_NEGATIVE_PRIORS", "render_hard_negative"]
 
-HARD_NEGATIVE_KINDS = ("ring", "spiral", "companion", "blend")
+HARD_NEGATIVE_KINDS = ("ring", "spiral", "companion", "blend", "merger", "edge_on", "star")
 
 
 #: Gaussian sigma (arcsec) of a star-forming knot of a ring galaxy: giant HII
@@ -43,27 +55,39 @@ HARD_NEGATIVE_KINDS = ("ring", "spiral", "companion", "blend")
 RING_KNOT_SIGMA = 0.1
 #: Log-normal scatter (dex) of the knot fluxes.
 RING_KNOT_SCATTER_DEX = 0.3
+#: Projected distances (arcsec) of companions and stars from the galaxy.
+COMPANION_DISTANCE = (0.5, 3.5)
+#: Gaussian sigma (arcsec) of the knots that trace a tidal tail (its thickness).
+TAIL_SIGMA = 0.2
+#: Knots per tidal tail.
+TAIL_KNOTS = 24
+#: Gaussian sigma (arcsec) standing for a point source on the supersampled grid
+#: (well below the pixel and the PSF: the binned, convolved star is the PSF).
+POINT_SIGMA = 0.03
 
 #: Declared priors per hard-negative kind; positions relative to the galaxy centre.
 HARD_NEGATIVE_PRIORS: dict[str, dict[str, Prior]] = {
-    # Collisional ring galaxies: ring diameters 10-50 kpc with narrow rings,
-    # width ~0.1-0.3 of the radius (Romano, Mayya & Vorobyov 2008, AJ 136, 1259;
-    # Madore, Nelson & Petrillo 2009, ApJS 181, 572), i.e. radii ~1-4 arcsec at
-    # z ~ 0.3-0.6, overlapping the Einstein radii of the lenses on purpose.
-    # The nucleus sits 0.1-0.5 ring radii from the ring centre (off-centre
-    # collisions; Appleton & Struck-Marcell 1996), and 5-16 knots carry 40-90 %
-    # of the ring light (the Cartwheel and Arp 147 rings are chains of HII
-    # complexes).
+    # Ring galaxies of every size: collisional rings with ring diameters 10-50 kpc
+    # and narrow rings, width ~0.1-0.3 of the radius (Romano, Mayya & Vorobyov
+    # 2008, AJ 136, 1259; Madore, Nelson & Petrillo 2009, ApJS 181, 572), i.e.
+    # radii ~1-4 arcsec at z ~ 0.3-0.6, and the smaller, smooth resonance rings
+    # of S0/Sa galaxies centred on the nucleus (Buta & Combes 1996, Fund. Cosmic
+    # Phys. 17, 95; inner rings of a few kpc: 0.4-1 arcsec), overlapping the
+    # Einstein radii of the lenses on purpose. The nucleus sits 0-0.5 ring radii
+    # from the ring centre (0 for resonance rings, off-centre collisions for the
+    # rest; Appleton & Struck-Marcell 1996), and 3-16 knots carry 0-90 % of the
+    # ring light (0: a smooth ring; the Cartwheel and Arp 147 rings are chains
+    # of HII complexes).
     "ring": {
-        "feature_mag": Uniform(20.0, 23.5, unit="mag"),
-        "feature_radius": Uniform(1.0, 3.0, unit="arcsec"),
-        "feature_width": Uniform(0.1, 0.3),
-        "feature_q": Uniform(0.5, 1.0),
+        "feature_mag": Uniform(20.0, 24.0, unit="mag"),
+        "feature_radius": Uniform(0.4, 4.0, unit="arcsec"),
+        "feature_width": Uniform(0.08, 0.35),
+        "feature_q": Uniform(0.4, 1.0),
         "feature_phi": Uniform(0.0, 180.0, unit="deg"),
-        "feature_contrast": Uniform(0.4, 0.9),
+        "feature_contrast": Uniform(0.0, 0.9),
         "feature_angle": Uniform(0.0, 360.0, unit="deg"),
-        "feature_offset": Uniform(0.1, 0.5),
-        "feature_knots": Choice(tuple(float(k) for k in range(5, 17))),
+        "feature_offset": Uniform(0.0, 0.5),
+        "feature_knots": Choice(tuple(float(k) for k in range(3, 17))),
         "feature_seed": SeedPrior(),
     },
     # Sa-Sc discs: scale lengths 2-8 kpc, arm pitch angles 10-30 deg (Kennicutt
@@ -77,10 +101,12 @@ HARD_NEGATIVE_PRIORS: dict[str, dict[str, Prior]] = {
         "feature_contrast": Uniform(0.4, 0.9),
         "feature_angle": Uniform(0.0, 360.0, unit="deg"),
     },
+    # Satellites and line-of-sight galaxies at any projected distance that fits
+    # the stamp, down to the faint, compact ones that mimic lensed images.
     "companion": {
-        "feature_mag": Uniform(20.5, 23.5, unit="mag"),
-        "feature_radius": Uniform(1.0, 3.0, unit="arcsec"),
-        "feature_width": Uniform(0.1, 0.4, unit="arcsec"),
+        "feature_mag": Uniform(20.5, 25.0, unit="mag"),
+        "feature_radius": Uniform(COMPANION_DISTANCE[0], COMPANION_DISTANCE[1], unit="arcsec"),
+        "feature_width": Uniform(0.05, 0.4, unit="arcsec"),
         "feature_q": Uniform(0.4, 1.0),
         "feature_phi": Uniform(0.0, 180.0, unit="deg"),
         "feature_contrast": Choice((1.0, 2.0, 3.0)),
@@ -95,6 +121,39 @@ HARD_NEGATIVE_PRIORS: dict[str, dict[str, Prior]] = {
         "feature_phi": Uniform(0.0, 180.0, unit="deg"),
         "feature_contrast": Uniform(1.0, 4.0),
         "feature_angle": Uniform(0.0, 360.0, unit="deg"),
+    },
+    # Interacting pairs: a disc companion 0.6-2.5 arcsec away (5-15 kpc) with
+    # tidal tails 1.5-4 arcsec long carrying 20-60 % of the merger light,
+    # curvature radii 1-3 arcsec (the Antennae and the Mice: Toomre & Toomre 1972).
+    "merger": {
+        "feature_mag": Uniform(19.5, 22.5, unit="mag"),
+        "feature_radius": Uniform(0.6, 2.5, unit="arcsec"),
+        "feature_width": Uniform(1.5, 4.0, unit="arcsec"),
+        "feature_q": Uniform(0.4, 1.0),
+        "feature_phi": Uniform(0.0, 180.0, unit="deg"),
+        "feature_contrast": Uniform(0.2, 0.6),
+        "feature_angle": Uniform(0.0, 360.0, unit="deg"),
+        "feature_curvature": Uniform(0.33, 1.0, unit="1 / arcsec"),
+        "feature_seed": SeedPrior(),
+    },
+    # Edge-on discs: exponential discs of intrinsic thickness 0.1-0.25 seen
+    # edge-on, r_eff 0.5-2 arcsec, with a dust lane of depth 0-70 % and FWHM
+    # ~0.1-0.5 arcsec along the major axis.
+    "edge_on": {
+        "feature_mag": Uniform(19.5, 22.5, unit="mag"),
+        "feature_radius": Uniform(0.5, 2.0, unit="arcsec"),
+        "feature_width": Uniform(0.05, 0.2, unit="arcsec"),
+        "feature_q": Uniform(0.1, 0.25),
+        "feature_phi": Uniform(0.0, 180.0, unit="deg"),
+        "feature_contrast": Uniform(0.0, 0.7),
+    },
+    # Foreground stars blended with the galaxy: 1-3 point sources of r = 19-24.
+    "star": {
+        "feature_mag": Uniform(19.0, 24.0, unit="mag"),
+        "feature_radius": Uniform(COMPANION_DISTANCE[0], COMPANION_DISTANCE[1], unit="arcsec"),
+        "feature_contrast": Choice((1.0, 2.0, 3.0)),
+        "feature_angle": Uniform(0.0, 360.0, unit="deg"),
+        "feature_seed": SeedPrior(),
     },
 }
 
@@ -185,8 +244,20 @@ def render_hard_negative(
     and 4) galaxies; ``feature_contrast`` is the number of companions or the
     blend's size ratio. The first companion (and the blend) sits at distance
     ``feature_radius`` and angle ``feature_angle``; further companions take
-    independent uniform angles, distances in [1, 3] arcsec, axis ratios and
-    position angles from ``feature_seed``, and the flux is shared equally.
+    independent uniform angles, distances in :data:`COMPANION_DISTANCE`, axis
+    ratios and position angles from ``feature_seed``, and the flux is shared
+    equally. Stars are placed likewise (``feature_contrast`` of them, equal
+    fluxes) as point sources. Mergers: an exponential disc (``r_eff = 0.3
+    feature_radius``) at distance ``feature_radius`` towards ``feature_angle``
+    carries half of ``1 - c`` of the flux (the host's own light is the lens
+    galaxy), and two tidal tails carry ``c = feature_contrast``: each leaves one
+    galaxy away from the other and bends with curvature ``feature_curvature``
+    (opposite senses, sign from ``feature_seed``) over a length
+    ``feature_width``, fading exponentially, drawn as :data:`TAIL_KNOTS` Gaussian
+    knots of sigma :data:`TAIL_SIGMA`. Edge-on discs: an exponential (n = 1)
+    disc of axis ratio ``feature_q`` and ``r_eff = feature_radius`` whose light
+    is dimmed by ``1 - c exp(-y'^2 / 2 s^2)`` along its major axis
+    (``c = feature_contrast``, ``s = feature_width``).
     """
     if kind not in HARD_NEGATIVE_KINDS:
         raise ValueError(f"unknown hard-negative kind {kind!r}; known: {HARD_NEGATIVE_KINDS}")
@@ -195,12 +266,17 @@ def render_hard_negative(
     cx = np.zeros(n) if centre is None else np.asarray(centre[0], dtype=np.float64)
     cy = np.zeros(n) if centre is None else np.asarray(centre[1], dtype=np.float64)
     flux = magnitude_to_flux(params["feature_mag"], zp)
-    q = np.asarray(params["feature_q"], dtype=np.float64)
-    phi = np.deg2rad(np.asarray(params["feature_phi"], dtype=np.float64))
-    angle = np.deg2rad(np.asarray(params["feature_angle"], dtype=np.float64))
-    radius = np.asarray(params["feature_radius"], dtype=np.float64)
-    width = np.asarray(params["feature_width"], dtype=np.float64)
-    contrast = np.asarray(params["feature_contrast"], dtype=np.float64)
+
+    def value(name: str, default: float) -> np.ndarray:
+        # Stars have no shape: their priors lack q, phi and width.
+        return np.asarray(params[name], dtype=np.float64) if name in params else np.full(n, default)
+
+    q = value("feature_q", 1.0)
+    phi = np.deg2rad(value("feature_phi", 0.0))
+    angle = np.deg2rad(value("feature_angle", 0.0))
+    radius = value("feature_radius", 0.0)
+    width = value("feature_width", 0.0)
+    contrast = value("feature_contrast", 0.0)
     c = lambda values: _column(simulator, values)  # noqa: E731
     x, y = simulator.grid
 
@@ -220,17 +296,34 @@ def render_hard_negative(
         arms = torch.cos(2.0 * (theta - c(angle)) - 2.0 * torch.log(r / c(radius)) / c(np.tan(pitch)))
         shape = torch.exp(-r / c(radius)) * (1.0 + c(contrast) * arms)
         return simulator.convolve(_normalised(simulator, shape, flux))
-    if kind == "companion":
+    if kind == "merger":
+        return simulator.convolve(_render_merger(simulator, params, cx, cy, flux))
+    if kind == "edge_on":
+        xt, yt = elliptical(cx, cy)
+        # Exponential disc (Sersic n = 1, b_1 = 1.678) with a dust lane along the major axis.
+        r = torch.sqrt(xt * xt + yt * yt)
+        lane_distance = yt * torch.sqrt(c(q))
+        shape = torch.exp(-1.678 * r / c(radius)) * (
+            1.0 - c(contrast) * torch.exp(-0.5 * (lane_distance / c(np.maximum(width, 1e-3))) ** 2))
+        return simulator.convolve(_normalised(simulator, shape, flux))
+    if kind in ("companion", "star"):
         copies, r_eff, sersic_n = contrast.astype(int), width, np.ones(n)
         # Companions beyond the first: independent positions and shapes (satellites
         # and line-of-sight galaxies know nothing of the lens symmetry).
         extra = [np.random.default_rng(int(seed)) for seed in np.asarray(params["feature_seed"]).astype(np.int64)]
-        draws = np.array([[g.uniform(0.0, 2.0 * np.pi, 2), g.uniform(1.0, 3.0, 2), g.uniform(0.4, 1.0, 2),
+        draws = np.array([[g.uniform(0.0, 2.0 * np.pi, 2), g.uniform(*COMPANION_DISTANCE, 2), g.uniform(0.4, 1.0, 2),
                            g.uniform(0.0, np.pi, 2)] for g in extra]).reshape(n, 4, 2)
         angles = np.column_stack([angle, draws[:, 0]])
         distances = np.column_stack([radius, draws[:, 1]])
         axis_ratios = np.column_stack([q, draws[:, 2]])
         position_angles = np.column_stack([phi, draws[:, 3]])
+        if kind == "star":
+            slots = np.arange(3)[None, :]
+            weight = (slots < copies[:, None]).astype(np.float64)
+            sx = cx[:, None] + distances * np.cos(angles)
+            sy = cy[:, None] + distances * np.sin(angles)
+            sigma = max(POINT_SIGMA, 0.5 * simulator.survey.pixel_scale / simulator.supersampling)
+            return simulator.convolve(_normalised(simulator, _gaussian_spots(simulator, sx, sy, weight, sigma), flux))
     else:
         copies, r_eff, sersic_n = np.ones(n, dtype=int), width * contrast / 2.0, np.full(n, 4.0)
         angles, distances = angle[:, None], radius[:, None]
@@ -287,13 +380,69 @@ def _render_ring(
     ku, kv = kr * np.cos(azimuth), kr * np.sin(azimuth) * q[:, None]
     kx = rx[:, None] + np.cos(phi)[:, None] * ku - np.sin(phi)[:, None] * kv
     ky = ry[:, None] + np.sin(phi)[:, None] * ku + np.cos(phi)[:, None] * kv
-    # A circular Gaussian is the product of two 1-D ones: the sum over knots of
-    # w_k g(y - ky_k) g(x - kx_k) is one (H, K) x (K, W) matrix product per image,
-    # instead of an exponential per knot and sub-pixel.
+    knots = _gaussian_spots(simulator, kx, ky, weight, RING_KNOT_SIGMA)
+    return image + _normalised(simulator, knots, contrast * flux)
+
+
+def _gaussian_spots(
+    simulator: LensSimulator, xs: np.ndarray, ys: np.ndarray, weight: np.ndarray, sigma: float
+) -> torch.Tensor:
+    """Weighted circular Gaussians of one ``sigma`` at ``(xs, ys)``, ``(N, K)`` each, on the supersampled grid.
+
+    A circular Gaussian is the product of two 1-D ones: the sum over spots of
+    ``w_k g(y - y_k) g(x - x_k)`` is one ``(H, K) x (K, W)`` matrix product per
+    image, instead of an exponential per spot and sub-pixel. Unnormalised
+    (peak ``w_k``); returns ``(N, H ss, W ss)``.
+    """
+    x, y = simulator.grid
+
     def profile(grid: torch.Tensor, centres: np.ndarray) -> torch.Tensor:
         offsets = grid.reshape(1, -1, 1) - torch.as_tensor(centres[:, None, :], dtype=simulator.dtype, device=simulator.device)
-        return torch.exp((-0.5 / RING_KNOT_SIGMA**2) * offsets * offsets)
+        return torch.exp((-0.5 / sigma**2) * offsets * offsets)
 
-    weighted_rows = profile(y, ky) * torch.as_tensor(weight[:, None, :], dtype=simulator.dtype, device=simulator.device)
-    knots = torch.bmm(weighted_rows, profile(x, kx).transpose(1, 2))
-    return image + _normalised(simulator, knots, contrast * flux)
+    weighted_rows = profile(y, ys) * torch.as_tensor(weight[:, None, :], dtype=simulator.dtype, device=simulator.device)
+    return torch.bmm(weighted_rows, profile(x, xs).transpose(1, 2))
+
+
+def _render_merger(
+    simulator: LensSimulator, params: Mapping[str, np.ndarray], cx: np.ndarray, cy: np.ndarray, flux: np.ndarray
+) -> torch.Tensor:
+    """Binned, unconvolved merging companions with tidal tails (see :func:`render_hard_negative`)."""
+    c = lambda values: _column(simulator, values)  # noqa: E731
+    x, y = simulator.grid
+    n = len(cx)
+    separation = np.asarray(params["feature_radius"], dtype=np.float64)
+    length = np.asarray(params["feature_width"], dtype=np.float64)
+    q = np.asarray(params["feature_q"], dtype=np.float64)
+    phi = np.deg2rad(np.asarray(params["feature_phi"], dtype=np.float64))
+    angle = np.deg2rad(np.asarray(params["feature_angle"], dtype=np.float64))
+    tail_fraction = np.asarray(params["feature_contrast"], dtype=np.float64)
+    curvature = np.asarray(params["feature_curvature"], dtype=np.float64)
+    sense = np.where(np.asarray(params["feature_seed"]).astype(np.int64) % 2 == 0, 1.0, -1.0)
+    # The companion: an exponential disc of half the non-tail light.
+    ox, oy = cx + separation * np.cos(angle), cy + separation * np.sin(angle)
+    r_eff = 0.3 * separation
+    ones = np.ones(n)
+    companion = sersic_profile(
+        x, y, c(sersic_amplitude(ones, r_eff, ones, simulator.sersic_bn_method)), c(r_eff), c(ones),
+        c(sersic_bn(ones, simulator.sersic_bn_method)), c(np.cos(phi)), c(np.sin(phi)), c(q), c(ox), c(oy),
+    )
+    image = _normalised(simulator, companion, 0.5 * (1.0 - tail_fraction) * flux)
+    # Two tails along arcs of constant curvature: one from each galaxy, leaving it
+    # away from the other and bending in opposite senses (the two spirals of a
+    # prograde encounter), fading exponentially along their length.
+    step = np.linspace(0.0, 1.0, TAIL_KNOTS)[None, :] * length[:, None]
+    tails = []
+    for start_x, start_y, heading, bend in ((cx, cy, angle + np.pi, sense), (ox, oy, angle, -sense)):
+        turn = (bend * curvature)[:, None]
+        direction = heading[:, None] + turn * step
+        # Position along a circular arc: integral of the unit tangent.
+        safe = np.where(np.abs(turn) > 1e-6, turn, 1e-6)
+        px = start_x[:, None] + (np.sin(direction) - np.sin(heading[:, None])) / safe
+        py = start_y[:, None] - (np.cos(direction) - np.cos(heading[:, None])) / safe
+        tails.append((px, py))
+    tx = np.concatenate([t[0] for t in tails], axis=1)
+    ty = np.concatenate([t[1] for t in tails], axis=1)
+    fade = np.exp(-2.0 * step / length[:, None])
+    weight = np.concatenate([fade, fade], axis=1)
+    return image + _normalised(simulator, _gaussian_spots(simulator, tx, ty, weight, TAIL_SIGMA), tail_fraction * flux)

@@ -25,5 +25,13 @@ class LensOptions(StageOptions):
     galaxies: str = param(
         "simulated", "'simulated' (the demo), or a GalSim real-galaxy directory whose HST galaxies host the arcs."
     )
+    conditions: str = param(
+        "randomised", "Observing conditions: each image its own seeing, PSF shape and depth, or the survey preset's.",
+        choices=("randomised", "fixed"),
+    )
+    negative_mix: str = param(
+        "", "Negative families and weights, e.g. 'galaxy:2,arclet:1,ring:1'; empty for the default mixture "
+        "(kinds: galaxy, arclet, ring, spiral, companion, blend, merger, edge_on, star).",
+    )
     device: str = param("cpu", "Where the batched simulator runs.", choices=("cpu", "cuda"))
     simulation_batch: int = param(512, "Images simulated per batch (memory, not results).", minimum=1)

@@ -190,7 +190,10 @@ LENS_PRIORS: dict[str, Prior] = {
     "gamma2": TruncatedNormal(0.0, 0.05, -0.2, 0.2),
     "x_lens": Uniform(-0.1, 0.1, unit="arcsec"),
     "y_lens": Uniform(-0.1, 0.1, unit="arcsec"),
-    "source_mag": Uniform(21.0, 24.0, unit="mag"),
+    # Sources down to 26 mag, so that the arcs reach the detection limit of
+    # deep co-adds (integrated arc S/N ~10 for LSST 10-year): the arc S/N cut of
+    # the training set, not this prior, sets the faintest arcs.
+    "source_mag": Uniform(21.0, 26.0, unit="mag"),
     "source_r_eff": Uniform(0.1, 0.5, unit="arcsec"),
     "source_n": Uniform(0.5, 4.0),
     "source_q": Uniform(0.4, 1.0),
