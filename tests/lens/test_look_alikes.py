@@ -159,3 +159,37 @@ def test_negative_mix_is_parsed_and_checked(tmp_path: Path) -> None:
     table = read_product(make_lens_training_set(tmp_path / "m.h5", 40, image_size=16, supersampling=1, seed=1,
                                                 negative_mix={"star": 1.0, "merger": 1.0})).table
     assert set(np.asarray(table["kind"]).astype(str)) == {"lens", "star", "merger"}
+
+
+COSMOS_FITS = (Path(__file__).resolve().parents[2].parent / "shared" / "data" / "lens" / "galsim_real_galaxies"
+               / "real_galaxy_catalog_23.5_example_fits.fits")
+
+
+@pytest.mark.realdata
+@pytest.mark.skipif(not COSMOS_FITS.is_file(), reason="no ../shared/data COSMOS fits")
+def test_sources_take_real_cosmos_shapes(tmp_path: Path) -> None:
+    from skysift.lens.injection import COSMOS_SOURCE_SIZE_FACTOR, read_cosmos_sersic_fits
+
+    shapes = read_cosmos_sersic_fits(COSMOS_FITS)
+    assert len(shapes["n"]) > 50
+    product = read_product(make_lens_training_set(tmp_path / "c.h5", 40, image_size=32, supersampling=1, seed=2,
+                                                  source_catalogue=COSMOS_FITS))
+    table = product.table
+    lensed = np.isin(np.asarray(table["kind"]), ("lens", "arclet"))
+    # Every source's (n, q) pair is one galaxy's.
+    pairs = {(round(n, 9), round(q, 9)) for n, q in zip(shapes["n"], shapes["q"])}
+    assert all((round(n, 9), round(q, 9)) in pairs for n, q in zip(table["source_n"][lensed], table["source_q"][lensed]))
+    sizes = np.clip(COSMOS_SOURCE_SIZE_FACTOR * shapes["r_eff"], 0.05, 1.0)
+    assert np.all(np.isin(np.round(table["source_r_eff"][lensed], 9), np.round(sizes, 9)))
+    assert product.attrs["source_shapes"] == str(COSMOS_FITS)
+
+
+def test_bad_cosmos_catalogue_names_the_file(tmp_path: Path) -> None:
+    from skysift.errors import InputDataError
+    from skysift.lens.injection import read_cosmos_sersic_fits
+
+    with pytest.raises(InputDataError, match="not found"):
+        read_cosmos_sersic_fits(tmp_path / "absent.fits")
+    (tmp_path / "junk.fits").write_bytes(b"not fits")
+    with pytest.raises(InputDataError, match="junk.fits"):
+        read_cosmos_sersic_fits(tmp_path / "junk.fits")

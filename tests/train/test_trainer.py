@@ -61,6 +61,8 @@ def test_training_learns_and_writes_everything(blob_product, tmp_path):
         assert (tmp_path / name).is_file(), name
     assert card["metrics"]["test"]["roc_auc"] > 0.9
     assert card["task"] == "blob" and card["n_parameters"] > 0
+    # The training distribution: the product's scalar settings (kinds only where it has a kind column).
+    assert isinstance(card["training_distribution"]["settings"], dict)
     assert list(card["data_products"].values())[0] == card["provenance"]["inputs"][str(blob_product)]
     rows = (tmp_path / "metrics.csv").read_text().splitlines()
     assert len(rows) == 7 and rows[0].startswith("epoch,train_loss,val_loss")

@@ -47,7 +47,7 @@ import torch
 
 from skysift.context import RunContext, resolve_context
 from skysift.io import ProductWriter
-from skysift.lens.injection import degrade_to_survey, read_real_galaxies
+from skysift.lens.injection import COSMOS_SOURCE_SIZE_FACTOR, degrade_to_survey, read_cosmos_sersic_fits, read_real_galaxies
 from skysift.lens import observing
 from skysift.lens.negatives import FEATURE_NAMES, HARD_NEGATIVE_KINDS, HARD_NEGATIVE_PRIORS, render_hard_negative
 from skysift.lens.simulator import LENS_PRIORS, SURVEYS, LensSimulator, arc_signal_to_noise
@@ -166,6 +166,32 @@ def arc_contrast(arc: torch.Tensor, lens_light: torch.Tensor, variance: torch.Te
     return torch.where(signal > 0, signal / (lens_light * mask).sum(dim=(-2, -1)), torch.zeros_like(signal))
 
 
+def _draw_arc_parameters(
+    n: int, rng: np.random.Generator, source_shapes: Mapping[str, np.ndarray] | None
+) -> dict[str, np.ndarray]:
+    """Arc parameters (:data:`_ARC_NAMES`) of ``n`` systems from :data:`LENS_PRIORS`.
+
+    With ``source_shapes`` (:func:`~skysift.lens.injection.read_cosmos_sersic_fits`)
+    each source's Sersic index, axis ratio and size are one real galaxy's,
+    drawn jointly, the size scaled by
+    :data:`~skysift.lens.injection.COSMOS_SOURCE_SIZE_FACTOR` and clipped to
+    0.05-1 arcsec.
+    """
+    params = sample_parameters({name: LENS_PRIORS[name] for name in _ARC_NAMES}, n, rng)
+    if source_shapes is not None:
+        _use_real_source_shapes(params, np.arange(n), rng, source_shapes)
+    return params
+
+
+def _use_real_source_shapes(
+    params: dict[str, np.ndarray], rows: np.ndarray, rng: np.random.Generator, source_shapes: Mapping[str, np.ndarray]
+) -> None:
+    choice = rng.integers(0, len(source_shapes["n"]), size=len(rows))
+    params["source_n"][rows] = source_shapes["n"][choice]
+    params["source_q"][rows] = source_shapes["q"][choice]
+    params["source_r_eff"][rows] = np.clip(COSMOS_SOURCE_SIZE_FACTOR * source_shapes["r_eff"][choice], 0.05, 1.0)
+
+
 def place_source_outside_caustic(
     params: dict[str, np.ndarray], rows: np.ndarray, rng: np.random.Generator, half_width: float = np.inf
 ) -> None:
@@ -205,6 +231,7 @@ def _draw_detectable_arcs(
     min_arc_contrast: float,
     singly_imaged: bool = False,
     conditions: dict[str, np.ndarray] | None = None,
+    source_shapes: Mapping[str, np.ndarray] | None = None,
 ) -> tuple[torch.Tensor, np.ndarray, np.ndarray, np.ndarray]:
     """Draw arcs until every system passes the detectability cuts.
 
@@ -222,7 +249,6 @@ def _draw_detectable_arcs(
     arcs = torch.zeros((n, simulator.image_size, simulator.image_size), dtype=simulator.dtype, device=simulator.device)
     snr, magnification, contrast = np.zeros(n), np.zeros(n), np.zeros(n)
     min_theta_e = resolution_factor * simulator.survey.seeing / 2.0
-    arc_priors = {name: LENS_PRIORS[name] for name in _ARC_NAMES}
     todo = np.arange(n)
     for _ in range(MAX_REDRAW_ROUNDS):
         # The resolution cut needs no rendering: redraw unresolved systems first.
@@ -230,7 +256,7 @@ def _draw_detectable_arcs(
             unresolved = todo[params["theta_E"][todo] < min_theta_e]
             if not len(unresolved):
                 break
-            for name, values in sample_parameters(arc_priors, len(unresolved), rng).items():
+            for name, values in _draw_arc_parameters(len(unresolved), rng, source_shapes).items():
                 params[name][unresolved] = values
         if singly_imaged:
             place_source_outside_caustic(params, todo, rng, 0.5 * simulator.image_size * simulator.survey.pixel_scale)
@@ -255,7 +281,7 @@ def _draw_detectable_arcs(
         todo = todo[rejected]
         if not len(todo):
             return arcs, snr, magnification, contrast
-        for name, values in sample_parameters(arc_priors, len(todo), rng).items():
+        for name, values in _draw_arc_parameters(len(todo), rng, source_shapes).items():
             params[name][todo] = values
     raise ValueError(
         f"{len(todo)} of {n} simulated {'arclets' if singly_imaged else 'lenses'} still fail the detectability cuts "
@@ -281,6 +307,7 @@ def simulate_batch(
     resolution_factor: float = DEFAULT_RESOLUTION_FACTOR,
     min_arc_contrast: float = DEFAULT_MIN_ARC_CONTRAST,
     conditions: str = "fixed",
+    source_shapes: Mapping[str, np.ndarray] | None = None,
 ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """Simulate one batch: images ``(N, 1, H, W)`` float32 and the per-sample columns.
 
@@ -307,9 +334,13 @@ def simulate_batch(
         The preset's seeing and depth for every image, or each image's own
         (:mod:`skysift.lens.observing`; stored as ``seeing``, ``psf_e``,
         ``psf_phi`` and ``depth``).
+    source_shapes : mapping, optional
+        Real source shapes (:func:`_draw_arc_parameters`); default the priors.
     """
     n = len(kinds)
     params = sample_parameters(LENS_PRIORS, n, rng)
+    if source_shapes is not None:
+        _use_real_source_shapes(params, np.arange(n), rng, source_shapes)
     columns: dict[str, np.ndarray] = {"galaxy_id": np.full(n, -1, dtype=np.int64)}
     randomised = conditions == "randomised"
     observed = observing.draw_conditions(simulator.survey, n, rng) if randomised else None
@@ -352,7 +383,7 @@ def simulate_batch(
             simulator, lens_params, galaxies.index_select(0, index), rng,
             min_arc_snr=min_arc_snr, min_magnification=0.0 if singly_imaged else min_magnification,
             resolution_factor=resolution_factor, min_arc_contrast=0.0 if singly_imaged else min_arc_contrast,
-            singly_imaged=singly_imaged,
+            singly_imaged=singly_imaged, source_shapes=source_shapes,
             conditions=None if observed is None else {k: v[rows] for k, v in observed.items()},
         )
         for name in _ARC_NAMES:
@@ -451,6 +482,7 @@ def make_lens_training_set(
     min_arc_contrast: float = DEFAULT_MIN_ARC_CONTRAST,
     conditions: str = "randomised",
     negative_mix: Mapping[str, float] | None = None,
+    source_catalogue: str | os.PathLike[str] | None = None,
 ) -> Path:
     """Simulate a lens-finding training set and write it as an HDF5 product.
 
@@ -521,6 +553,12 @@ def make_lens_training_set(
         Weight of each negative kind (``"galaxy"``, ``"arclet"`` and
         :data:`~skysift.lens.negatives.HARD_NEGATIVE_KINDS`); default
         :data:`NEGATIVE_MIX`. Normalised; kinds left out are not drawn.
+    source_catalogue : path, optional
+        A GalSim COSMOS parametric-fit catalogue
+        (``real_galaxy_catalog_23.5_example_fits.fits``): source Sersic index,
+        axis ratio and size are drawn jointly from its real galaxies
+        (:func:`~skysift.lens.injection.read_cosmos_sersic_fits`) instead of
+        the independent uniform priors.
 
     Lenses failing a cut get their arc parameters (mass model, shear and
     source) redrawn from :data:`~skysift.lens.simulator.LENS_PRIORS`, the lens
@@ -577,6 +615,11 @@ def make_lens_training_set(
         meta = {"ident": np.array([g.ident for g in real]), "magnitude": np.array([g.magnitude for g in real])}
         inputs = sorted({g.path for g in real})
         _LOG.info("using %d real galaxies from %s", len(real), galaxies)
+    source_shapes = None
+    if source_catalogue:
+        source_shapes = read_cosmos_sersic_fits(source_catalogue)
+        inputs.append(Path(source_catalogue))
+        _LOG.info("source shapes from %d COSMOS Sersic fits in %s", len(source_shapes["n"]), source_catalogue)
     kinds = _assign_kinds(n_samples, positive_fraction, rng, mix)
     provenance = resolve_context(context, "lens_training_set").provenance(inputs=inputs, seed=seed)
     attrs = {
@@ -591,6 +634,7 @@ def make_lens_training_set(
         "resolution_factor": float(resolution_factor),
         "min_arc_contrast": float(min_arc_contrast),
         "conditions": conditions,
+        "source_shapes": str(source_catalogue) if source_catalogue else "priors",
         # The training distribution, for the model card: kinds and their shares.
         "negative_mix": ",".join(f"{k}:{v:.4g}" for k, v in mix.items()),
     }
@@ -629,7 +673,7 @@ def make_lens_training_set(
             dask.delayed(simulate_batch, pure=False)(
                 simulator, kinds[start : start + batch_size], np.random.default_rng(batch_seed), stamps, meta,
                 min_arc_snr=min_arc_snr, min_magnification=min_magnification, resolution_factor=resolution_factor,
-                min_arc_contrast=min_arc_contrast, conditions=conditions,
+                min_arc_contrast=min_arc_contrast, conditions=conditions, source_shapes=source_shapes,
             )
             for start, batch_seed in zip(starts, batch_seeds)
         ]

@@ -45,7 +45,15 @@ from skysift.io import read_fits_image
 from skysift.lens.simulator import LensSimulator, magnitude_to_flux
 from skysift.log import get_logger
 
-__all__ = ["RealGalaxy", "degrade_to_survey", "inject_arcs", "read_real_galaxies", "resample_flux_conserving"]
+__all__ = [
+    "COSMOS_SOURCE_SIZE_FACTOR",
+    "RealGalaxy",
+    "degrade_to_survey",
+    "inject_arcs",
+    "read_cosmos_sersic_fits",
+    "read_real_galaxies",
+    "resample_flux_conserving",
+]
 
 _LOG = get_logger(__name__)
 _FWHM_TO_SIGMA = 1.0 / (2.0 * math.sqrt(2.0 * math.log(2.0)))
@@ -247,3 +255,53 @@ def inject_arcs(
     arc, _, magnification = simulator.render_components(arc_params)
     images = galaxy_images.to(arc) + arc
     return (simulator.add_noise(images, rng) if noise else images), magnification
+
+
+#: Angular-size factor from the COSMOS galaxies (I < 23.5, median z ~ 0.5) to
+#: lensed sources at z ~ 1.5-2: galaxies of a given luminosity are ~(1 + z)^-1
+#: smaller in proper size (van der Wel et al. 2014, ApJ 788, 28), and the
+#: angular-diameter distance barely grows beyond z ~ 1, so ~0.5.
+COSMOS_SOURCE_SIZE_FACTOR = 0.5
+
+
+def read_cosmos_sersic_fits(path: str | os.PathLike[str]) -> dict[str, np.ndarray]:
+    """Sersic shapes of real galaxies from a GalSim COSMOS parametric-fit catalogue (``*_fits.fits``).
+
+    Reads the single-Sersic fits of GalSim's ``COSMOSCatalog`` format
+    (``sersicfit`` = ``[I_e, r_half (0.03" pixels, major axis), n, q, ...]``,
+    ``hlr[:, 0]`` the circularised half-light radius in arcsec,
+    ``viable_sersic``) and keeps the viable fits with ``0.3 <= n <= 6``.
+
+    Returns
+    -------
+    dict
+        ``n``, ``q`` and ``r_eff`` (arcsec) arrays, one row per galaxy: joint
+        draws of the source shape (:func:`~skysift.lens.dataset.make_lens_training_set`).
+
+    Raises
+    ------
+    InputDataError
+        Missing or unreadable file, missing columns or no viable fit (the
+        message names the file).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise InputDataError(f"{path}: COSMOS parametric-fit catalogue not found")
+    try:
+        with path.open("rb") as stream, fits.open(stream, memmap=False) as hdul:
+            table = Table(hdul[1].data)
+    except Exception as exc:  # astropy raises OSError/ValueError/IndexError/TypeError on corrupt files
+        raise InputDataError(f"{path}: unreadable COSMOS parametric-fit catalogue ({type(exc).__name__}: {exc})") from exc
+    missing = [name for name in ("sersicfit", "hlr") if name not in table.colnames]
+    if missing:
+        raise InputDataError(f"{path}: not a GalSim COSMOS parametric-fit catalogue (missing columns {missing})")
+    fits_ = np.asarray(table["sersicfit"], dtype=np.float64)
+    hlr = np.asarray(table["hlr"], dtype=np.float64)
+    if fits_.ndim != 2 or fits_.shape[1] < 4 or hlr.ndim != 2:
+        raise InputDataError(f"{path}: sersicfit/hlr columns have shapes {fits_.shape}, {hlr.shape}; expected (N, >=4), (N, 3)")
+    viable = np.asarray(table["viable_sersic"], dtype=bool) if "viable_sersic" in table.colnames else np.ones(len(table), bool)
+    n, q, r_eff = fits_[:, 2], fits_[:, 3], hlr[:, 0]
+    keep = viable & (n >= 0.3) & (n <= 6.0) & (q > 0.05) & (q <= 1.0) & (r_eff > 0) & np.isfinite(r_eff)
+    if not keep.any():
+        raise InputDataError(f"{path}: no viable Sersic fit (0.3 <= n <= 6, 0 < q <= 1)")
+    return {"n": n[keep], "q": q[keep], "r_eff": r_eff[keep]}

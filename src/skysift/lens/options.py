@@ -33,5 +33,9 @@ class LensOptions(StageOptions):
         "", "Negative families and weights, e.g. 'galaxy:2,arclet:1,ring:1'; empty for the default mixture "
         "(kinds: galaxy, arclet, ring, spiral, companion, blend, merger, edge_on, star).",
     )
+    source_catalogue: str = param(
+        "", "GalSim COSMOS parametric-fit catalogue whose real Sersic fits give the sources' shapes; empty for the "
+        "declared priors (e.g. ../shared/data/lens/galsim_real_galaxies/real_galaxy_catalog_23.5_example_fits.fits).",
+    )
     device: str = param("cpu", "Where the batched simulator runs.", choices=("cpu", "cuda"))
     simulation_batch: int = param(512, "Images simulated per batch (memory, not results).", minimum=1)

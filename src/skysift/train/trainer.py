@@ -450,6 +450,7 @@ def _finish(
         "data_products": {str(product_path): product_sha256},
         # Which survey's data the model is for (a product without ``meta.survey`` says nothing).
         "survey": survey,
+        "training_distribution": _training_distribution(product_path, dataset.table),
         "split": {
             "seed": config.seed, "val_fraction": config.val_fraction, "test_fraction": config.test_fraction,
             "group": task.split_group if task.split_group in dataset.table.colnames else None,
@@ -468,6 +469,24 @@ def _finish(
         temporary.write_text(json.dumps(card, indent=2, sort_keys=True, default=float))
     log.info("test metrics: %s", ", ".join(f"{k} {v:.4f}" for k, v in test_metrics.items()))
     return card
+
+
+def _training_distribution(product_path: Path, table: Any) -> dict[str, Any]:
+    """What the model was trained on: the product's settings and priors, and the share of each sample kind.
+
+    ``settings`` holds the product's scalar attributes (survey, cuts, the
+    declared priors as ``prior.*`` text, observing conditions...); ``kinds``
+    the fraction of samples of each value of the product's ``kind`` column,
+    where it has one (e.g. the lens finder's look-alike families).
+    """
+    with open_product(product_path) as product:
+        settings = {str(k): (v.item() if hasattr(v, "item") else v) for k, v in product.attrs.items()
+                    if isinstance(v, (str, int, float, bool, np.generic))}
+    distribution: dict[str, Any] = {"settings": settings}
+    if "kind" in table.colnames:
+        kinds, counts = np.unique(np.asarray(table["kind"]).astype(str), return_counts=True)
+        distribution["kinds"] = {str(k): float(c) / float(counts.sum()) for k, c in zip(kinds, counts)}
+    return distribution
 
 
 def _product_survey(product_path: Path) -> str:
