@@ -18,7 +18,10 @@ class LensOptions(StageOptions):
 
     enabled: bool = param(True, "Build, train and evaluate the lens finder.", cli=False)
     n_samples: int = param(2000, "Images in the training set.", minimum=10)
-    survey: str = param("lsst", "Survey preset (pixel scale, PSF, sky, noise).", choices=("lsst", "hsc", "euclid"))
+    survey: str = param(
+        "lsst", "Survey preset (pixel scale, PSF, sky, noise); 'lsst' is LSST's i band, 'lsst-g/r/i' each band.",
+        choices=("lsst", "lsst-g", "lsst-r", "lsst-i", "hsc", "euclid"),
+    )
     image_size: int = param(64, "Image side.", unit="pix", minimum=16, maximum=512)
     supersampling: int = param(3, "Sub-pixels per pixel side.", minimum=1, maximum=9)
     positive_fraction: float = param(0.5, "Fraction of lenses.", exclusive_minimum=0, exclusive_maximum=1)

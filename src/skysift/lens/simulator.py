@@ -168,6 +168,12 @@ SURVEYS: dict[str, SurveySpec] = {
     "lsst": SurveySpec("lsst", 0.2, 27.79, 20.48, 15.0, 460, 10.0, 2.3, 0.71, "moffat", 3.5),
     "hsc": SurveySpec("hsc", 0.168, 27.6, 20.5, 200.0, 6, 4.5, 3.0, 0.6, "moffat", 3.5),
     "euclid": SurveySpec("euclid", 0.1, 24.0, 22.35, 565.0, 4, 4.2, 3.1, 0.16, "gaussian"),
+    # LSST 10-year co-adds per band (lenstronomy's LSST g, r, i; "lsst" is the i band):
+    # lens searches in LSST use g, r, i, and r is the band of the deepest single-band
+    # co-add for blue arcs.
+    "lsst-g": SurveySpec("lsst-g", 0.2, 28.30, 22.26, 15.0, 200, 10.0, 2.3, 0.77, "moffat", 3.5),
+    "lsst-r": SurveySpec("lsst-r", 0.2, 28.13, 21.2, 15.0, 460, 10.0, 2.3, 0.73, "moffat", 3.5),
+    "lsst-i": SurveySpec("lsst-i", 0.2, 27.79, 20.48, 15.0, 460, 10.0, 2.3, 0.71, "moffat", 3.5),
 }
 
 
