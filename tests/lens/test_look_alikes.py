@@ -193,3 +193,23 @@ def test_bad_cosmos_catalogue_names_the_file(tmp_path: Path) -> None:
     (tmp_path / "junk.fits").write_bytes(b"not fits")
     with pytest.raises(InputDataError, match="junk.fits"):
         read_cosmos_sersic_fits(tmp_path / "junk.fits")
+
+
+def test_multi_band_images_follow_the_drawn_colours(tmp_path: Path) -> None:
+    bands = ("lsst-g", "lsst-r", "lsst-i")
+    product = read_product(make_lens_training_set(tmp_path / "gri.h5", 40, survey="lsst-r", bands=bands, seed=4,
+                                                  image_size=32, supersampling=1, positive_fraction=0.0,
+                                                  negative_mix={"galaxy": 1.0}, conditions="fixed"))
+    images, table = product.arrays["image"], product.table
+    assert images.shape == (40, 3, 32, 32) and product.attrs["bands"] == ",".join(bands)
+    # Plain galaxies: the band fluxes are the r-band flux scaled by the lens colours and zero points.
+    flux = images.sum(axis=(2, 3))
+    for channel, band in enumerate(bands):
+        letter = band[-1]
+        zero_point_offset = SURVEYS[band].zero_point - SURVEYS["lsst-r"].zero_point
+        expected = 10 ** (-0.4 * (np.asarray(table[f"lens_dmag_{letter}"]) - zero_point_offset))
+        np.testing.assert_allclose(flux[:, channel] / flux[:, 1], expected, rtol=0.1)
+    # Lens light is red: g - r >= 1.
+    assert np.all(np.asarray(table["lens_dmag_g"]) >= 1.0)
+    with pytest.raises(ValueError, match="r band"):
+        make_lens_training_set(tmp_path / "bad.h5", 4, survey="lsst-g", bands=bands, image_size=16, supersampling=1)

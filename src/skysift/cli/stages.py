@@ -174,7 +174,7 @@ def _lens_simulate(arguments: argparse.Namespace) -> int:
         supersampling=options.supersampling, positive_fraction=options.positive_fraction, galaxies=options.galaxies,
         seed=arguments.seed, device=options.device, batch_size=options.simulation_batch,
         conditions=options.conditions, negative_mix=parse_negative_mix(options.negative_mix),
-        source_catalogue=options.source_catalogue or None,
+        source_catalogue=options.source_catalogue or None, bands=tuple(options.bands),
         context=run_context(arguments, "lens_training_set", options=(options,)),
     )
     return 0

@@ -38,7 +38,7 @@ flipped), with arcs and hard-negative structure added on top.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -50,10 +50,10 @@ from skysift.io import ProductWriter
 from skysift.lens.injection import COSMOS_SOURCE_SIZE_FACTOR, degrade_to_survey, read_cosmos_sersic_fits, read_real_galaxies
 from skysift.lens import observing
 from skysift.lens.negatives import FEATURE_NAMES, HARD_NEGATIVE_KINDS, HARD_NEGATIVE_PRIORS, render_hard_negative
-from skysift.lens.simulator import LENS_PRIORS, SURVEYS, LensSimulator, arc_signal_to_noise
+from skysift.lens.simulator import LENS_PRIORS, SURVEYS, LensSimulator, SurveySpec, arc_signal_to_noise
 from skysift.log import get_logger
 from skysift.parallel import compute_in_windows, usable_cores
-from skysift.simulate.priors import describe, sample_parameters
+from skysift.simulate.priors import Prior, Uniform, describe, sample_parameters
 
 __all__ = [
     "DEFAULT_MIN_ARC_CONTRAST",
@@ -308,6 +308,7 @@ def simulate_batch(
     min_arc_contrast: float = DEFAULT_MIN_ARC_CONTRAST,
     conditions: str = "fixed",
     source_shapes: Mapping[str, np.ndarray] | None = None,
+    band_simulators: Sequence[LensSimulator] = (),
 ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """Simulate one batch: images ``(N, 1, H, W)`` float32 and the per-sample columns.
 
@@ -336,6 +337,11 @@ def simulate_batch(
         ``psf_phi`` and ``depth``).
     source_shapes : mapping, optional
         Real source shapes (:func:`_draw_arc_parameters`); default the priors.
+    band_simulators : sequence of LensSimulator
+        For multi-band images, one per band (only their survey noise is used):
+        the light components rendered with ``simulator`` (the r band) are
+        scaled by their colours (:func:`draw_colours`) and each band gets its
+        own noise; images are ``(N, bands, H, W)``. Empty: ``(N, 1, H, W)``.
     """
     n = len(kinds)
     params = sample_parameters(LENS_PRIORS, n, rng)
@@ -373,6 +379,9 @@ def simulate_batch(
     columns["arc_snr"] = np.full(n, np.nan)
     columns["arc_contrast"] = np.full(n, np.nan)
     clean = galaxies
+    # Multi-band images need each light component on its own (its colour scales it per band).
+    lensed_light = torch.zeros_like(galaxies) if band_simulators else None
+    feature_light = torch.zeros_like(galaxies) if band_simulators else None
     for selected, singly_imaged in ((is_lens, False), (is_arclet, True)):
         if not selected.any():
             continue
@@ -389,6 +398,8 @@ def simulate_batch(
         for name in _ARC_NAMES:
             params[name][selected] = lens_params[name]
         clean = clean.index_add(0, index, arc)
+        if lensed_light is not None:
+            lensed_light = lensed_light.index_add(0, index, arc)
         columns["magnification"][selected] = magnification
         columns["arc_snr"][selected] = snr
         columns["arc_contrast"][selected] = contrast
@@ -422,14 +433,28 @@ def simulate_batch(
         ])
         rows = np.flatnonzero(selected)
         index = torch.as_tensor(rows, device=simulator.device)
-        clean = clean.index_add(0, index, degrade(structure, rows))
+        structure = degrade(structure, rows)
+        clean = clean.index_add(0, index, structure)
+        if feature_light is not None:
+            feature_light = feature_light.index_add(0, index, structure)
         for name, values in feature.items():
             columns[name][selected] = values
-    images = simulator.add_noise(clean, rng)
+    if band_simulators:
+        colours = draw_colours(kinds, [band.survey for band in band_simulators], rng)
+        columns.update(colours)
+        components = {"lens": galaxies, "source": lensed_light, "feature": feature_light}
+        band_images = []
+        for band in band_simulators:
+            scale = {component: _band_flux_scale(colours[f"{component}_dmag_{_band_letter(band.survey)}"],
+                                                 band.survey, simulator.survey) for component in components}
+            band_clean = sum(components[c] * torch.as_tensor(scale[c], dtype=galaxies.dtype,
+                                                              device=galaxies.device).reshape(-1, 1, 1)
+                             for c in components)
+            band_images.append(_noisy(band, band_clean, rng, observed))
+        images = torch.stack(band_images, dim=1)
+    else:
+        images = _noisy(simulator, clean, rng, observed)[:, None]
     if observed is not None:
-        # Gaussian-limit noise scales as 1 / sqrt(exposure time): rescale the drawn deviates.
-        scale = torch.as_tensor(observing.noise_scale(observed), dtype=images.dtype, device=images.device)
-        images = clean + (images - clean) * scale.reshape(-1, 1, 1)
         columns.update({name: np.asarray(values, dtype=np.float64) for name, values in observed.items()})
     else:
         survey = simulator.survey
@@ -437,7 +462,70 @@ def simulate_batch(
                         "depth": np.ones(n)})
     columns["label"] = is_lens.astype(np.int8)
     columns["kind"] = np.asarray(kinds, dtype=object)
-    return images.to(torch.float32).cpu().numpy()[:, None], columns
+    return images.to(torch.float32).cpu().numpy(), columns
+
+
+def _noisy(
+    simulator: LensSimulator, clean: torch.Tensor, rng: np.random.Generator, observed: dict[str, np.ndarray] | None
+) -> torch.Tensor:
+    """Survey noise on ``clean`` (N, H, W), scaled to each image's depth where conditions are randomised."""
+    images = simulator.add_noise(clean, rng)
+    if observed is None:
+        return images
+    # Gaussian-limit noise scales as 1 / sqrt(exposure time): rescale the drawn deviates.
+    scale = torch.as_tensor(observing.noise_scale(observed), dtype=images.dtype, device=images.device)
+    return clean + (images - clean) * scale.reshape(-1, 1, 1)
+
+
+#: Bands of the multi-band mode, by the last letter of a survey preset's name ("lsst-g").
+BAND_LETTERS = ("g", "r", "i")
+#: Colour priors (AB): ``g - r`` and ``r - i`` of the lens light, the lensed source (and
+#: arclets), and the hard-negative structures. Lenses are early-type galaxies at
+#: z ~ 0.3-0.7 (luminous red galaxies: g - r ~ 1.0-1.7, r - i ~ 0.35-0.65; Eisenstein et
+#: al. 2001, AJ 122, 2267); sources are star-forming galaxies at z ~ 1-3, nearly flat
+#: in f_nu (g - r ~ -0.1-0.5); the rings, spiral arms and tidal tails are star-forming
+#: (bluish), while companions, blends, stars and edge-on discs take any colour from blue
+#: to red: colour alone does not tell them from lenses.
+COLOUR_PRIORS: dict[str, dict[str, Prior]] = {
+    "lens": {"g-r": Uniform(1.0, 1.7), "r-i": Uniform(0.35, 0.65)},
+    "source": {"g-r": Uniform(-0.1, 0.5), "r-i": Uniform(-0.1, 0.4)},
+    "feature_blue": {"g-r": Uniform(0.1, 0.8), "r-i": Uniform(0.0, 0.4)},
+    "feature_any": {"g-r": Uniform(0.1, 1.7), "r-i": Uniform(0.0, 0.7)},
+}
+_BLUE_FEATURES = ("ring", "spiral", "merger")
+
+
+def _band_letter(survey: SurveySpec) -> str:
+    letter = survey.name.rsplit("-", 1)[-1]
+    if letter not in BAND_LETTERS:
+        raise ValueError(f"band {survey.name!r}: multi-band images need presets named '<survey>-g/r/i'")
+    return letter
+
+
+def draw_colours(kinds: np.ndarray, bands: Sequence[SurveySpec], rng: np.random.Generator) -> dict[str, np.ndarray]:
+    """Per-sample magnitude offsets ``<component>_dmag_<band>`` from the r band (:data:`COLOUR_PRIORS`).
+
+    ``m_g - m_r = g - r``, ``m_i - m_r = -(r - i)``; components ``lens``,
+    ``source`` (lenses and arclets) and ``feature`` (hard-negative structure).
+    """
+    n = len(kinds)
+    offsets: dict[str, np.ndarray] = {}
+    drawn = {name: sample_parameters(priors, n, rng) for name, priors in COLOUR_PRIORS.items()}
+    blue = np.isin(kinds, _BLUE_FEATURES)
+    feature = {colour: np.where(blue, drawn["feature_blue"][colour], drawn["feature_any"][colour])
+               for colour in ("g-r", "r-i")}
+    for component, colour in (("lens", drawn["lens"]), ("source", drawn["source"]), ("feature", feature)):
+        for band in bands:
+            letter = _band_letter(band)
+            offsets[f"{component}_dmag_{letter}"] = (
+                colour["g-r"] if letter == "g" else -colour["r-i"] if letter == "i" else np.zeros(n)
+            ).astype(np.float64)
+    return offsets
+
+
+def _band_flux_scale(dmag: np.ndarray, band: SurveySpec, reference: SurveySpec) -> np.ndarray:
+    """e-/s in ``band`` per e-/s rendered in ``reference`` for a component ``dmag`` fainter in ``band``."""
+    return 10.0 ** (-0.4 * (np.asarray(dmag) - (band.zero_point - reference.zero_point)))
 
 
 @contextmanager
@@ -483,6 +571,7 @@ def make_lens_training_set(
     conditions: str = "randomised",
     negative_mix: Mapping[str, float] | None = None,
     source_catalogue: str | os.PathLike[str] | None = None,
+    bands: Sequence[str] = (),
 ) -> Path:
     """Simulate a lens-finding training set and write it as an HDF5 product.
 
@@ -559,6 +648,13 @@ def make_lens_training_set(
         axis ratio and size are drawn jointly from its real galaxies
         (:func:`~skysift.lens.injection.read_cosmos_sersic_fits`) instead of
         the independent uniform priors.
+    bands : sequence of str
+        Multi-band images: survey presets of the bands in channel order (e.g.
+        ``("lsst-g", "lsst-r", "lsst-i")``); ``survey`` must be the r-band one
+        among them (the arc S/N cut and the stored magnitudes are in r). Each
+        light component gets colours from :data:`COLOUR_PRIORS` (stored as
+        ``<component>_dmag_<band>``) and each band its own noise. Empty (the
+        default): single-band images of ``survey``.
 
     Lenses failing a cut get their arc parameters (mass model, shear and
     source) redrawn from :data:`~skysift.lens.simulator.LENS_PRIORS`, the lens
@@ -601,6 +697,14 @@ def make_lens_training_set(
     if conditions not in CONDITIONS:
         raise ValueError(f"conditions must be one of {CONDITIONS}, got {conditions!r}")
     mix = check_negative_mix(NEGATIVE_MIX if negative_mix is None else negative_mix)
+    band_specs = [SURVEYS[band] if band in SURVEYS else None for band in bands]
+    if bands:
+        if None in band_specs or survey not in bands:
+            raise ValueError(f"bands {list(bands)} must be survey presets ({sorted(SURVEYS)}) including survey {survey!r}")
+        if _band_letter(SURVEYS[survey]) != "r" or len({spec.pixel_scale for spec in band_specs}) != 1:
+            raise ValueError(f"bands {list(bands)}: survey {survey!r} must be the r band, all bands one pixel scale")
+        for spec in band_specs:
+            _band_letter(spec)
     rng = np.random.default_rng(seed)
     # Chunks of 64 images keep the adaptive kernels' working set in cache (16 for uniform).
     simulator = LensSimulator(survey, image_size, supersampling, device=device, compile=compile,
@@ -621,6 +725,8 @@ def make_lens_training_set(
         inputs.append(Path(source_catalogue))
         _LOG.info("source shapes from %d COSMOS Sersic fits in %s", len(source_shapes["n"]), source_catalogue)
     kinds = _assign_kinds(n_samples, positive_fraction, rng, mix)
+    # Only the noise model of each band is used: no supersampling, no PSF.
+    band_simulators = [LensSimulator(spec, image_size, 1, psf=None, device=device) for spec in band_specs]
     provenance = resolve_context(context, "lens_training_set").provenance(inputs=inputs, seed=seed)
     attrs = {
         "survey": survey,
@@ -635,12 +741,16 @@ def make_lens_training_set(
         "min_arc_contrast": float(min_arc_contrast),
         "conditions": conditions,
         "source_shapes": str(source_catalogue) if source_catalogue else "priors",
+        "bands": ",".join(bands) if bands else survey,
         # The training distribution, for the model card: kinds and their shares.
         "negative_mix": ",".join(f"{k}:{v:.4g}" for k, v in mix.items()),
     }
     attrs.update({f"prior.{k}": v for k, v in describe(LENS_PRIORS).items()})
     for kind, priors in HARD_NEGATIVE_PRIORS.items():
         attrs.update({f"prior.{kind}.{k}": v for k, v in describe(priors).items()})
+    if bands:
+        for component, priors in COLOUR_PRIORS.items():
+            attrs.update({f"prior.colour.{component}.{k}": v for k, v in describe(priors).items()})
     if conditions == "randomised":
         attrs.update({f"prior.observing.{k}": v for k, v in describe(observing.OBSERVING_PRIORS).items()})
         attrs["prior.observing.seeing"] += f" x {SURVEYS[survey].seeing} arcsec"
@@ -649,7 +759,7 @@ def make_lens_training_set(
     # simulation itself costs): the gzip filter stays, at level 0 (stored), so readers are unchanged.
     with ProductWriter(out_path, "lens-training-set", provenance, attrs=attrs, compression_level=0) as writer:
         writer.add_array(
-            "image", (1, image_size, image_size), "float32", unit=IMAGE_UNIT,
+            "image", (max(len(bands), 1), image_size, image_size), "float32", unit=IMAGE_UNIT,
             description="sky-subtracted survey image with noise; normalise with skysift.lens.model.normalise",
         )
         writer.add_column("label", "int8", description="1 = lens, 0 = not a lens")
@@ -665,6 +775,10 @@ def make_lens_training_set(
         writer.add_column("psf_e", "float64", description="ellipticity of the PSF's Gaussian component")
         writer.add_column("psf_phi", "float64", unit="deg", description="position angle of the PSF ellipticity")
         writer.add_column("depth", "float64", description="exposure time relative to the survey preset's")
+        for component in ("lens", "source", "feature"):
+            for spec in band_specs:
+                writer.add_column(f"{component}_dmag_{_band_letter(spec)}", "float64", unit="mag",
+                                  description=f"{component} magnitude in {spec.name} minus that in r")
         for name in (*LENS_PRIORS, *FEATURE_NAMES):
             writer.add_column(name, "float64", unit=units.get(name, ""))
         starts = range(0, n_samples, batch_size)
@@ -674,6 +788,7 @@ def make_lens_training_set(
                 simulator, kinds[start : start + batch_size], np.random.default_rng(batch_seed), stamps, meta,
                 min_arc_snr=min_arc_snr, min_magnification=min_magnification, resolution_factor=resolution_factor,
                 min_arc_contrast=min_arc_contrast, conditions=conditions, source_shapes=source_shapes,
+                band_simulators=band_simulators,
             )
             for start, batch_seed in zip(starts, batch_seeds)
         ]

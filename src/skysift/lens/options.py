@@ -40,5 +40,9 @@ class LensOptions(StageOptions):
         "", "GalSim COSMOS parametric-fit catalogue whose real Sersic fits give the sources' shapes; empty for the "
         "declared priors (e.g. ../shared/data/lens/galsim_real_galaxies/real_galaxy_catalog_23.5_example_fits.fits).",
     )
+    bands: list[str] = param(
+        [], "Multi-band images: survey presets of the bands, e.g. [lsst-g, lsst-r, lsst-i] with survey lsst-r "
+        "(set train.lens.model.in_channels to their number); empty for single-band images of the survey.",
+    )
     device: str = param("cpu", "Where the batched simulator runs.", choices=("cpu", "cuda"))
     simulation_batch: int = param(512, "Images simulated per batch (memory, not results).", minimum=1)
