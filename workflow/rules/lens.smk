@@ -62,7 +62,7 @@ rule score_lens_validation:
     params:
         skysift=SKYSIFT_CLI,
         code=code_version("skysift.cli.training:_score", "skysift.lens.task"),
-        model_dir=f"{RESULTS}/models/lens",
+        model_dir=lambda wildcards, input: Path(input.model).parent.as_posix(),
         provenance=provenance_flags("score_lens_validation", "train.lens"),
     log:
         f"{LOGS}/score/lens_validation.log",
@@ -115,7 +115,7 @@ rule lens_validation_report:
     params:
         skysift=SKYSIFT_CLI,
         code=code_version("skysift.cli.stages:_lens_validation_report"),
-        outdir=f"{RESULTS}/lens/validation",
+        outdir=lambda wildcards, output: Path(output.metrics).parent.as_posix(),
     log:
         f"{LOGS}/lens_validation_report.log",
     conda:
