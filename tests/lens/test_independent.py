@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import math
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -50,7 +51,7 @@ def test_module_imports_nothing_of_skysifts_simulator_or_priors():
     code = ("import sys; from skysift.lens.independent import draw_sample; draw_sample('lens', 1); "
             "draw_sample('ring', 2); print(sorted(m for m in sys.modules if m.startswith('skysift')))")
     loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
-                            env={"PYTHONPATH": str(Path(independent.__file__).parents[2])}).stdout
+                            env={**os.environ, "PYTHONPATH": str(Path(independent.__file__).parents[2])}).stdout
     for forbidden in ("skysift.lens.simulator", "skysift.lens.negatives", "skysift.lens.dataset",
                       "skysift.lens.injection", "skysift.simulate"):
         assert forbidden not in loaded
@@ -66,15 +67,16 @@ def test_draw_sample_is_a_pure_function_of_family_and_seed():
         assert not np.array_equal(first, other)
 
 
-def test_lenses_are_multiply_imaged_resolved_and_bright_enough():
+def test_lenses_are_multiply_imaged_identifiable_and_bright_enough():
     from lenstronomy.LensModel.lens_model import LensModel
     from lenstronomy.LensModel.Solver.lens_equation_solver import LensEquationSolver
 
     solver = LensEquationSolver(LensModel(["SIE", "SHEAR"]))
-    for seed in range(4):
+    for seed in range(3):
         _, row = draw_sample("lens", seed)
         assert row["arc_snr"] >= 10.0
         assert row["theta_E"] ** 2 > row["source_r_eff"] ** 2 + (row["seeing"] / 2) ** 2
+        assert row["magnification"] * row["source_r_eff"] > row["seeing"] / 2  # tangentially resolved
         assert 0.6 <= row["seeing"] <= 0.9
         xs, _ = solver.image_position_from_source(
             row["lens_x"] + row["source_x"], row["lens_y"] + row["source_y"], _lens_kwargs(row), min_distance=0.01,
@@ -93,7 +95,7 @@ def test_arclets_are_singly_imaged_just_outside_the_caustic():
     from lenstronomy.LensModel.Solver.lens_equation_solver import LensEquationSolver
 
     solver = LensEquationSolver(LensModel(["SIE", "SHEAR"]))
-    for seed in range(3):
+    for seed in range(2):
         _, row = draw_sample("arclet", seed)
         distance = math.hypot(row["source_x"], row["source_y"])
         assert 1.05 * row["theta_E"] <= distance <= 1.8 * row["theta_E"] + 1e-9

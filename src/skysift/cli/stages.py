@@ -357,7 +357,7 @@ def register(commands: argparse._SubParsersAction) -> None:
         description="Score real light curves with a trained transit model: one light-curve FITS file with its "
         "ephemeris, a phase-folded curve, or every TCE of a table whose light curves are in a directory.",
     )
-    lens = add_group(commands, "lens", "strong-lens training sets", "Strong-lens finding (Petrillo et al.; CMU DeepLens).")
+    lens = add_group(commands, "lens", "strong-lens training sets and the independent validation set", "Strong-lens finding (Petrillo et al.; CMU DeepLens).")
     add_command(
         lens, "simulate", _lens_simulate, flags=("--out", "--seed"), options=(LensOptions,), provenance=True,
         help="simulate a lens-finding training set -> HDF5 product",

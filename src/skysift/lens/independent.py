@@ -34,9 +34,10 @@ Populations (every range is a uniform draw unless said otherwise):
 
 Families (``family`` column): ``lens`` (label 1): the source centre inside the
 caustic (at least two images by lenstronomy's lens-equation solver), kept
-only if the lensed light passes the resolution criterion of Collett (2015),
-``theta_E^2 > R_eff^2 + (seeing / 2)^2``, and has an integrated S/N >= 10
-(:func:`arc_signal_to_noise`). Look-alikes (label 0), in equal shares:
+only if it passes the identifiability criteria of Collett (2015): resolved,
+``theta_E^2 > R_eff^2 + (seeing / 2)^2``, and tangentially stretched beyond
+the seeing, ``mu R_eff > seeing / 2`` (``mu`` the total magnification), and
+if the lensed light has an integrated S/N >= 10 (:func:`arc_signal_to_noise`). Look-alikes (label 0), in equal shares:
 
 * ``arclet``: the same deflector and source priors, the source just outside
   the caustic (1.05-1.8 theta_E from the lens), singly imaged at its centre
@@ -97,6 +98,7 @@ COLUMNS: dict[str, tuple[str, str]] = {
     "theta_E": ("arcsec", "Einstein radius (lenses and arclets)"),
     "arc_snr": ("", "integrated S/N of the lensed source light (lenses and arclets)"),
     "n_images": ("", "images of the source centre by lenstronomy's solver (lenses and arclets)"),
+    "magnification": ("", "lensed (in the stamp) over unlensed source flux (lenses and arclets)"),
     "seeing": ("arcsec", "FWHM of the Gaussian PSF"),
     "sigma_v": ("km / s", "velocity dispersion of the deflector"),
     "z_lens": ("", "deflector redshift"),
@@ -325,7 +327,9 @@ def _draw_lensed(rng: np.random.Generator, seeing: float, numpix: int, supersamp
         r_eff = source_columns["source_r_eff"]
         if inside and theta_e**2 <= r_eff**2 + (seeing / 2.0) ** 2:  # Collett (2015): resolved
             continue
-        if 2 * (theta_e + 1.8 * theta_e) > numpix * PIXEL_SCALE:  # the arclet region must fit the stamp
+        # Lenses and arclets share one deflector population: systems whose arclet region
+        # (1.8 theta_E from the lens, plus the arc's own extent) leaves the stamp are redrawn for both.
+        if 2 * (theta_e + 1.8 * theta_e) > numpix * PIXEL_SCALE:
             continue
         radius = theta_e * (math.sqrt(rng.uniform()) if inside else rng.uniform(1.05, 1.8))
         angle = rng.uniform(0, 2 * math.pi)
@@ -340,10 +344,14 @@ def _draw_lensed(rng: np.random.Generator, seeing: float, numpix: int, supersamp
         snr = arc_signal_to_noise(arc, noise_free_sigma)
         if snr < min_snr:
             continue
+        unlensed_flux = 10 ** (-0.4 * (source_columns["source_mag"] - observation(seeing)["magnitude_zero_point"]))
+        magnification = float(arc.sum() / unlensed_flux)
+        if inside and magnification * r_eff <= seeing / 2.0:  # Collett (2015): arcs stretched beyond the seeing
+            continue
         columns = {key: deflector[key] for key in ("theta_E", "sigma_v", "z_lens", "z_source", "lens_q", "shear")}
         columns.update(lens_x=deflector["center_x"], lens_y=deflector["center_y"], lens_e1=deflector["e1"],
                        lens_e2=deflector["e2"], shear_gamma1=deflector["gamma1"], shear_gamma2=deflector["gamma2"])
-        columns.update(source_columns, arc_snr=snr, n_images=n_images, source_x=x, source_y=y,
+        columns.update(source_columns, arc_snr=snr, n_images=n_images, source_x=x, source_y=y, magnification=magnification,
                        host_mag=scene.lens_light[0]["magnitude"], host_r_eff=scene.lens_light[0]["R_sersic"])
         return _add_noise(model, noise_free_sigma, rng), columns
     raise RuntimeError(f"no {'lens' if inside else 'arclet'} passed the cuts in {MAX_ATTEMPTS} draws")
@@ -628,9 +636,10 @@ def make_validation_set(
     if workers > 1:
         from concurrent.futures import ProcessPoolExecutor
 
-        chunks = [tasks[start::workers] for start in range(workers)]
+        chunks = [tasks[start::workers] for start in range(workers)]  # interleaved: lenses cost most
+        draw = functools.partial(_draw_rows, numpix=image_size, supersampling=supersampling, min_arc_snr=min_arc_snr)
         with ProcessPoolExecutor(workers) as pool:
-            parts = list(pool.map(_draw_rows, chunks, *zip(*[(image_size, supersampling, min_arc_snr)] * workers)))
+            parts = list(pool.map(draw, chunks))
         rows: list[Any] = [None] * len(tasks)
         for start, part in enumerate(parts):
             rows[start::workers] = part

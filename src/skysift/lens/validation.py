@@ -162,12 +162,11 @@ def family_figure(families: Table, bins: Table, overall_auc: float) -> Figure:
     return figure
 
 
-def lookalike_gallery(images: np.ndarray, scores: np.ndarray, families: np.ndarray, n_show: int = 16) -> Figure:
-    """The ``n_show`` highest-scoring look-alikes, best first, titled with their family."""
+def lookalike_gallery(images: np.ndarray, scores: np.ndarray, titles: list[str], n_show: int = 16) -> Figure:
+    """The ``n_show`` highest-scoring look-alikes, best first, each titled (family, product row)."""
     from skysift.lens.plots import candidate_gallery
 
-    figure = candidate_gallery(images, scores, n_show=n_show, ncols=min(8, max(1, n_show)),
-                               titles=[str(family) for family in families])
+    figure = candidate_gallery(images, scores, n_show=n_show, ncols=min(8, max(1, n_show)), titles=titles)
     figure.suptitle("Independent validation: highest-scoring look-alikes (label 0)")
     figure.tight_layout()
     return figure
@@ -244,6 +243,6 @@ def evaluate_validation(
     unique_rows = np.unique(rows)  # h5py reads increasing indices; reorder afterwards
     with open_product(product_path) as product:
         images = product.arrays["image"][unique_rows][np.searchsorted(unique_rows, rows)]
-    save_figure(lookalike_gallery(images, scores[top], np.asarray(table["family"])[top], n_show=len(top)),
-                out_dir / "gallery.png")
+    titles = [f"{family}, row {row}" for family, row in zip(np.asarray(table["family"])[top], rows)]
+    save_figure(lookalike_gallery(images, scores[top], titles, n_show=len(top)), out_dir / "gallery.png")
     return metrics
