@@ -134,7 +134,7 @@ def test_family_counts_share_the_lookalikes_equally():
 def test_validation_set_is_a_lens_product_the_trainer_reads(tmp_path):
     from skysift.train.data import ProductDataset
 
-    path = make_validation_set(tmp_path / "validation.h5", n_lenses=3, n_lookalikes=7, seed=4, image_size=48)
+    path = make_validation_set(tmp_path / "validation.h5", n_lenses=3, n_lookalikes=7, seed=4, image_size=48, workers=2)
     product = read_product(path)
     assert product.product_type == "lens-validation-set"
     assert product.arrays["image"].shape == (10, 1, 48, 48) and product.arrays["image"].dtype == np.float32
@@ -144,7 +144,7 @@ def test_validation_set_is_a_lens_product_the_trainer_reads(tmp_path):
     lensed = np.isin(table["family"], ["lens", "arclet"])
     assert np.all(table["arc_snr"][lensed] >= 10.0) and np.all(np.isnan(table["arc_snr"][~lensed]))
     row = table[int(np.flatnonzero(table["family"] == "ring")[0])]
-    image, _ = draw_sample("ring", int(row["sample_seed"]), numpix=48)  # each sample can be redrawn alone
+    image, _ = draw_sample("ring", int(row["sample_seed"]), numpix=48)  # redrawn alone, in this process
     assert np.array_equal(image, product.arrays["image"][table["sample_seed"] == row["sample_seed"]][0, 0])
     dataset = ProductDataset(path, ("image",), label="label")
     (images,), labels = dataset[np.arange(10)]
