@@ -35,20 +35,21 @@ rule lens_validation_set:
         skysift=SKYSIFT_CLI,
         code=code_version("skysift.cli.stages:_lens_validation_set"),
         seed=derive_seed(config["seed"], "lens_validation_set"),
-        options=stage_flags("lens_validation"),
+        # The job's processes are its threads (lens_validation.workers, default 2), not the node's cores.
+        options=stage_flags("lens_validation", values={"workers": None}),
         provenance=provenance_flags("lens_validation_set", "lens_validation"),
     log:
         f"{LOGS}/lens_validation_set.log",
     conda:
         "../../envs/lens.yaml"
-    threads: 2
+    threads: config["lens_validation"]["workers"] or 2
     resources:
         mem_mb=2000,
         runtime=20,
-        cpus_per_task=2,
+        cpus_per_task=config["lens_validation"]["workers"] or 2,
     shell:
         "{params.skysift} lens validation-set --out {output.product} "
-        "--seed {params.seed} {params.options} {params.provenance} > {log} 2>&1"
+        "--seed {params.seed} --workers {threads} {params.options} {params.provenance} > {log} 2>&1"
 
 
 rule score_lens_validation:
