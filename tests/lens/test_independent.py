@@ -144,7 +144,7 @@ def test_validation_set_is_a_lens_product_the_trainer_reads(tmp_path):
     lensed = np.isin(table["family"], ["lens", "arclet"])
     assert np.all(table["arc_snr"][lensed] >= 10.0) and np.all(np.isnan(table["arc_snr"][~lensed]))
     row = table[int(np.flatnonzero(table["family"] == "ring")[0])]
-    image, _ = draw_sample("ring", int(row["sample_seed"]), numpix=48)  # redrawn alone, in this process
+    image, _ = draw_sample("ring", int(row["sample_seed"]), image_size=48)  # redrawn alone, in this process
     assert np.array_equal(image, product.arrays["image"][table["sample_seed"] == row["sample_seed"]][0, 0])
     dataset = ProductDataset(path, ("image",), label="label")
     (images,), labels = dataset[np.arange(10)]

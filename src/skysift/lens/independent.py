@@ -317,7 +317,7 @@ def _lensed_scene(deflector: dict[str, float], source: list[tuple[str, dict[str,
     return scene
 
 
-def _draw_lensed(rng: np.random.Generator, seeing: float, numpix: int, supersampling: int, *,
+def _draw_lensed(rng: np.random.Generator, seeing: float, image_size: int, supersampling: int, *,
                  inside: bool, min_snr: float) -> tuple[np.ndarray, dict[str, float]]:
     """A lens (source centre inside the caustic) or an arclet (singly imaged source just outside it)."""
     for _ in range(MAX_ATTEMPTS):
@@ -329,7 +329,7 @@ def _draw_lensed(rng: np.random.Generator, seeing: float, numpix: int, supersamp
             continue
         # Lenses and arclets share one deflector population: systems whose arclet region
         # (1.8 theta_E from the lens, plus the arc's own extent) leaves the stamp are redrawn for both.
-        if 2 * (theta_e + 1.8 * theta_e) > numpix * PIXEL_SCALE:
+        if 2 * (theta_e + 1.8 * theta_e) > image_size * PIXEL_SCALE:
             continue
         radius = theta_e * (math.sqrt(rng.uniform()) if inside else rng.uniform(1.05, 1.8))
         angle = rng.uniform(0, 2 * math.pi)
@@ -340,7 +340,7 @@ def _draw_lensed(rng: np.random.Generator, seeing: float, numpix: int, supersamp
             continue
         if not inside and (n_images != 1 or not _singly_imaged_extent(scene.lens, deflector, (x, y), r_eff)):
             continue
-        model, arc, noise_free_sigma = render_scene(scene, seeing, numpix, supersampling)
+        model, arc, noise_free_sigma = render_scene(scene, seeing, image_size, supersampling)
         snr = arc_signal_to_noise(arc, noise_free_sigma)
         if snr < min_snr:
             continue
@@ -503,8 +503,10 @@ _UNLENSED_FAMILIES: dict[str, Callable[[np.random.Generator], tuple[Scene, dict[
 # --- rendering -------------------------------------------------------------------------------------------------
 
 
-def render_scene(scene: Scene, seeing: float, numpix: int, supersampling: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Noise-free image, its lensed-source part and the pixel noise, all ``(numpix, numpix)`` in e-/s.
+def render_scene(
+    scene: Scene, seeing: float, image_size: int, supersampling: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Noise-free image, its lensed-source part and the pixel noise, all ``(image_size, image_size)`` in e-/s.
 
     lenstronomy's ``SimAPI`` with the LSST r-band 10-year settings and a
     Gaussian PSF of FWHM ``seeing``; the noise (sky, read-out and the Poisson
@@ -519,7 +521,7 @@ def render_scene(scene: Scene, seeing: float, numpix: int, supersampling: int) -
         kwargs_model["point_source_model_list"] = ["UNLENSED"]
         xs, ys, magnitudes = (np.array(values) for values in zip(*scene.stars))
         stars = [{"ra_image": xs, "dec_image": ys, "magnitude": magnitudes}]
-    simulation = SimAPI(numpix, observation(seeing), kwargs_model)
+    simulation = SimAPI(image_size, observation(seeing), kwargs_model)
     image_model = simulation.image_model_class({"supersampling_factor": supersampling})
     lens_light, source, point_sources = simulation.magnitude2amplitude(
         scene.lens_light or None, scene.source or None, stars)
@@ -538,14 +540,14 @@ def _add_noise(model: np.ndarray, sigma: np.ndarray, rng: np.random.Generator) -
     return (model + rng.normal(size=model.shape) * sigma).astype(np.float32)
 
 
-def draw_sample(family: str, seed: int, *, numpix: int = 64, supersampling: int = 2,
+def draw_sample(family: str, seed: int, *, image_size: int = 64, supersampling: int = 2,
                 min_arc_snr: float = 10.0) -> tuple[np.ndarray, dict[str, float]]:
     """One image of a family, a pure function of ``(family, seed)`` and the settings.
 
     Returns
     -------
     image : numpy.ndarray
-        ``(numpix, numpix)`` float32, sky-subtracted e-/s per pixel, with noise.
+        ``(image_size, image_size)`` float32, sky-subtracted e-/s per pixel, with noise.
     columns : dict
         The sample's parameters (keys of :data:`COLUMNS`; missing ones are NaN).
     """
@@ -554,14 +556,14 @@ def draw_sample(family: str, seed: int, *, numpix: int = 64, supersampling: int 
     rng = np.random.default_rng(seed)
     seeing = rng.uniform(*SEEING_RANGE)
     if family in ("lens", "arclet"):
-        image, columns = _draw_lensed(rng, seeing, numpix, supersampling, inside=family == "lens",
+        image, columns = _draw_lensed(rng, seeing, image_size, supersampling, inside=family == "lens",
                                       min_snr=min_arc_snr)
     else:
         scene, columns = _UNLENSED_FAMILIES[family](rng)
         if "host_mag" not in columns:
             columns["host_mag"] = scene.lens_light[0]["magnitude"]
             columns["host_r_eff"] = scene.lens_light[0]["R_sersic"]
-        model, _, sigma = render_scene(scene, seeing, numpix, supersampling)
+        model, _, sigma = render_scene(scene, seeing, image_size, supersampling)
         image = _add_noise(model, sigma, rng)
     row = {name: math.nan for name in COLUMNS}
     row.update({key: float(value) for key, value in columns.items()})
@@ -577,8 +579,8 @@ def family_counts(n_lenses: int, n_lookalikes: int) -> dict[str, int]:
     return counts
 
 
-def _draw_rows(tasks: list[tuple[str, int]], numpix: int, supersampling: int, min_arc_snr: float) -> list[Any]:
-    return [draw_sample(family, seed, numpix=numpix, supersampling=supersampling, min_arc_snr=min_arc_snr)
+def _draw_rows(tasks: list[tuple[str, int]], image_size: int, supersampling: int, min_arc_snr: float) -> list[Any]:
+    return [draw_sample(family, seed, image_size=image_size, supersampling=supersampling, min_arc_snr=min_arc_snr)
             for family, seed in tasks]
 
 
@@ -637,7 +639,7 @@ def make_validation_set(
         from concurrent.futures import ProcessPoolExecutor
 
         chunks = [tasks[start::workers] for start in range(workers)]  # interleaved: lenses cost most
-        draw = functools.partial(_draw_rows, numpix=image_size, supersampling=supersampling, min_arc_snr=min_arc_snr)
+        draw = functools.partial(_draw_rows, image_size=image_size, supersampling=supersampling, min_arc_snr=min_arc_snr)
         with ProcessPoolExecutor(workers) as pool:
             parts = list(pool.map(draw, chunks))
         rows: list[Any] = [None] * len(tasks)

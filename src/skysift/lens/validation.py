@@ -77,9 +77,8 @@ def family_table(table: Table, threshold: float) -> Table:
         selected = scores[families == family]
         rows.append((family, selected.size, _auc_or_nan(lens_scores, selected), float(np.mean(selected > 0.5)),
                      float(np.mean(selected >= threshold))))
-    result = Table(rows=rows, names=("family", "n", "auc", "fraction_above_0.5", "fraction_above_threshold"),
-                   dtype=(str, int, float, float, float)) if rows else Table(
-        names=("family", "n", "auc", "fraction_above_0.5", "fraction_above_threshold"), dtype=(str, int, float, float, float))
+    result = Table(rows=rows or None, names=("family", "n", "auc", "fraction_above_0.5", "fraction_above_threshold"),
+                   dtype=(str, int, float, float, float))
     result["auc"].description = "ROC AUC of all lenses against this family"
     result["fraction_above_threshold"].description = f"fraction at or above the FPR {OPERATING_FPR:g} threshold"
     return result
@@ -234,7 +233,8 @@ def evaluate_validation(
     write_table(bins, out_dir / "snr_bins.ecsv")
     labels = np.asarray(table["label"]).astype(int)
     scores = np.asarray(table["score"], dtype=np.float64)
-    title = f"lens: independent lenstronomy validation set ({metrics['n_lenses']} lenses, {metrics['n_lookalikes']} look-alikes)"
+    title = (f"lens: independent lenstronomy validation set "
+             f"({metrics['n_lenses']} lenses, {metrics['n_lookalikes']} look-alikes)")
     save_figure(roc_figure(labels, scores, title=title), out_dir / "roc.png")
     save_figure(family_figure(families, bins, metrics["auc"]), out_dir / "families.png")
     negative = np.flatnonzero(labels == 0)
