@@ -427,9 +427,21 @@ def model_products():
     return products
 
 
+def lens_validation_enabled():
+    """The independent lens validation set is built and scored (it needs the trained lens model)."""
+    return config["lens"]["enabled"] and config["lens_validation"]["enabled"]
+
+
+def lens_validation_products():
+    if not lens_validation_enabled():
+        return []
+    return [f"{RESULTS}/lens/validation/validation_set.h5", f"{RESULTS}/lens/validation/scores.h5"]
+
+
 def all_products():
     """Every data product of the run, for the provenance summary."""
-    return simulated_products() + diffim_products() + realbogus_products() + model_products()
+    return (simulated_products() + diffim_products() + realbogus_products() + model_products()
+            + lens_validation_products())
 
 
 def all_targets():
@@ -446,6 +458,11 @@ def all_targets():
         ]
     if enabled_tasks():
         targets.append(f"{RESULTS}/evaluation/metrics.html")
+    if lens_validation_enabled():
+        targets += [
+            f"{RESULTS}/lens/validation/{name}"
+            for name in ("metrics.json", "families.ecsv", "snr_bins.ecsv", "roc.png", "families.png", "gallery.png")
+        ]
     if config["gw"]["enabled"]:
         targets += [f"{RESULTS}/gw/sensitivity.png", f"{RESULTS}/gw/sensitivity.json"]
     targets += [f"{RESULTS}/provenance/summary.json", f"{RESULTS}/provenance/summary.html"]
