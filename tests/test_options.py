@@ -32,7 +32,9 @@ def _subparser(parser, *names):
 def test_schema_sections_are_generated_from_the_options_classes(repo_root, sections):
     raw = read_yaml(repo_root / "workflow" / "schemas" / "config.schema.yaml")
     schema = load_schema(repo_root / "workflow" / "schemas" / "config.schema.yaml")
-    assert set(sections) == {"simulate.pairs", "diffim", "transit", "realbogus", "lens", "gw", "dask", "train.<task>"}
+    assert set(sections) == {
+        "simulate.pairs", "diffim", "transit", "realbogus", "lens", "lens_validation", "gw", "dask", "train.<task>"
+    }
     for section, classes in sections.items():
         path = ["$defs", "train"] if section == "train.<task>" else [p for part in section.split(".") for p in ("properties", part)]
         raw_node, node = raw, schema

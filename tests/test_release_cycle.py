@@ -146,3 +146,63 @@ def test_release_cycle_on_decam_pairs(tmp_path, repo_root, capsys, monkeypatch, 
     capsys.readouterr()
     assert main(["release", "verify", "releases/stale.tsv", "--results", "results"]) == 1
     assert "results/diffim/d/difference.fits: stale" in capsys.readouterr().err
+
+
+def test_batch_jobs_redo_only_the_pairs_a_release_changes(tmp_path, repo_root, planned_jobs):
+    # inputs.pairs_per_job: 2 on three DECam pairs: batches (a, b) and (c). A new table moves a
+    # to a new path unchanged and edits b: one batch job reruns, and inside it only b is redone.
+    root = tmp_path / "project"
+    for pair in ("a", "b", "c"):
+        _copy_pair(pair, root / "data" / pair)
+    (root / "data2").mkdir()
+    shutil.copytree(root / "data" / "a", root / "data2" / "a")
+    _copy_pair("b", root / "data2" / "b")
+    with fits.open(root / "data2" / "b" / "science.fits", mode="update") as hdus:
+        hdus[0].data[100:103, 100:103] += np.float32(500.0)
+
+    def table(name: str, folders: dict[str, str]) -> str:
+        rows = [f"{pair}\t{folder}/{pair}/science.fits\t{folder}/{pair}/reference.fits" for pair, folder in folders.items()]
+        (root / name).write_text("pair_id\tscience\treference\n" + "\n".join(rows) + "\n")
+        return name
+
+    def config(name: str, pairs_table: str) -> Path:
+        settings = {
+            "run_name": "batches", "seed": 1, "inputs": {"pairs_table": pairs_table, "pairs_per_job": 2},
+            "simulate": {"pairs": {"n_pairs": 0}}, "diffim": {"fwhm_guess": 4.5, "background_box": 32},
+            **{task: {"enabled": False} for task in ("transit", "lens", "gw", "realbogus")},
+        }
+        (root / name).write_text(yaml.safe_dump(settings))
+        return root / name
+
+    first_config = config("first.yaml", table("pairs1.tsv", {"a": "data", "b": "data", "c": "data"}))
+    second_config = config("second.yaml", table("pairs2.tsv", {"a": "data2", "b": "data2", "c": "data"}))
+
+    def snakemake(configfile: Path, *extra: str) -> subprocess.CompletedProcess:
+        return subprocess.run([str(SNAKEMAKE), "--snakefile", str(repo_root / "Snakefile"), "--directory", str(root),
+                               "--configfile", str(configfile), "--cores", "2", *extra],
+                              capture_output=True, text=True, timeout=900)
+
+    first = snakemake(first_config)
+    assert first.returncode == 0, first.stderr[-3000:]
+    results = root / "results"
+    for batch, pairs in (("b00000", ["a", "b"]), ("b00001", ["c"])):
+        record = json.loads((results / "batches" / "diffim" / f"{batch}.json").read_text())
+        assert record["ran"] == pairs and sorted(record["jobs"]) == pairs
+    for pair in ("a", "b", "c"):
+        assert (results / "diffim" / pair / "candidates.ecsv").is_file() and (results / "logs" / "diffim" / f"{pair}.log").is_file()
+        assert read_provenance(results / "diffim" / pair / "difference.fits").extra["pair_id"] == pair
+    summary = json.loads((results / "provenance" / "summary.json").read_text())
+    assert len(summary["products"]) == 18  # six per pair, listed through the batch records
+    assert "Nothing to be done" in snakemake(first_config, "-n").stdout
+    a_made = (results / "diffim" / "a" / "difference.fits").stat().st_mtime_ns
+
+    planned = snakemake(second_config, "-n")
+    assert planned.returncode == 0, planned.stderr[-3000:]
+    counts = planned_jobs(planned.stdout + planned.stderr)
+    assert counts == {"diffim_batch": 1, "product_list": 1, "provenance_summary": 1, "provenance_export": 1, "all": 1}, counts
+    second = snakemake(second_config)
+    assert second.returncode == 0, second.stderr[-3000:]
+    record = json.loads((results / "batches" / "diffim" / "b00000.json").read_text())
+    assert record["ran"] == ["b"] and record["skipped"] == ["a"]
+    assert (results / "diffim" / "a" / "difference.fits").stat().st_mtime_ns == a_made
+    assert any("data2/b/science.fits" in path for path in read_provenance(results / "diffim" / "b" / "difference.fits").inputs)

@@ -122,6 +122,23 @@ def test_a_release_of_2000_pairs_plans_every_job(repo_root, tmp_path, planned_jo
     assert any("provenance summary @" in command for command in commands)
 
 
+def test_batch_jobs_plan_a_release_of_2000_pairs_in_few_jobs(repo_root, tmp_path, planned_jobs):
+    # inputs.pairs_per_job: 100 pairs per job of each per-pair stage (the largest batch the schema
+    # allows), and the batch's plan still fits one `bash -c` argument (128 KiB).
+    config = _table_config(tmp_path, _release_table(tmp_path, 2001), realbogus={"enabled": True},
+                           inputs={"pairs_table": str(tmp_path / "pairs.tsv"), "pairs_per_job": 100})
+    result = _snakemake(repo_root, "--snakefile", str(repo_root / "Snakefile"), "--directory", str(tmp_path),
+                        "--configfile", str(repo_root / "config" / "config.yaml"), str(config), "-n", timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    output = result.stdout + result.stderr
+    counts = planned_jobs(output)
+    assert counts["diffim_batch"] == counts["cutouts_batch"] == counts["score_candidates_batch"] == 21, counts
+    assert "diffim" not in counts and "cutouts" not in counts and "score_candidates" not in counts
+    commands = [line for line in output.splitlines() if line.startswith("Shell command: ") and " batch - " in line]
+    assert len(commands) == 63 and max(map(len, commands)) < 131072
+    assert "p02000" in output and "b00020" in output  # the last, one-pair batch
+
+
 def test_slurm_profile_batches_the_per_pair_jobs(repo_root, tmp_path):
     # The SLURM profile's job groups, given here on the command line (its executor plugin is not
     # installed in every environment): each batch holds the jobs of `group-components` pairs.

@@ -40,6 +40,7 @@ def setup_logging(level: int | str = "INFO", log_file: str | os.PathLike[str] | 
     logger.setLevel(level if isinstance(level, int) else level.upper())
     for handler in list(logger.handlers):
         logger.removeHandler(handler)
+        handler.close()  # a batch of jobs opens one log file per job
     formatter = logging.Formatter(_FORMAT, datefmt="%Y-%m-%dT%H:%M:%S")
     stream = logging.StreamHandler(sys.stderr)
     stream.setFormatter(formatter)

@@ -190,7 +190,11 @@ def pair_checksums(wildcards):
     Taken once per pair and run from the digests `verify_inputs` took (no file is read or stat'ed
     per job); a cluster job, which does not verify, takes only its own pair's.
     """
-    pair = wildcards.pair
+    return pair_checksum(wildcards.pair)
+
+
+def pair_checksum(pair):
+    """`pair_checksums` of one pair id (batch jobs take it per pair of the batch)."""
     if pair not in _FINGERPRINTS:
         row = TABLE_PAIRS.get(pair)
         _FINGERPRINTS[pair] = pair_fingerprint(row, DIGESTS) if row is not None else "simulated"
@@ -241,6 +245,29 @@ def simulation_flags(pair_id="sim00"):
 def pair_ids():
     """Every pair that is differenced: simulated ones, then those of the pairs table."""
     return simulated_pair_ids() + list(TABLE_PAIRS)
+
+
+PAIRS_PER_JOB = config["inputs"]["pairs_per_job"]
+
+
+def single_pair_ids():
+    """Pairs whose per-pair stages run one job each: the simulated ones, and the table's unless batched."""
+    return simulated_pair_ids() + ([] if PAIRS_PER_JOB > 1 else list(TABLE_PAIRS))
+
+
+def pair_batches():
+    """Batches of the table's pairs (`inputs.pairs_per_job` > 1): batch id -> pair ids, in table order.
+
+    Pairs keep their batch while a release only appends pairs; when a batch's pairs change
+    anyway, `skysift batch` redoes only the pairs whose inputs changed (per-pair stamps).
+    """
+    if PAIRS_PER_JOB == 1:
+        return {}
+    ids = list(TABLE_PAIRS)
+    return {f"b{start // PAIRS_PER_JOB:05d}": ids[start:start + PAIRS_PER_JOB] for start in range(0, len(ids), PAIRS_PER_JOB)}
+
+
+PAIR_BATCHES = pair_batches()
 
 
 def report_withdrawn():
@@ -324,22 +351,26 @@ def mask_flags(wildcards, input):  # derived from the inputs, as pair_file
     return " ".join(f"--{kind.replace('_', '-')} {shlex.quote(paths[kind])}" for kind in OPTIONAL_PAIR_INPUTS if kind in paths)
 
 
+DIFFIM_PRODUCTS = ("difference.fits", "scorr.fits", "fpsf.fits", "fpsf_err.fits", "aligned_reference.fits", "candidates.ecsv")
+
+
+def batch_records(stage):
+    """Records of a per-pair stage's batch jobs (they stand for their pairs' products)."""
+    return expand(f"{RESULTS}/batches/{stage}/{{batch}}.json", batch=list(PAIR_BATCHES))
+
+
 def diffim_products():
-    return expand(
-        f"{RESULTS}/diffim/{{pair}}/{{product}}",
-        pair=pair_ids(),
-        product=[
-            "difference.fits", "scorr.fits", "fpsf.fits", "fpsf_err.fits", "aligned_reference.fits", "candidates.ecsv"
-        ],
-    )
+    products = expand(f"{RESULTS}/diffim/{{pair}}/{{product}}", pair=single_pair_ids(), product=DIFFIM_PRODUCTS)
+    return products + batch_records("diffim")
 
 
 def realbogus_products():
     if not config["realbogus"]["enabled"]:
         return []
-    products = expand(f"{RESULTS}/cutouts/{{pair}}/cutouts.h5", pair=pair_ids())
-    products += expand(f"{RESULTS}/realbogus/candidates/{{pair}}.h5", pair=pair_ids())
-    products += expand(f"{RESULTS}/realbogus/candidates/{{pair}}.ecsv", pair=pair_ids())
+    products = expand(f"{RESULTS}/cutouts/{{pair}}/cutouts.h5", pair=single_pair_ids())
+    products += expand(f"{RESULTS}/realbogus/candidates/{{pair}}.h5", pair=single_pair_ids())
+    products += expand(f"{RESULTS}/realbogus/candidates/{{pair}}.ecsv", pair=single_pair_ids())
+    products += batch_records("cutouts") + batch_records("score_candidates")
     if config["realbogus"]["ztf_alerts"]:
         products.append(f"{RESULTS}/realbogus/ztf_scores.ecsv")
     if config["realbogus"]["evaluation_alerts"]:
@@ -396,15 +427,28 @@ def model_products():
     return products
 
 
+def lens_validation_enabled():
+    """The independent lens validation set is built and scored (it needs the trained lens model)."""
+    return config["lens"]["enabled"] and config["lens_validation"]["enabled"]
+
+
+def lens_validation_products():
+    if not lens_validation_enabled():
+        return []
+    return [f"{RESULTS}/lens/validation/validation_set.h5", f"{RESULTS}/lens/validation/scores.h5"]
+
+
 def all_products():
     """Every data product of the run, for the provenance summary."""
-    return simulated_products() + diffim_products() + realbogus_products() + model_products()
+    return (simulated_products() + diffim_products() + realbogus_products() + model_products()
+            + lens_validation_products())
 
 
 def all_targets():
     targets = expand(f"{RESULTS}/simulate/{{pair}}/preview.png", pair=simulated_pair_ids())
     targets += expand(f"{RESULTS}/simulate/{{pair}}/preview.png", pair=realbogus_training_pair_ids())
-    targets += expand(f"{RESULTS}/diffim/{{pair}}/preview.png", pair=pair_ids())
+    targets += expand(f"{RESULTS}/diffim/{{pair}}/preview.png", pair=single_pair_ids())
+    targets += batch_records("diffim")
     targets += realbogus_products()
     for task in enabled_tasks():
         targets += [
@@ -414,8 +458,95 @@ def all_targets():
         ]
     if enabled_tasks():
         targets.append(f"{RESULTS}/evaluation/metrics.html")
+    if lens_validation_enabled():
+        targets += [
+            f"{RESULTS}/lens/validation/{name}"
+            for name in ("metrics.json", "families.ecsv", "snr_bins.ecsv", "roc.png", "families.png", "gallery.png")
+        ]
     if config["gw"]["enabled"]:
         targets += [f"{RESULTS}/gw/sensitivity.png", f"{RESULTS}/gw/sensitivity.json"]
     targets += [f"{RESULTS}/provenance/summary.json", f"{RESULTS}/provenance/summary.html"]
     targets += [f"{RESULTS}/provenance/prov.json", f"{RESULTS}/provenance/ivoa_provenance.json"]
     return targets
+
+
+# --- batch jobs of the per-pair stages (inputs.pairs_per_job > 1) ----------------------------
+# One `skysift batch` job per batch of pairs, from a plan (JSON) of the stage's shared command
+# and each pair's own arguments: skysift.batch. Each pair's key is what the single-pair rule's
+# rerun triggers hold (the content digests of its inputs, the code); the paths are not a trigger
+# (the plan is derived from the inputs), as for single-pair jobs.
+
+
+def batch_stamp(stage, pair):
+    """Where `skysift batch` records the fingerprint a pair's products of a stage were made under."""
+    if stage == "score_candidates":
+        return f"{RESULTS}/realbogus/candidates/.{pair}.batch-stamp.json"
+    return f"{RESULTS}/{stage}/{pair}/.batch-stamp.json"
+
+
+def _batch_plan(command, jobs, inputs=()):
+    plan = {"command": shlex.split(" ".join(command)), "inputs": list(inputs), "jobs": jobs}
+    return shlex.quote(json.dumps(plan, separators=(",", ":")))
+
+
+@job_function
+def batch_checksums(wildcards):
+    """Rerun trigger of a batch: its pairs and their input digests."""
+    return " ".join(f"{pair}={pair_checksum(pair)}" for pair in PAIR_BATCHES[wildcards.batch])
+
+
+def batch_runtime(minutes_per_pair):
+    """SLURM runtime (minutes) of a batch job: a few minutes to start, then per pair."""
+    return job_function(lambda wildcards: 10 + minutes_per_pair * len(PAIR_BATCHES[wildcards.batch]))
+
+
+def _pair_job(stage, pair, args, key, outputs, inputs=()):
+    return {"name": pair, "args": args, "key": key, "outputs": outputs, "stamp": batch_stamp(stage, pair),
+            "inputs": list(inputs), "log": f"{LOGS}/{stage}/{pair}.log"}
+
+
+@job_function
+def diffim_batch_plan(wildcards, input):  # derived from the inputs: paths are not a trigger
+    code = code_version("skysift.cli.stages:_diffim")
+    jobs = []
+    for pair in PAIR_BATCHES[wildcards.batch]:
+        paths = pair_paths(pair)
+        outdir = f"{RESULTS}/diffim/{pair}"
+        args = ["--science", paths["science"], "--reference", paths["reference"]]
+        for kind in OPTIONAL_PAIR_INPUTS:
+            if kind in paths:
+                args += [f"--{kind.replace('_', '-')}", paths[kind]]
+        args += ["--outdir", outdir, "--label", f"pair_id={pair}"]
+        outputs = [f"{outdir}/{product}" for product in (*DIFFIM_PRODUCTS, "preview.png")]
+        jobs.append(_pair_job("diffim", pair, args, f"{code}|{pair_checksum(pair)}", outputs))
+    return _batch_plan(["diffim", stage_flags("diffim"), provenance_flags("diffim", "diffim")], jobs)
+
+
+@job_function
+def cutouts_batch_plan(wildcards, input):
+    code = code_version("skysift.cli.stages:_cutouts")
+    jobs = []
+    for pair in PAIR_BATCHES[wildcards.batch]:
+        out = f"{RESULTS}/cutouts/{pair}/cutouts.h5"
+        args = ["--diffim-dir", f"{RESULTS}/diffim/{pair}", "--science", pair_paths(pair)["science"], "--out", out,
+                "--label", f"pair_id={pair}"]
+        # the science image's content and the pair's differencing (its stamp) decide the cutouts
+        jobs.append(_pair_job("cutouts", pair, args, f"{code}|{pair_checksum(pair)}", [out],
+                              inputs=[batch_stamp("diffim", pair)]))
+    options = stage_flags("realbogus", keys=("cutout_size",))
+    return _batch_plan(["cutouts", options, provenance_flags("cutouts", "realbogus.cutout_size")], jobs)
+
+
+@job_function
+def score_candidates_batch_plan(wildcards, input):
+    code = code_version("skysift.cli.training:_score", "skysift.realbogus.task")
+    jobs = []
+    for pair in PAIR_BATCHES[wildcards.batch]:
+        scores, catalogue = f"{RESULTS}/realbogus/candidates/{pair}.h5", f"{RESULTS}/realbogus/candidates/{pair}.ecsv"
+        args = ["--product", f"{RESULTS}/cutouts/{pair}/cutouts.h5", "--out", scores, "--catalogue", catalogue,
+                "--label", f"pair_id={pair}"]
+        jobs.append(_pair_job("score_candidates", pair, args, code, [scores, catalogue],
+                              inputs=[batch_stamp("cutouts", pair)]))
+    command = ["score", f"--model {shlex.quote(str(Path(input.model).parent))}",
+               provenance_flags("score_candidates", "train.realbogus")]
+    return _batch_plan(command, jobs, inputs=[input.model, input.card])

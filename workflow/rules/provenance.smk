@@ -13,9 +13,11 @@ rule product_list:
         f"{LOGS}/product_list.log",
     localrule: True
     run:
+        from skysift.batch import expand_batch_records
         from skysift.io import write_path_list
 
-        write_path_list(input, output.listing)
+        # a batch job's record stands for the products of its pairs
+        write_path_list(expand_batch_records(input, f"{RESULTS}/batches"), output.listing)
 
 
 rule provenance_summary:

@@ -116,6 +116,58 @@ rule score_candidates:
         "--catalogue {output.catalogue} {params.provenance} --label pair_id={wildcards.pair} > {log} 2>&1"
 
 
+if PAIR_BATCHES:
+
+    rule cutouts_batch:
+        # Cutouts of one batch of the pairs table (inputs.pairs_per_job > 1), after its differencing.
+        input:
+            diffim=f"{RESULTS}/batches/diffim/{{batch}}.json",
+        output:
+            record=f"{RESULTS}/batches/cutouts/{{batch}}.json",
+        params:
+            skysift=SKYSIFT_CLI,
+            code=code_version("skysift.cli.records:_batch", "skysift.cli.stages:_cutouts"),
+            checksums=batch_checksums,
+            options=stage_flags("realbogus", keys=("cutout_size",)),
+            provenance=provenance_flags("cutouts", "realbogus.cutout_size"),
+            plan=cutouts_batch_plan,
+        log:
+            f"{LOGS}/cutouts_batch/{{batch}}.log",
+        wildcard_constraints:
+            batch=r"b\d{5}",
+        conda:
+            "../../envs/diffim.yaml"
+        resources:
+            mem_mb=2000,
+            runtime=batch_runtime(1),
+        shell:
+            "{params.skysift} batch - --out {output.record} <<< {params.plan} > {log} 2>&1"
+
+    rule score_candidates_batch:
+        input:
+            cutouts=f"{RESULTS}/batches/cutouts/{{batch}}.json",
+            model=f"{RESULTS}/models/realbogus/model.pt",
+            card=f"{RESULTS}/models/realbogus/model_card.json",
+        output:
+            record=f"{RESULTS}/batches/score_candidates/{{batch}}.json",
+        params:
+            skysift=SKYSIFT_CLI,
+            code=code_version("skysift.cli.records:_batch", "skysift.cli.training:_score", "skysift.realbogus.task"),
+            checksums=batch_checksums,
+            provenance=provenance_flags("score_candidates", "train.realbogus"),
+            plan=score_candidates_batch_plan,
+        log:
+            f"{LOGS}/score_candidates_batch/{{batch}}.log",
+        wildcard_constraints:
+            batch=r"b\d{5}",
+        conda:
+            "../../envs/train.yaml"
+        resources:
+            mem_mb=2000,
+            runtime=batch_runtime(1),
+        shell:
+            "{params.skysift} batch - --out {output.record} <<< {params.plan} > {log} 2>&1"
+
 rule score_ztf_alerts:
     input:
         model=f"{RESULTS}/models/realbogus/model.pt",

@@ -16,6 +16,32 @@ __all__ = ["register"]
 log = get_logger(__name__)
 
 
+def _batch(arguments: argparse.Namespace) -> int:
+    from skysift.batch import read_batch_plan, run_batch, write_batch_record
+    from skysift.cli import main
+    from skysift.errors import SkysiftError
+    from skysift.log import setup_logging
+
+    source = str(arguments.path)
+    text = sys.stdin.read() if source == "-" else Path(source).read_text(encoding="utf-8")
+    plan = read_batch_plan(text, source="standard input" if source == "-" else source)
+
+    def run_one(argv):
+        try:
+            return main(argv)
+        finally:  # each job logs to its own file; the batch's own handlers come back
+            setup_logging(arguments.log_level, arguments.log_file)
+
+    result = run_batch(plan, run_one)
+    log.info("batch %s: %d jobs run, %d current (skipped), %d failed", plan.command[0], len(result.ran),
+             len(result.skipped), len(result.failed))
+    if result.failed:
+        reasons = "; ".join(f"{name}: {reason}" for name, reason in result.failed.items())
+        raise SkysiftError(f"{len(result.failed)} of {len(plan.jobs)} jobs failed ({reasons}); the others are kept")
+    write_batch_record(arguments.out, plan, result)
+    return 0
+
+
 def _config_validate(arguments: argparse.Namespace) -> int:
     from skysift.config import default_schema_path, load_config, read_pairs_table
     from skysift.provenance import config_hash
@@ -186,6 +212,16 @@ def _archive_verify(arguments: argparse.Namespace) -> int:
 
 def register(commands: argparse._SubParsersAction) -> None:
     """Add the configuration, provenance, release and archive subcommands."""
+    add_command(
+        commands, "batch", _batch, flags=("path", "--out"),
+        overrides={"path": {"help": "batch plan (JSON; - reads standard input)"},
+                   "out": {"help": "the batch's record (JSON), written when every job succeeded"}},
+        help="run many jobs of one stage in one process, redoing only those whose inputs changed",
+        description="Run the jobs of a batch plan (skysift.batch: a subcommand, its shared flags, and per job its "
+        "own arguments, outputs and key) one after another in this process; a job whose fingerprint (command, "
+        "key, content of its inputs) matches its stamp and whose outputs exist is skipped. The workflow's batch "
+        "rules (inputs.pairs_per_job > 1) call it.",
+    )
     config = add_group(commands, "config", "check a workflow configuration; document its parameters",
                     "Workflow configuration: validation and the generated parameter tables.")
     add_command(

@@ -17,7 +17,7 @@ from skysift.cli._flags import add_command, add_group, options_from_arguments, r
 from skysift.context import DaskOptions, RunContext
 from skysift.diffim.options import DiffimOptions
 from skysift.gw.options import GWOptions
-from skysift.lens.options import LensOptions
+from skysift.lens.options import LensOptions, LensValidationOptions
 from skysift.log import get_logger
 from skysift.realbogus.options import RealbogusOptions
 from skysift.simulate.spec import FieldSpec
@@ -180,6 +180,29 @@ def _lens_simulate(arguments: argparse.Namespace) -> int:
     return 0
 
 
+def _lens_validation_set(arguments: argparse.Namespace) -> int:
+    from skysift.lens.independent import make_validation_set
+    from skysift.parallel import usable_cores
+
+    options = options_from_arguments(LensValidationOptions, arguments)
+    make_validation_set(
+        arguments.out, n_lenses=options.n_lenses, n_lookalikes=options.n_lookalikes, seed=arguments.seed,
+        image_size=options.image_size, supersampling=options.supersampling, min_arc_snr=options.min_arc_snr,
+        workers=options.workers or usable_cores(),
+        context=run_context(arguments, "lens_validation_set", options=(options,)),
+    )
+    return 0
+
+
+def _lens_validation_report(arguments: argparse.Namespace) -> int:
+    from skysift.lens.validation import evaluate_validation
+
+    metrics = evaluate_validation(arguments.scores, arguments.product, arguments.outdir)
+    log.info("independent validation: AUC %.4f, TPR %.3f at FPR 1%% (%d lenses, %d look-alikes)", metrics["auc"],
+             metrics["tpr_at_fpr_0.01"], metrics["n_lenses"], metrics["n_lookalikes"])
+    return 0
+
+
 def _gw_simulate(arguments: argparse.Namespace) -> int:
     from skysift.gw.dataset import make_gw_training_set
     from skysift.simulate.priors import Uniform
@@ -336,12 +359,27 @@ def register(commands: argparse._SubParsersAction) -> None:
         description="Score real light curves with a trained transit model: one light-curve FITS file with its "
         "ephemeris, a phase-folded curve, or every TCE of a table whose light curves are in a directory.",
     )
-    lens = add_group(commands, "lens", "strong-lens training sets", "Strong-lens finding (Petrillo et al.; CMU DeepLens).")
+    lens = add_group(commands, "lens", "strong-lens training sets and the independent validation set", "Strong-lens finding (Petrillo et al.; CMU DeepLens).")
     add_command(
         lens, "simulate", _lens_simulate, flags=("--out", "--seed"), options=(LensOptions,), provenance=True,
         help="simulate a lens-finding training set -> HDF5 product",
         description="Simulate SIE + shear lenses of Sersic sources around simulated or real galaxies, with survey "
         "PSF and noise, plus negatives, with the batched PyTorch simulator (CPU or GPU).",
+    )
+    add_command(
+        lens, "validation-set", _lens_validation_set, flags=("--out", "--seed"), options=(LensValidationOptions,),
+        provenance=True, help="independent lens validation set drawn with lenstronomy -> HDF5 lens product",
+        description="Draw lenses (SIE + shear, arcs' S/N >= min-arc-snr) and labelled look-alikes (arclets outside "
+        "the caustic, rings, companions, spirals, mergers, edge-on discs, star blends) with lenstronomy only, "
+        "LSST-like r band, as a lens product that skysift score reads unchanged.",
+    )
+    add_command(
+        lens, "validation-report", _lens_validation_report, flags=("--scores", "--product", "--outdir"),
+        overrides={"product": {"help": "the validation set that was scored (for the gallery)"}},
+        help="metrics, per-family and per-S/N tables and figures of a scored validation set",
+        description="From skysift score's output on a validation set: OUTDIR/metrics.json (AUC, TPR at FPR 1%% with "
+        "the threshold set on the look-alikes), families.ecsv, snr_bins.ecsv, roc.png, families.png and gallery.png "
+        "(the highest-scoring look-alikes).",
     )
     gw = add_group(commands, "gw", "gravitational-wave training sets, MLGWSC-1 data, searches and evaluation",
                 "Compact-binary detection on H1/L1 strain (needs skysift[gw] for waveforms).")

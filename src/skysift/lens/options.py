@@ -7,7 +7,7 @@ from typing import ClassVar
 
 from skysift.options import StageOptions, param
 
-__all__ = ["LensOptions"]
+__all__ = ["LensOptions", "LensValidationOptions"]
 
 
 @dataclass(frozen=True)
@@ -46,3 +46,22 @@ class LensOptions(StageOptions):
     )
     device: str = param("cpu", "Where the batched simulator runs.", choices=("cpu", "cuda"))
     simulation_batch: int = param(512, "Images simulated per batch (memory, not results).", minimum=1)
+
+
+@dataclass(frozen=True)
+class LensValidationOptions(StageOptions):
+    """Settings of :func:`~skysift.lens.independent.make_validation_set` (config section ``lens_validation``)."""
+
+    section: ClassVar[str] = "lens_validation"
+
+    enabled: bool = param(True, "Build the independent lenstronomy validation set and score the lens finder on it "
+                          "(needs lens.enabled).", cli=False)
+    n_lenses: int = param(300, "Lenses in the independent validation set.", minimum=1)
+    n_lookalikes: int = param(300, "Look-alikes (non-lenses), shared equally among the seven families.", minimum=7)
+    image_size: int = param(64, "Image side (0.2 arcsec pixels); match lens.image_size.", unit="pix", minimum=32,
+                            maximum=256)
+    supersampling: int = param(2, "Sub-pixels per pixel side in lenstronomy's rendering.", minimum=1, maximum=9)
+    min_arc_snr: float = param(10.0, "Lenses (and arclets) are redrawn until their arcs' integrated S/N reaches this.",
+                               minimum=0)
+    workers: int | None = param(None, "Processes drawing images (none: the usable cores); results do not depend on it.",
+                                minimum=1)
