@@ -56,6 +56,9 @@ from skysift.parallel import compute_in_windows, usable_cores
 from skysift.simulate.priors import Prior, Uniform, describe, sample_parameters
 
 __all__ = [
+    "BAND_LETTERS",
+    "COLOUR_PRIORS",
+    "CONDITIONS",
     "DEFAULT_MIN_ARC_CONTRAST",
     "DEFAULT_MIN_ARC_SNR",
     "DEFAULT_MIN_MAGNIFICATION",
@@ -64,7 +67,11 @@ __all__ = [
     "KINDS",
     "NEGATIVE_MIX",
     "arc_contrast",
+    "check_negative_mix",
+    "draw_colours",
     "make_lens_training_set",
+    "parse_negative_mix",
+    "place_source_outside_caustic",
     "simulate_batch",
 ]
 

@@ -35,8 +35,8 @@ import math
 import numpy as np
 import torch
 
-from skysift.lens.simulator import SurveySpec, moffat_psf, gaussian_psf, _fft_size
-from skysift.simulate.priors import LogUniform, Prior, Uniform
+from skysift.lens.simulator import SurveySpec, _fft_size, gaussian_psf, moffat_psf
+from skysift.simulate.priors import LogUniform, Prior, Uniform, sample_parameters
 
 __all__ = ["BASE_SEEING_FRACTION", "OBSERVING_PRIORS", "base_psf", "blur", "draw_conditions", "noise_scale"]
 
@@ -64,8 +64,6 @@ def base_psf(survey: SurveySpec) -> np.ndarray:
 
 def draw_conditions(survey: SurveySpec, n: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
     """Draw ``n`` observing conditions; ``seeing`` in arcsec (the preset's times the prior's factor)."""
-    from skysift.simulate.priors import sample_parameters
-
     conditions = sample_parameters(OBSERVING_PRIORS, n, rng)
     conditions["seeing"] = conditions["seeing"] * survey.seeing
     return conditions
