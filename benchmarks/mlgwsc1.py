@@ -30,8 +30,11 @@ Banks are built once into ``OUT/banks`` (or read from ``--bank-dir``); their
 fitting factors over ``--coverage-signals`` random signals from the
 dataset's distribution are measured and reported (5th percentile and
 minimum, a lower bound: each signal is matched with its 256 nearest
-templates). Every step's wall time and the load average are recorded in
-``OUT/summary.json``. Steps whose outputs exist are reused with ``--reuse``.
+templates). ``--bank-parts N`` searches interleaved parts of the bank in N
+processes and merges their block peaks exactly as one run clusters them
+(:func:`skysift.gw.matched_filter.merge_block_peaks`). Every step's wall and
+CPU time (the CPU time of parts' processes is not counted) and the load
+average are recorded in ``OUT/summary.json``. Steps whose outputs exist are reused with ``--reuse``.
 
 The official scripts are called from ``--tools`` (default
 ``../shared/tools/mlgwsc1``); where they are absent the benchmark says so and
@@ -128,6 +131,35 @@ def dataset_bank(dataset: int, out: Path, bank_dir: Path | None, minimal_match: 
     return bank, coverage
 
 
+def _part_search(strain: Path, out: Path, part: dict) -> Path:
+    from skysift.gw.matched_filter import matched_filter_search
+
+    return matched_filter_search(strain, out, bank=part, cluster_window=0.0)
+
+
+def matched_filter_in_parts(strain: Path, out: Path, bank: dict, n_parts: int) -> Path:
+    """The matched filter over ``n_parts`` interleaved parts of the bank in as many processes, merged exactly
+    (:func:`skysift.gw.matched_filter.merge_block_peaks`); one part: a single ordinary run."""
+    from concurrent.futures import ProcessPoolExecutor
+
+    from skysift.gw.matched_filter import matched_filter_search, merge_block_peaks
+    from skysift.gw.mlgwsc import read_events, read_strain, write_events
+
+    if n_parts <= 1:
+        return matched_filter_search(strain, out, bank=bank)
+    parts = [{key: values[k::n_parts] for key, values in bank.items()} for k in range(n_parts)]
+    outputs = [out.with_name(f"{out.stem}.part{k}.hdf") for k in range(n_parts)]
+    with ProcessPoolExecutor(n_parts) as pool:
+        list(pool.map(_part_search, [strain] * n_parts, outputs, parts))
+    segments = read_strain(strain)
+    if len(segments) != 1:
+        raise ValueError(f"{strain}: merging parts assumes one segment, found {len(segments)}")
+    events = [read_events(path) for path in outputs]
+    times, stats = merge_block_peaks([e["time"] for e in events], [e["stat"] for e in events],
+                                     start_time=segments[0].start_time, sample_rate=segments[0].sample_rate)
+    return write_events(out, times, stats, 0.3)
+
+
 def search_files(dataset_dir: Path, search: str, run, reuse: bool, record: dict, label: str) -> dict[str, Path]:
     """Events of one search on the foreground and background files (``run(strain, events)``)."""
     events = {}
@@ -180,6 +212,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--minimal-match", type=float, default=0.97)
     parser.add_argument("--bank-dir", type=Path, help="read banks from here instead of building them")
     parser.add_argument("--coverage-signals", type=int, default=300)
+    parser.add_argument("--bank-parts", type=int, default=1, help="search the bank in this many processes (merged exactly)")
     parser.add_argument("--no-matched-filter", action="store_true")
     parser.add_argument("--reuse", action="store_true", help="keep data, events and banks that exist")
     args = parser.parse_args(argv)
@@ -192,7 +225,6 @@ def main(argv: list[str] | None = None) -> int:
     import warnings
 
     warnings.simplefilter("ignore")
-    from skysift.gw.matched_filter import matched_filter_search
     from skysift.gw.search import run_search, torch_scorer
 
     args.out.mkdir(parents=True, exist_ok=True)
@@ -221,7 +253,7 @@ def main(argv: list[str] | None = None) -> int:
         if not args.no_matched_filter:
             bank, coverage = dataset_bank(dataset, args.out, args.bank_dir, args.minimal_match, args.coverage_signals, args.reuse, summary["timings"])
             row["bank"] = coverage
-            events = search_files(dataset_dir, "matched_filter", lambda strain, out: matched_filter_search(strain, out, bank=bank),
+            events = search_files(dataset_dir, "matched_filter", lambda strain, out: matched_filter_in_parts(strain, out, bank, args.bank_parts),
                                   args.reuse, summary["timings"], label)
             result, lookup = evaluate(tools, dataset_dir, "matched_filter", events, summary["timings"], label)
             curves[dataset]["matched filter"] = result

@@ -61,3 +61,22 @@ def test_bank_file_round_trip(tmp_path, small_bank):
     (tmp_path / "bad.ecsv").write_text(path.read_text().replace("mass1", "m_one"))
     with pytest.raises(InputDataError, match="mass1"):
         read_bank(tmp_path / "bad.ecsv")
+
+
+def test_merge_block_peaks_equals_clustering_the_whole():
+    from skysift.gw.matched_filter import merge_block_peaks
+    from skysift.gw.search import cluster_triggers
+
+    fs, start = 2048.0, 100.0
+    rng = np.random.default_rng(0)
+    # Block peaks of two parts on the same 0.1 s (204-sample) blocks; the whole bank's is the louder.
+    blocks = np.arange(300)
+    offsets = rng.integers(0, 204, (2, blocks.size))
+    stats = rng.uniform(4.0, 12.0, (2, blocks.size))
+    times = start + (blocks * 204 + offsets) / fs
+    louder = stats.argmax(axis=0)
+    whole = cluster_triggers(times[louder, blocks], stats[louder, blocks], threshold=6.0, cluster_window=1.0)
+    parts = [(times[k][stats[k] > 6.0], stats[k][stats[k] > 6.0]) for k in (0, 1)]  # a part drops what is below threshold
+    merged = merge_block_peaks([p[0] for p in parts], [p[1] for p in parts], start_time=start, sample_rate=fs)
+    np.testing.assert_array_equal(merged[0], whole[0])
+    np.testing.assert_array_equal(merged[1], whole[1])

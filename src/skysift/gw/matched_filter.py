@@ -30,6 +30,7 @@ against random signals.
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -47,6 +48,7 @@ __all__ = [
     "bank_match",
     "fitting_factors",
     "matched_filter_search",
+    "merge_block_peaks",
     "network_snr_series",
     "read_bank",
     "snr_series",
@@ -441,6 +443,30 @@ def _block_triggers(network: np.ndarray, covered: np.ndarray, start_time: float,
     peak = blocks.argmax(axis=1)
     times = start_time + (np.arange(n_blocks) * block + peak) / sample_rate
     return cluster_triggers(times, blocks[np.arange(n_blocks), peak], threshold=threshold, cluster_window=cluster_window)
+
+
+def merge_block_peaks(times: Sequence[np.ndarray], stats: Sequence[np.ndarray], *, start_time: float, sample_rate: float,
+                      threshold: float = 6.0, cluster_window: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
+    """Clustered events of a whole bank from unclustered runs over parts of it.
+
+    Each part's run with ``cluster_window=0`` gives the loudest sample of every
+    0.1 s block above ``threshold`` (:func:`_block_triggers`); the whole bank's
+    block peak is the loudest of the parts' in that block, and clustering those
+    as :func:`matched_filter_search` does gives its events. (The parts' FFT
+    segments follow their own longest template, so statistics may differ from
+    one whole-bank run in the third decimal.) Lets a bank be searched by
+    several processes.
+    """
+    from skysift.gw.search import cluster_triggers
+
+    time = np.concatenate([np.asarray(t, dtype=float) for t in times])
+    stat = np.concatenate([np.asarray(s, dtype=float) for s in stats])
+    block = np.floor(np.round((time - start_time) * sample_rate) / int(0.1 * sample_rate)).astype(np.int64)
+    order = np.lexsort((-stat, block))  # by block, loudest first
+    first = np.ones(order.size, dtype=bool)
+    first[1:] = block[order][1:] != block[order][:-1]
+    loudest = order[first]
+    return cluster_triggers(time[loudest], stat[loudest], threshold=threshold, cluster_window=cluster_window)
 
 
 def _search_strain(
