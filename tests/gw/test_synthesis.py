@@ -104,3 +104,69 @@ def test_training_set_product_round_trip(tmp_path):
     assert product.provenance.seed == 4
     again = read_product(make_gw_training_set(tmp_path / "gw2.h5", 20, seed=4, chunk_size=8, whitening="analytic", context=RunContext(scheduler="threads")))
     np.testing.assert_array_equal(again.arrays["strain"], product.arrays["strain"])
+
+
+def _psd_file(path, scale: float) -> str:
+    """A PSD file in MLGWSC-1's layout: the design PSD on a 1 Hz grid times ``scale``."""
+    import h5py
+
+    psd = design_psd(2048.0, 1.0, f_low=5.0)
+    with h5py.File(path, "w") as handle:
+        handle["data"] = psd.values * scale
+        handle["data"].attrs["delta_f"] = psd.delta_f
+    return str(path)
+
+
+def test_psd_files_set_each_samples_noise(tmp_path):
+    from skysift.gw.noise import psd_files_in
+
+    for detector in ("H1", "L1"):
+        (tmp_path / detector).mkdir()
+        _psd_file(tmp_path / detector / "psd-0.hdf", 4.0)
+    files = psd_files_in(tmp_path)
+    config = GWSampleConfig(buffer_duration=4.0)
+    louder = GWSampleConfig(buffer_duration=4.0, psd_files=files)
+    _, _, design = simulate_gw_batch(8, 0, seed=3, config=config)
+    _, _, scaled = simulate_gw_batch(8, 0, seed=3, config=louder)
+    # Four times the noise power: the same SNR is reached at half the distance; the draws are unchanged.
+    np.testing.assert_allclose(scaled["mass1"], design["mass1"])
+    np.testing.assert_allclose(scaled["distance"], design["distance"] / 2.0, rtol=1e-3)
+    assert "files" in louder.attrs()["psd"]
+    with pytest.raises(ValueError, match="welch"):
+        GWSampleConfig(psd_files=files, whitening="analytic")
+
+
+def test_psd_files_are_drawn_per_sample_and_detector(tmp_path):
+    from skysift.gw.noise import psd_files_in
+
+    for detector in ("H1", "L1"):
+        (tmp_path / detector).mkdir()
+        for k, scale in enumerate((1.0, 100.0)):
+            _psd_file(tmp_path / detector / f"psd-{k}.hdf", scale)
+    _, _, columns = simulate_gw_batch(64, 0, seed=4, config=GWSampleConfig(buffer_duration=4.0, psd_files=psd_files_in(tmp_path)))
+    _, _, design = simulate_gw_batch(64, 0, seed=4, config=GWSampleConfig(buffer_duration=4.0))
+    ratio = columns["distance"] / design["distance"]
+    # Each sample's distance shrinks by 1 (both detectors quiet) up to 10 (both loud), in between otherwise.
+    assert np.all((ratio > 0.099) & (ratio < 1.001))
+    assert np.any(ratio > 0.9) and np.any(ratio < 0.11) and np.any((ratio > 0.12) & (ratio < 0.9))
+
+
+def test_psd_folder_errors_name_the_folder(tmp_path):
+    from skysift.errors import InputDataError
+    from skysift.gw.noise import psd_files_in, read_psd_file
+
+    with pytest.raises(InputDataError, match=str(tmp_path)):
+        psd_files_in(tmp_path)
+    (tmp_path / "bad.hdf").write_text("no")
+    with pytest.raises(InputDataError, match="bad.hdf"):
+        read_psd_file(tmp_path / "bad.hdf")
+
+
+def test_priors_reach_light_masses_and_high_aligned_spins(tmp_path):
+    config = GWSampleConfig(mass_range=(5.0, 8.0), spin_max=0.99, buffer_duration=4.0)
+    _, label, columns = simulate_gw_batch(64, 0, seed=5, config=config)
+    assert np.all(label == 1)
+    assert np.all((columns["mass2"] >= 5.0) & (columns["mass1"] <= 8.0) & (columns["mass1"] >= columns["mass2"]))
+    assert np.abs(columns["spin1z"]).max() > 0.8 and np.abs(columns["spin1z"]).max() <= 0.99
+    assert np.all(columns["spin1x"] == 0)
+    assert config.attrs()["prior.spin1z"]

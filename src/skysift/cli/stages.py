@@ -205,15 +205,17 @@ def _lens_validation_report(arguments: argparse.Namespace) -> int:
 
 def _gw_simulate(arguments: argparse.Namespace) -> int:
     from skysift.gw.dataset import make_gw_training_set
+    from skysift.gw.noise import psd_files_in
     from skysift.simulate.priors import Uniform
 
     options = options_from_arguments(GWOptions, arguments)
+    psd_files = psd_files_in(options.psd_dir) if options.psd_dir else None
     with dask_context(arguments, "gw_training_set", options=(options,)) as context:
         make_gw_training_set(
             arguments.out, options.n_samples, approximant=options.approximant, sample_rate=options.sample_rate,
             duration=options.duration, snr_prior=Uniform(options.snr_min, options.snr_max),
             mass_range=(options.mass_min, options.mass_max), seed=arguments.seed,
-            signal_fraction=options.signal_fraction, context=context,
+            signal_fraction=options.signal_fraction, spin_max=options.spin_max, psd_files=psd_files, context=context,
         )
     return 0
 
@@ -226,7 +228,7 @@ def _gw_testdata(arguments: argparse.Namespace) -> int:
     make_mlgwsc_test_data(
         outdir / "foreground.hdf", outdir / "background.hdf", outdir / "injections.hdf",
         duration=options.test_duration, seed=arguments.seed, approximant=options.approximant,
-        mass_range=(options.mass_min, options.mass_max), max_distance=options.max_distance,
+        mass_range=(options.mass_min, options.mass_max), spin_max=options.spin_max, max_distance=options.max_distance,
         context=run_context(arguments, "gw_test_data", options=(options,)),
     )
     return 0

@@ -45,12 +45,14 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from skysift.context import RunContext, resolve_context
+from skysift.errors import InputDataError
 from skysift.gw.noise import DEFAULT_BAND, bandpassed_white_noise, colored_noise_fd, design_psd, welch_psd, whiten, whitening_filter
 from skysift.gw.series import PSD
 from skysift.gw.waveforms import (
@@ -140,6 +142,11 @@ class GWSampleConfig:
         Welch segment length (s).
     psd_name : str
         Analytic PSD of ``pycbc.psd``.
+    psd_files : mapping of str to sequence of str, optional
+        PSD files per detector (:func:`~skysift.gw.noise.read_psd_file`, e.g.
+        MLGWSC-1's ``psds/``): each sample's noise in each detector has one of
+        them, drawn uniformly, instead of ``psd_name`` (noise that varies
+        from sample to sample as dataset 3's varies in time; Welch whitening only).
     reuse : int
         Samples per intrinsic waveform (fast path only).
     """
@@ -160,6 +167,7 @@ class GWSampleConfig:
         whitening: str = "welch",
         welch_segment: float = 0.5,
         psd_name: str = "aLIGOZeroDetHighPower",
+        psd_files: Mapping[str, Any] | None = None,
         reuse: int = 4,
     ) -> None:
         if whitening not in ("welch", "analytic"):
@@ -168,6 +176,12 @@ class GWSampleConfig:
             raise ValueError("buffer_duration must exceed duration by at least 1 s")
         if reuse < 1:
             raise ValueError("reuse must be >= 1")
+        if psd_files is not None:
+            missing = [d for d in DETECTORS if not psd_files.get(d)]
+            if missing:
+                raise ValueError(f"psd_files has no files for {missing}")
+            if whitening != "welch":
+                raise ValueError("PSD files need whitening='welch' (analytic whitening assumes one known PSD)")
         self.approximant = approximant
         self.sample_rate = float(sample_rate)
         self.duration = float(duration)
@@ -181,6 +195,7 @@ class GWSampleConfig:
         self.whitening = whitening
         self.welch_segment = float(welch_segment)
         self.psd_name = psd_name
+        self.psd_files = {d: tuple(map(str, psd_files[d])) for d in DETECTORS} if psd_files is not None else None
         self.reuse = int(reuse)
         self.intrinsic_priors = intrinsic_priors(approximant, self.mass_range, self.spin_max)
 
@@ -216,7 +231,7 @@ class GWSampleConfig:
             "band_high": self.band[1],
             "whitening": self.whitening,
             "welch_segment": self.welch_segment,
-            "psd": self.psd_name,
+            "psd": self.psd_name if self.psd_files is None else f"one of {len(self.psd_files[DETECTORS[0]])} files per detector, per sample",
             "reuse": self.reuse,
             "merger_window_low": self.merger_window[0],
             "merger_window_high": self.merger_window[1],
@@ -224,6 +239,22 @@ class GWSampleConfig:
         priors = {**self.intrinsic_priors, **EXTRINSIC_PRIORS, "network_snr": self.snr_prior}
         out.update({f"prior.{k}": v for k, v in describe(priors).items()})
         return out
+
+
+@lru_cache(maxsize=8)
+def _psd_table(paths: tuple[str, ...], sample_rate: float, n_time: int, f_low: float, f_high: float) -> np.ndarray:
+    """PSD files on the rfft grid of ``n_time`` samples, (n_files, n_freq); zero below ``f_low`` as the design PSD.
+
+    Each must be positive from ``f_low`` to ``f_high`` (the top of the band-pass).
+    """
+    from skysift.gw.noise import read_psd_file
+
+    frequencies = np.fft.rfftfreq(n_time, 1.0 / sample_rate)
+    table = np.stack([read_psd_file(path).at(frequencies) for path in paths])
+    table[:, frequencies < f_low] = 0.0
+    if np.any(table[:, (frequencies >= f_low) & (frequencies <= f_high)] <= 0):
+        raise InputDataError(f"{paths[0]}...: a PSD file does not cover {f_low:g}-{f_high:g} Hz")
+    return table
 
 
 def _empty_columns(n: int) -> dict[str, np.ndarray]:
@@ -274,6 +305,13 @@ def simulate_gw_batch(n_signal: int, n_noise: int, *, seed: Any, config: GWSampl
     delta_f = fs / n_buf
     psd = design_psd(fs, config.buffer_duration, f_low=config.f_lower * 0.5, name=config.psd_name)
     i0 = int(round(config.window_start * fs))
+    psd_values = psd.values
+    if config.psd_files is not None:
+        # One PSD per sample and detector: (n_total, n_det, n_freq) broadcasts through SNRs and noise.
+        # Drawn from a child seed, so the other draws do not depend on whether PSD files are used.
+        psd_rng = np.random.default_rng(rng.bit_generator.seed_seq.spawn(1)[0])
+        choices = [_psd_table(config.psd_files[d], fs, n_buf, config.f_lower * 0.5, config.band[1]) for d in DETECTORS]
+        psd_values = np.stack([table[psd_rng.integers(0, table.shape[0], n_total)] for table in choices], axis=1)
 
     columns = _empty_columns(n_total)
     waveform_id = np.full(n_total, -1, dtype=np.int64)
@@ -286,7 +324,7 @@ def simulate_gw_batch(n_signal: int, n_noise: int, *, seed: Any, config: GWSampl
         tc = config.window_start + params["merger_offset"]
         fplus, fcross, delays = antenna_response(DETECTORS, params["ra"], params["dec"], params["polarization"], REFERENCE_GPS - config.window_start + tc)
         projected = project_fd(hp, hc, frequencies, fplus, fcross, delays, tc)
-        detector_snr = optimal_snr(projected, psd.values, delta_f, f_low=config.f_lower)
+        detector_snr = optimal_snr(projected, psd_values if psd_values.ndim == 1 else psd_values[:n_signal], delta_f, f_low=config.f_lower)
         network = np.sqrt(np.sum(detector_snr**2, axis=1))
         scale = params["network_snr"] / network
         signal_fd[:n_signal] = projected * scale[:, None, None]
@@ -300,7 +338,7 @@ def simulate_gw_batch(n_signal: int, n_noise: int, *, seed: Any, config: GWSampl
         waveform_id[:n_signal] = waveform_id_offset + waveform_index
 
     if config.whitening == "welch":
-        noise = colored_noise_fd(rng, psd.values, fs, n_buf, shape=(n_total, len(DETECTORS)))
+        noise = colored_noise_fd(rng, psd_values, fs, n_buf, shape=(n_total, len(DETECTORS)))
         data = np.fft.irfft(noise + fs * signal_fd, n=n_buf, axis=-1)
         estimate = welch_psd(data, fs, segment_duration=config.welch_segment)
         strain = whiten(data, fs, estimate, config.band)[..., i0 : i0 + n_win]

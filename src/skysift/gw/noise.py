@@ -16,6 +16,8 @@ Conventions (used throughout :mod:`skysift.gw`)
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 from scipy import signal
 
@@ -27,6 +29,8 @@ __all__ = [
     "bandpassed_white_noise",
     "colored_noise_fd",
     "design_psd",
+    "psd_files_in",
+    "read_psd_file",
     "whiten",
     "whitening_filter",
     "welch_psd",
@@ -65,6 +69,53 @@ def design_psd(sample_rate: float, duration: float, *, f_low: float = 10.0, name
     delta_f = sample_rate / n_time
     series = pycbc.psd.from_string(name, n_freq, delta_f, f_low)
     return PSD(delta_f, np.asarray(series, dtype=float).copy(), name=name)
+
+
+def read_psd_file(path: str | os.PathLike[str]) -> PSD:
+    """A PSD stored as a PyCBC frequency series in HDF5 (dataset ``data``, attribute ``delta_f``).
+
+    The layout of the MLGWSC-1 PSD files (``psds/H1/psd-*.hdf``).
+
+    Raises
+    ------
+    InputDataError
+        If the file is unreadable or lacks ``data`` or ``delta_f``.
+    """
+    import h5py
+
+    from skysift.errors import InputDataError
+
+    try:
+        with h5py.File(path, "r") as handle:
+            if "data" not in handle or "delta_f" not in handle["data"].attrs:
+                raise InputDataError(f"{path}: not a PSD file (needs a 'data' dataset with a 'delta_f' attribute)")
+            values = handle["data"][()].astype(float)
+            delta_f = float(handle["data"].attrs["delta_f"])
+    except OSError as error:
+        raise InputDataError(f"{path}: not a readable HDF5 PSD file ({error})") from error
+    if values.ndim != 1 or not np.all(np.isfinite(values)) or np.any(values < 0):
+        raise InputDataError(f"{path}: PSD values must be one finite, non-negative row")
+    return PSD(delta_f, values, name=os.fspath(path))
+
+
+def psd_files_in(folder: str | os.PathLike[str], detectors: tuple[str, ...] = ("H1", "L1")) -> dict[str, tuple[str, ...]]:
+    """PSD files per detector in a folder laid out as MLGWSC-1's ``psds/`` (``H1/*.hdf``, ``L1/*.hdf``).
+
+    Raises
+    ------
+    InputDataError
+        If the folder or a detector's files are missing.
+    """
+    from pathlib import Path
+
+    from skysift.errors import InputDataError
+
+    folder = Path(folder)
+    files = {detector: tuple(sorted(str(p) for p in (folder / detector).glob("*.hdf"))) for detector in detectors}
+    empty = [detector for detector, paths in files.items() if not paths]
+    if empty:
+        raise InputDataError(f"{folder}: no PSD files (*.hdf) for {empty} (expected {folder}/H1/*.hdf and {folder}/L1/*.hdf)")
+    return files
 
 
 def bandpass_window(frequencies: np.ndarray, f_low: float, f_high: float) -> np.ndarray:

@@ -27,6 +27,12 @@ class GWOptions(StageOptions):
     snr_max: float = param(20.0, "Highest network SNR of training signals.", exclusive_minimum=0)
     mass_min: float = param(10.0, "Lowest component mass.", unit="solMass", exclusive_minimum=0)
     mass_max: float = param(50.0, "Highest component mass.", unit="solMass", exclusive_minimum=0)
+    spin_max: float = param(
+        0.8, "Largest spin magnitude of training signals and skysift's test injections: aligned spins uniform in "
+        "[-spin_max, spin_max] (IMRPhenomD), isotropic spins of magnitude up to spin_max (IMRPhenomXPHM).", minimum=0, maximum=0.99)
+    psd_dir: str = param(
+        "", "Folder of PSD files laid out as MLGWSC-1's psds/ (H1/*.hdf, L1/*.hdf): each training sample's noise has one "
+        "of them per detector, drawn at random (noise varying as in dataset 3); empty: the aLIGOZeroDetHighPower design PSD.")
     test_duration: float = param(3600.0, "Seconds of MLGWSC-1 foreground and background test data.", unit="s", minimum=60)
     max_distance: float = param(2000.0, "Injections are uniform in volume out to this distance.", unit="Mpc", exclusive_minimum=0)
     search_step: float = param(0.1, "Step of the sliding-window network search.", unit="s", exclusive_minimum=0)
