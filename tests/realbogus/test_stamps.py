@@ -26,7 +26,7 @@ from skysift.realbogus.stamps import (
     simulated_background,
     truncate_at_edge,
 )
-from skysift.realbogus.stamps import _FAMILY_FUNCTIONS, _variable
+from skysift.realbogus.stamps import _FAMILY_FUNCTIONS, _subtracted, _variable
 from skysift.realbogus.survey import ZTF, SurveyPreset, get_survey
 
 ALERTS = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "diffim" / "ztf_alert_packets"
@@ -187,3 +187,41 @@ def test_real_backgrounds_leave_out_excluded_objects(tmp_path):
     assert set(np.asarray(product.table["background_group"], str)) == set(used)
     # Real-background stamps keep the real sky level of ZTF science stamps.
     assert np.median(product.arrays["cutout"][:, 0]) > 50
+
+
+def test_noise_bogus_are_threshold_crossings_of_the_matched_filter():
+    rng = np.random.default_rng(8)
+    settings = StampSettings()
+    context = _context()
+    for _ in range(20):
+        layers = _FAMILY_FUNCTIONS["noise"](rng, context, settings)
+        snr = context.matched_filter_snr(layers.difference)
+        assert settings.detection_snr <= snr < settings.detection_snr + 6
+        assert snr == pytest.approx(layers.params["snr"])
+        assert not layers.through_subtraction  # a fluctuation of the difference itself
+        # Mostly a science-noise peak (the reference is the deeper image), a little template dip.
+        assert layers.science.sum() > 0 > layers.reference.sum()
+
+
+def test_zogy_science_kernel_keeps_flux_and_softens_sharp_science_signal():
+    delta = np.zeros((63, 63))
+    delta[31, 31] = 1.0
+    broad_reference = _context(science_fwhm=1.6, reference_fwhm=2.6).science_to_difference(delta)
+    sharp_reference = _context(science_fwhm=3.0, reference_fwhm=1.8).science_to_difference(delta)
+    for kernel in (broad_reference, sharp_reference):
+        assert kernel.sum() == pytest.approx(1.0, abs=1e-9)
+        assert np.unravel_index(kernel.argmax(), kernel.shape) == (31, 31)
+    assert broad_reference.max() < 0.9  # a cosmic ray is softened in the difference
+    assert sharp_reference.max() > 0.95  # nearly a delta: the science enters the difference as it is
+
+
+def test_bogus_keep_their_detection_peak_through_the_subtraction():
+    context = _context(science_fwhm=1.6, reference_fwhm=2.6)
+    ray = _FAMILY_FUNCTIONS["cosmic-ray"](np.random.default_rng(6), context, StampSettings())
+    subtracted = _subtracted(ray, context, keep_peak=True)
+    assert subtracted.difference[29:34, 29:34].max() == pytest.approx(ray.difference[29:34, 29:34].max())
+    # Softer in the difference than in the science, as ZTF's cosmic rays are.
+    share = lambda image: image.max() / image.sum()  # noqa: E731
+    assert share(subtracted.difference) < share(subtracted.science)
+    transient = _FAMILY_FUNCTIONS["transient"](np.random.default_rng(6), context, StampSettings(host_fraction=0.0))
+    assert _subtracted(transient, context, keep_peak=False).difference.sum() == pytest.approx(transient.difference.sum(), rel=1e-6)

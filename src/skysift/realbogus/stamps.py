@@ -28,12 +28,16 @@ Each sample is a *background* plus one *family* of centred signal:
   reference spikes differ), ``"ghost"`` (out-of-focus reflection, science only),
   ``"cosmic-ray"``, ``"hot-pixel"``, ``"bad-column"``, ``"edge"`` (candidate at a
   CCD edge: truncated stamp and a subtraction ramp along the edge) and
-  ``"noise"`` (nothing but noise at the centre).
+  ``"noise"`` (nothing there but a noise excursion that crossed the detection
+  threshold of the matched-filtered difference).
 
 Every family is a pure function of (rng, :class:`StampContext`) returning the
 noiseless layers it adds to the science, reference and difference stamps and
 the parameters drawn (stored in the sample's row), so the same families run on
-simulated and real backgrounds. Bogus families are scaled so that the
+simulated and real backgrounds. Signal of the science image reaches the
+difference through ZOGY's science kernel (:meth:`StampContext.science_to_difference`),
+as in ZTF's differences: a cosmic ray sharp in the science is softened in the
+difference when the reference PSF is the broader one. Bogus families are scaled so that the
 candidate would be detected (a positive difference peak of at least
 ``detection_snr`` noise sigmas), as the survey only sends detections.
 
@@ -45,6 +49,7 @@ pads real stamps, so padding says nothing about the label.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 import zlib
 from collections.abc import Callable, Mapping, Sequence
@@ -180,6 +185,27 @@ class StampContext:
         psf = self.psf()
         return float(snr * self.sigma_difference / np.sqrt(np.sum(psf**2)))
 
+    def matched_filter_snr(self, difference: np.ndarray) -> float:
+        """S/N of ``difference`` at the candidate in the PSF-matched-filtered difference (the survey's detection statistic)."""
+        psf = self.psf()
+        return float(np.sum(difference * psf) / (self.sigma_difference * np.sqrt(np.sum(psf**2))))
+
+    def science_to_difference(self, layer: np.ndarray) -> np.ndarray:
+        """What a signal of the science image becomes in a ZOGY difference.
+
+        ZTF subtracts with ZOGY (Zackay, Ofek & Gal-Yam 2016, eq. 13; Masci et
+        al. 2019, PASP 131, 018003): the science image enters the difference
+        through ``K_n = P_r / sqrt(s_n**2 |P_r|**2 + s_r**2 |P_n|**2)`` (Fourier
+        space; ``P`` the PSFs, ``s`` the noise of science and flux-matched
+        reference). Where the reference PSF is broader than the science's, the
+        kernel is a low-pass filter, so a cosmic ray or hot pixel sharp in the
+        science is softened in the difference; where it is sharper, ``K_n`` is
+        close to a delta. Normalised to unit sum (the difference is on the
+        science's photometric scale), so a transient keeps its flux.
+        """
+        return _zogy_science_kernel_apply(layer, self.science_fwhm, self.reference_fwhm, self.beta,
+                                          self.sigma_science, self.sigma_reference)
+
 
 @dataclass
 class Layers:
@@ -190,6 +216,10 @@ class Layers:
     difference: np.ndarray
     params: dict[str, float] = dataclasses.field(default_factory=dict)
     truncate: tuple[str, int] | None = None
+    #: The difference layer is written as science-image signal (minus the reference in the
+    #: science's PSF), so it still goes through ZOGY's science kernel; False for signals
+    #: that are features of the difference itself (an edge ramp, a noise excursion).
+    through_subtraction: bool = True
 
     @classmethod
     def empty(cls, size: int) -> Layers:
@@ -278,6 +308,29 @@ def sersic_galaxy(
                    OVERSAMPLE if effective_radius < 2.0 else 1)
     profile /= profile.sum()
     return signal.fftconvolve(profile, psf, mode="same")
+
+
+@functools.lru_cache(maxsize=8)
+def _zogy_science_transfer(size: int, science_fwhm: float, reference_fwhm: float, beta: float,
+                           sigma_science: float, sigma_reference: float) -> np.ndarray:
+    """Fourier transform of ZOGY's unit-sum science kernel on a ``size`` grid (origin at pixel 0)."""
+    centre = (size - 1) / 2.0
+
+    def otf(fwhm: float) -> np.ndarray:
+        return np.fft.fft2(np.fft.ifftshift(moffat_psf(size, centre, centre, fwhm, beta, box=int(8 * fwhm) + 3)))
+
+    science_otf, reference_otf = otf(science_fwhm), otf(reference_fwhm)
+    denominator = np.sqrt(sigma_science**2 * np.abs(reference_otf) ** 2 + sigma_reference**2 * np.abs(science_otf) ** 2)
+    transfer = reference_otf / np.maximum(denominator, 1e-12 * denominator.max())
+    return transfer / transfer[0, 0]
+
+
+def _zogy_science_kernel_apply(layer: np.ndarray, science_fwhm: float, reference_fwhm: float, beta: float,
+                               sigma_science: float, sigma_reference: float) -> np.ndarray:
+    """``layer`` convolved (circularly, on the stamp grid) with ZOGY's unit-sum science kernel; see
+    :meth:`StampContext.science_to_difference`."""
+    transfer = _zogy_science_transfer(layer.shape[-1], science_fwhm, reference_fwhm, beta, sigma_science, sigma_reference)
+    return np.fft.ifft2(np.fft.fft2(layer) * transfer).real
 
 
 def _centred_psf(context: StampContext, fwhm: float) -> np.ndarray:
@@ -486,7 +539,7 @@ def _edge(rng: np.random.Generator, context: StampContext, settings: StampSettin
     ramp *= 1.0 + 0.5 * np.sin(along / rng.uniform(2.0, 8.0) + rng.uniform(0, 2 * np.pi))
     ramp += 0.3 * context.psf(context.science_fwhm * 1.5) / context.psf(context.science_fwhm * 1.5).max()
     science = ramp * rng.uniform(0.0, 1.0)
-    layers = Layers(science, np.zeros_like(ramp), ramp, {"edge_distance": float(distance)})
+    layers = Layers(science, np.zeros_like(ramp), ramp, {"edge_distance": float(distance)}, through_subtraction=False)
     layers = _scale_to_detection(layers, context, _log_uniform(rng, max(settings.detection_snr, 5.0), 60.0))
     c = context.size // 2
     kept = {"left": c - distance, "right": c + distance, "bottom": c - distance, "top": c + distance}[side]
@@ -495,7 +548,21 @@ def _edge(rng: np.random.Generator, context: StampContext, settings: StampSettin
 
 
 def _noise(rng: np.random.Generator, context: StampContext, settings: StampSettings) -> Layers:
-    return Layers.empty(context.size)
+    # Nothing there, yet detected: ZTF extracts candidates where the PSF-matched-filtered
+    # difference reaches 5 sigma (Masci et al. 2019), so its "nothing" bogus are noise
+    # excursions that crossed that threshold, not blank stamps. Given a matched-filter
+    # value nu, a white-noise field's expectation is nu sigma PSF / |PSF| (a faint point
+    # source); correlated noise (resampling, kernel convolution) adds its correlation
+    # length to the width and fattens the tail beyond the Gaussian nu**2 - t**2 ~ Exp(2).
+    threshold = max(settings.detection_snr, 5.0)
+    snr = float(np.sqrt(threshold**2 + rng.exponential(2.0 * rng.uniform(1.0, 3.0))))
+    correlation_fwhm = rng.uniform(0.0, 2.0) * context.science_fwhm
+    excursion = context.psf(float(np.hypot(context.science_fwhm, correlation_fwhm)))
+    excursion *= snr / context.matched_filter_snr(excursion)
+    # The excursion is a science-noise peak or a template-noise dip in the ratio of their variances.
+    science_share = float(np.clip(context.sigma_science**2 / context.sigma_difference**2, 0.0, 1.0))
+    return Layers(science_share * excursion, -(1.0 - science_share) * excursion, excursion,
+                  {"snr": snr, "correlation_fwhm": correlation_fwhm}, through_subtraction=False)
 
 
 _FAMILY_FUNCTIONS: dict[str, Callable[[np.random.Generator, StampContext, StampSettings], Layers]] = {
@@ -585,7 +652,12 @@ def simulated_background(rng: np.random.Generator, preset: SurveyPreset, setting
     science_static = np.minimum(science_static, preset.saturation - sky)
 
     science_noise = rng.normal(size=(size, size)) * np.sqrt(sigma_science**2 + np.clip(science_static, 0, None) / preset.gain)
-    reference_noise = rng.normal(size=(size, size)) * sigma_reference
+    # References are coadds of frames resampled onto one grid, and the template stamp is the
+    # reference resampled again onto the science frame (Masci et al. 2019): its noise is
+    # correlated between neighbours (the 47 shared packets' templates: lag-1 autocorrelation
+    # 0.2-0.4 in sky corners; a Gaussian of sigma s gives exp(-1 / (4 s**2)): s 0.35-0.55 px).
+    reference_noise = ndimage.gaussian_filter(rng.normal(size=(size, size)), rng.uniform(0.35, 0.55))
+    reference_noise *= sigma_reference / max(float(np.std(reference_noise)), 1e-12)
     # The reference's noise after convolution to the science PSF (smoother, and a little weaker).
     kernel_sigma = np.sqrt(max(fwhm**2 - reference_fwhm**2, 0.25)) / 2.355
     matched_noise = ndimage.gaussian_filter(reference_noise, kernel_sigma)
@@ -731,6 +803,26 @@ def _truncation_probabilities(preset: SurveyPreset, settings: StampSettings) -> 
     return bogus, edge_share + (1.0 - edge_share) * bogus
 
 
+def _centre_peak(image: np.ndarray) -> float:
+    c = image.shape[-1] // 2
+    return float(image[c - 2 : c + 3, c - 2 : c + 3].max())
+
+
+def _subtracted(layers: Layers, context: StampContext, *, keep_peak: bool) -> Layers:
+    """The family's difference layer as ZOGY makes it (:meth:`StampContext.science_to_difference`).
+
+    With ``keep_peak`` (bogus families, drawn at a detection S/N) every layer is
+    rescaled so that the difference's peak at the candidate stays what the family drew.
+    """
+    difference = context.science_to_difference(layers.difference)
+    factor = 1.0
+    before, after = _centre_peak(layers.difference), _centre_peak(difference)
+    if keep_peak and before > 0 and after > 0:
+        factor = before / after
+    return dataclasses.replace(layers, science=layers.science * factor, reference=layers.reference * factor,
+                               difference=difference * factor, params=dict(layers.params))
+
+
 def _one_sample(
     rng: np.random.Generator, family: str, background: Background, preset: SurveyPreset, settings: StampSettings,
     truncation_probability: tuple[float, float] = (0.0, 0.0),
@@ -745,9 +837,13 @@ def _one_sample(
         layers = _variable(rng, context, settings, negative=rng.uniform() < preset.negative_fraction)
     else:
         layers = _FAMILY_FUNCTIONS[family](rng, context, settings)
+    if layers.through_subtraction:
+        layers = _subtracted(layers, context, keep_peak=family not in REAL_FAMILIES)
     science_signal = _add_photon_noise(layers.science, preset.gain, rng)
-    # The science photons of the signal are in the difference too (same exposure).
+    # The science photons of the signal are in the difference too (same exposure, same kernel).
     photon_noise = science_signal - layers.science
+    if layers.through_subtraction:
+        photon_noise = context.science_to_difference(photon_noise)
     triplet = np.stack([
         np.minimum(background.science + science_signal, preset.saturation),
         background.reference + layers.reference,
