@@ -254,6 +254,25 @@ def _draw_bank_proposals(n: int, mass_range: tuple[float, float], spin_max: floa
     }
 
 
+def _whitening_grid(psd: PSD | None, f_lower: float, f_high: float, duration: float) -> tuple[float, int, np.ndarray, np.ndarray, int]:
+    """Frequency grid of the bank's matches: ``delta_f``, ``n_freq``, sqrt of the weights, the band, inverse-FFT length.
+
+    The design PSD stands in where ``psd`` is None; the inverse FFT of the
+    in-band products has about ``0.5 / f_high`` time resolution.
+    """
+    from skysift.gw.noise import design_psd
+
+    sample_rate = 2.0 * f_high
+    n_freq = int(round(duration * sample_rate)) // 2 + 1
+    delta_f = 1.0 / duration
+    frequencies = np.arange(n_freq) * delta_f
+    psd = psd if psd is not None else design_psd(sample_rate, duration, f_low=f_lower * 0.9)
+    weights = _weights(psd.at(frequencies), frequencies, f_lower, f_high)
+    band = weights > 0
+    n_ifft = 2 ** int(np.ceil(np.log2(2 * band.sum())))
+    return delta_f, n_freq, np.sqrt(weights), band, n_ifft
+
+
 def stochastic_bank(
     mass_range: tuple[float, float] = (10.0, 50.0),
     *,
@@ -310,21 +329,11 @@ def stochastic_bank(
     dict
         ``mass1``, ``mass2``, ``spin1z``, ``spin2z`` arrays.
     """
-    from skysift.gw.noise import design_psd
     from skysift.gw.waveforms import fd_waveforms
 
     if not 0 < minimal_match < 1:
         raise ValueError(f"minimal_match must lie in (0, 1), got {minimal_match}")
-    sample_rate = 2.0 * f_high
-    n_time = int(round(duration * sample_rate))
-    n_freq = n_time // 2 + 1
-    delta_f = 1.0 / duration
-    frequencies = np.arange(n_freq) * delta_f
-    psd = psd if psd is not None else design_psd(sample_rate, duration, f_low=f_lower * 0.9)
-    weights = _weights(psd.at(frequencies), frequencies, f_lower, f_high)
-    band = weights > 0
-    sqrt_weights = np.sqrt(weights)
-    n_ifft = 2 ** int(np.ceil(np.log2(2 * band.sum())))  # ~0.5 / f_high time resolution
+    delta_f, n_freq, sqrt_weights, band, n_ifft = _whitening_grid(psd, f_lower, f_high, duration)
     rng = np.random.default_rng(seed)
     kept: dict[str, list[float]] = {key: [] for key in ("mass1", "mass2", "spin1z", "spin2z")}
     whitened = np.zeros((min(max_templates, 256), int(band.sum())), dtype=np.complex64)
@@ -382,19 +391,9 @@ def fitting_factors(
     ``approximant`` (IMRPhenomXPHM: precession and higher modes, which an
     aligned-spin dominant-mode bank cannot fit fully).
     """
-    from skysift.gw.noise import design_psd
     from skysift.gw.waveforms import fd_waveforms
 
-    sample_rate = 2.0 * f_high
-    n_time = int(round(duration * sample_rate))
-    n_freq = n_time // 2 + 1
-    delta_f = 1.0 / duration
-    frequencies = np.arange(n_freq) * delta_f
-    psd = psd if psd is not None else design_psd(sample_rate, duration, f_low=f_lower * 0.9)
-    weights = _weights(psd.at(frequencies), frequencies, f_lower, f_high)
-    band = weights > 0
-    sqrt_weights = np.sqrt(weights)
-    n_ifft = 2 ** int(np.ceil(np.log2(2 * band.sum())))
+    delta_f, n_freq, sqrt_weights, band, n_ifft = _whitening_grid(psd, f_lower, f_high, duration)
     templates = _unit_whitened(template_waveforms(bank, delta_f=delta_f, n_freq=n_freq, f_lower=f_lower), sqrt_weights, band)
     coordinates = _bank_coordinates(bank["mass1"], bank["mass2"], _chi_eff(bank), f_lower)
     waves, _ = fd_waveforms(signals, approximant=approximant, delta_f=delta_f, n_freq=n_freq, f_lower=f_lower)
