@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -91,17 +91,18 @@ class RealGalaxy:
     hdu: int
 
 
-def _read_catalogue(path: Path) -> Table:
+def _read_catalogue(path: Path, what: str, kind: str, columns: Sequence[str]) -> Table:
+    """The first table of a GalSim catalogue FITS file; errors name the file, ``what`` it is and what is wrong."""
     if not path.is_file():
-        raise InputDataError(f"{path}: real-galaxy catalogue not found")
+        raise InputDataError(f"{path}: {what} not found")
     try:
         with path.open("rb") as stream, fits.open(stream, memmap=False) as hdul:
             table = Table(hdul[1].data)
     except Exception as exc:  # astropy raises OSError/ValueError/IndexError/TypeError on corrupt files
-        raise InputDataError(f"{path}: unreadable real-galaxy catalogue ({type(exc).__name__}: {exc})") from exc
-    missing = [c for c in _REQUIRED_COLUMNS if c not in table.colnames]
+        raise InputDataError(f"{path}: unreadable {what} ({type(exc).__name__}: {exc})") from exc
+    missing = [c for c in columns if c not in table.colnames]
     if missing:
-        raise InputDataError(f"{path}: not a GalSim RealGalaxyCatalog, missing column(s) {', '.join(missing)}")
+        raise InputDataError(f"{path}: not a {kind}, missing column(s) {', '.join(missing)}")
     return table
 
 
@@ -147,7 +148,7 @@ def read_real_galaxies(source: str | os.PathLike[str]) -> list[RealGalaxy]:
     galaxies: list[RealGalaxy] = []
     seen: set[tuple[Path, int]] = set()
     for catalogue in catalogues:
-        table = _read_catalogue(catalogue)
+        table = _read_catalogue(catalogue, "real-galaxy catalogue", "GalSim RealGalaxyCatalog", _REQUIRED_COLUMNS)
         directory = catalogue.parent
         files = {directory / str(name).strip() for name in table["GAL_FILENAME"]}
         if skip_absent and not any(f.is_file() for f in files):
@@ -285,16 +286,8 @@ def read_cosmos_sersic_fits(path: str | os.PathLike[str]) -> dict[str, np.ndarra
         message names the file).
     """
     path = Path(path)
-    if not path.is_file():
-        raise InputDataError(f"{path}: COSMOS parametric-fit catalogue not found")
-    try:
-        with path.open("rb") as stream, fits.open(stream, memmap=False) as hdul:
-            table = Table(hdul[1].data)
-    except Exception as exc:  # astropy raises OSError/ValueError/IndexError/TypeError on corrupt files
-        raise InputDataError(f"{path}: unreadable COSMOS parametric-fit catalogue ({type(exc).__name__}: {exc})") from exc
-    missing = [name for name in ("sersicfit", "hlr") if name not in table.colnames]
-    if missing:
-        raise InputDataError(f"{path}: not a GalSim COSMOS parametric-fit catalogue (missing columns {missing})")
+    table = _read_catalogue(path, "COSMOS parametric-fit catalogue", "GalSim COSMOS parametric-fit catalogue",
+                            ("sersicfit", "hlr"))
     fits_ = np.asarray(table["sersicfit"], dtype=np.float64)
     hlr = np.asarray(table["hlr"], dtype=np.float64)
     if fits_.ndim != 2 or fits_.shape[1] < 4 or hlr.ndim != 2:
