@@ -253,10 +253,11 @@ def expand_batch_records(paths: Sequence[str | os.PathLike[str]], records_dir: s
     ProductError
         If a record cannot be read.
     """
-    root = Path(records_dir).resolve()
+    # abspath, not resolve: no file-system call for each of a run's (many thousand) other products
+    root = os.path.join(os.path.abspath(records_dir), "")
     expanded: list[str] = []
     for path in paths:
-        if root not in Path(path).resolve().parents:
+        if not os.path.abspath(path).startswith(root):
             expanded.append(os.fspath(path))
             continue
         try:
