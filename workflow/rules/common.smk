@@ -347,8 +347,17 @@ def pair_file(kind):
 @job_function
 def mask_flags(wildcards, input):  # derived from the inputs, as pair_file
     """CLI flags of a pair's optional inputs: masks, noise and weight maps."""
-    paths = pair_paths(wildcards.pair)
-    return " ".join(f"--{kind.replace('_', '-')} {shlex.quote(paths[kind])}" for kind in OPTIONAL_PAIR_INPUTS if kind in paths)
+    return shlex.join(optional_input_args(wildcards.pair))
+
+
+def optional_input_args(pair):
+    """`skysift diffim` arguments of a pair's optional inputs (single-pair jobs and batch plans)."""
+    paths = pair_paths(pair)
+    args = []
+    for kind in OPTIONAL_PAIR_INPUTS:
+        if kind in paths:
+            args += [f"--{kind.replace('_', '-')}", paths[kind]]
+    return args
 
 
 DIFFIM_PRODUCTS = ("difference.fits", "scorr.fits", "fpsf.fits", "fpsf_err.fits", "aligned_reference.fits", "candidates.ecsv")
@@ -512,11 +521,8 @@ def diffim_batch_plan(wildcards, input):  # derived from the inputs: paths are n
     for pair in PAIR_BATCHES[wildcards.batch]:
         paths = pair_paths(pair)
         outdir = f"{RESULTS}/diffim/{pair}"
-        args = ["--science", paths["science"], "--reference", paths["reference"]]
-        for kind in OPTIONAL_PAIR_INPUTS:
-            if kind in paths:
-                args += [f"--{kind.replace('_', '-')}", paths[kind]]
-        args += ["--outdir", outdir, "--label", f"pair_id={pair}"]
+        args = ["--science", paths["science"], "--reference", paths["reference"], *optional_input_args(pair),
+                "--outdir", outdir, "--label", f"pair_id={pair}"]
         outputs = [f"{outdir}/{product}" for product in (*DIFFIM_PRODUCTS, "preview.png")]
         jobs.append(_pair_job("diffim", pair, args, f"{code}|{pair_checksum(pair)}", outputs))
     return _batch_plan(["diffim", stage_flags("diffim"), provenance_flags("diffim", "diffim")], jobs)
