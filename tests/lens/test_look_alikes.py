@@ -37,7 +37,8 @@ def _compact_sources(n: int, seed: int) -> dict[str, np.ndarray]:
     params = sample_parameters(LENS_PRIORS, n, np.random.default_rng(seed))
     params["source_r_eff"][:] = 0.05
     params["source_n"][:] = 0.5
-    params["theta_E"] = np.minimum(params["theta_E"], 1.6)
+    # Einstein radii of 1-1.6 arcsec: images of smaller lenses merge at this pixel scale.
+    params["theta_E"] = np.random.default_rng(seed + 100).uniform(1.0, 1.6, n)
     return params
 
 

@@ -49,8 +49,10 @@ from skysift.context import RunContext, resolve_context
 from skysift.io import ProductWriter
 from skysift.lens.injection import COSMOS_SOURCE_SIZE_FACTOR, degrade_to_survey, read_cosmos_sersic_fits, read_real_galaxies
 from skysift.lens import observing
-from skysift.lens.negatives import FEATURE_NAMES, HARD_NEGATIVE_KINDS, HARD_NEGATIVE_PRIORS, render_hard_negative
-from skysift.lens.simulator import LENS_PRIORS, SURVEYS, LensSimulator, SurveySpec, arc_signal_to_noise
+from skysift.lens.negatives import (
+    EXTRA_LIGHT_KINDS, EXTRA_LIGHT_MAG, FEATURE_NAMES, HARD_NEGATIVE_KINDS, HARD_NEGATIVE_PRIORS, render_hard_negative,
+)
+from skysift.lens.simulator import LENS_PRIORS, SURVEYS, LensSimulator, SurveySpec, arc_signal_to_noise, magnitude_to_flux
 from skysift.log import get_logger
 from skysift.parallel import compute_in_windows, usable_cores
 from skysift.simulate.priors import Prior, Uniform, describe, sample_parameters
@@ -146,7 +148,11 @@ def _assign_kinds(
 
 #: Default detectability selection of the simulated lenses (see :func:`make_lens_training_set`).
 DEFAULT_MIN_ARC_SNR = 10.0
-DEFAULT_MIN_MAGNIFICATION = 3.0
+# 2: the boundary between single and multiple images of a point source behind a singular
+# isothermal sphere (mu = 2 theta_E / beta inside, 1 + theta_E / beta outside the Einstein
+# radius), so doubles of low magnification, most of a real sample (Collett 2015: ~70 % of
+# LSST lenses are doubles), are kept; 3 kept only the bright, ring-like ones.
+DEFAULT_MIN_MAGNIFICATION = 2.0
 DEFAULT_RESOLUTION_FACTOR = 1.2
 DEFAULT_MIN_ARC_CONTRAST = 0.0
 #: Rounds of redrawing rejected lenses before giving up.
@@ -176,8 +182,13 @@ def arc_contrast(arc: torch.Tensor, lens_light: torch.Tensor, variance: torch.Te
 def _draw_arc_parameters(
     n: int, rng: np.random.Generator, source_shapes: Mapping[str, np.ndarray] | None
 ) -> dict[str, np.ndarray]:
-    """Arc parameters (:data:`_ARC_NAMES`) of ``n`` systems from :data:`LENS_PRIORS`.
+    """Arc parameters (:data:`_ARC_NAMES` and ``arc_mag``) of ``n`` systems.
 
+    Mass model, shear and source shape from :data:`LENS_PRIORS`; the source
+    position inside the Einstein radius (:func:`place_source_inside_einstein_radius`);
+    ``arc_mag``, the lensed image's observed magnitude, from
+    :data:`~skysift.lens.negatives.EXTRA_LIGHT_MAG` (the source magnitude
+    follows from it and the magnification, :func:`_draw_detectable_arcs`).
     With ``source_shapes`` (:func:`~skysift.lens.injection.read_cosmos_sersic_fits`)
     each source's Sersic index, axis ratio and size are one real galaxy's,
     drawn jointly, the size scaled by
@@ -185,9 +196,26 @@ def _draw_arc_parameters(
     0.05-1 arcsec.
     """
     params = sample_parameters({name: LENS_PRIORS[name] for name in _ARC_NAMES}, n, rng)
+    params["arc_mag"] = EXTRA_LIGHT_MAG.sample(rng, n)
+    place_source_inside_einstein_radius(params, np.arange(n), rng)
     if source_shapes is not None:
         _use_real_source_shapes(params, np.arange(n), rng, source_shapes)
     return params
+
+
+def place_source_inside_einstein_radius(params: dict[str, np.ndarray], rows: np.ndarray, rng: np.random.Generator) -> None:
+    """Put the sources of ``rows`` uniformly (in area) inside their Einstein radius, in place.
+
+    ``beta = theta_E sqrt(u)``, ``u ~ U(0, 1)``, uniform azimuth: the region
+    where a singular isothermal sphere makes two images, scaling with the lens
+    (a fixed box of source positions makes rings of large lenses and misses
+    small ones). Ellipticity and shear move the caustics; the magnification
+    cut then keeps the multiply imaged systems.
+    """
+    beta = params["theta_E"][rows] * np.sqrt(rng.uniform(0.0, 1.0, len(rows)))
+    azimuth = rng.uniform(0.0, 2.0 * np.pi, len(rows))
+    params["x_src"][rows] = beta * np.cos(azimuth)
+    params["y_src"][rows] = beta * np.sin(azimuth)
 
 
 def _use_real_source_shapes(
@@ -242,33 +270,63 @@ def _draw_detectable_arcs(
 ) -> tuple[torch.Tensor, np.ndarray, np.ndarray, np.ndarray]:
     """Draw arcs until every system passes the detectability cuts.
 
-    ``params`` (one row per lens, every key of :data:`LENS_PRIORS`) has its arc
-    parameters (:data:`_ARC_NAMES`) redrawn in place for the rejected systems;
-    the lens light and position are kept. Vectorised: each round renders only
-    the systems still rejected. With ``singly_imaged`` every source is placed
-    outside the caustics (:func:`place_source_outside_caustic`). With
-    ``conditions`` (one row per lens, :mod:`~skysift.lens.observing`) the arcs
-    are blurred to each image's seeing and the noise scaled to its depth
-    before the cuts. Returns the PSF-convolved arcs ``(n, H, W)``, their S/N,
+    ``params`` (one row per lens, every key of :data:`LENS_PRIORS` and
+    ``arc_mag``) has its arc parameters (:func:`_draw_arc_parameters`) redrawn
+    in place for the rejected systems; the lens light and position are kept.
+    Each arc is rendered, then scaled to its observed magnitude ``arc_mag``
+    (its ``source_mag`` set to match: the image is linear in the source flux),
+    so lensed light and the look-alikes' extra light share one brightness
+    prior. Vectorised: each round renders only the systems still rejected.
+    With ``singly_imaged`` every source is placed outside the caustics
+    (:func:`place_source_outside_caustic`) and systems whose arclet would leave
+    the stamp are redrawn. With ``conditions`` (one row per lens,
+    :mod:`~skysift.lens.observing`) the arcs are blurred to each image's seeing,
+    the noise scaled to its depth and the resolution cuts set by its seeing
+    before the cuts. Besides the arguments' cuts, every arc (and arclet) must
+    be identifiable as Collett (2015, ApJ 811, 20) defines it: resolved,
+    ``theta_E^2 >= R_eff^2 + (resolution_factor seeing / 2)^2``, and
+    tangentially stretched, ``mu R_eff >= seeing / 2``. Returns the PSF-convolved arcs ``(n, H, W)``, their S/N,
     magnifications and contrasts (:func:`arc_contrast`).
     """
     n = len(params["theta_E"])
     arcs = torch.zeros((n, simulator.image_size, simulator.image_size), dtype=simulator.dtype, device=simulator.device)
     snr, magnification, contrast = np.zeros(n), np.zeros(n), np.zeros(n)
-    min_theta_e = resolution_factor * simulator.survey.seeing / 2.0
+    seeing = np.full(n, simulator.survey.seeing) if conditions is None else np.asarray(conditions["seeing"], dtype=np.float64)
+    min_theta_e = resolution_factor * seeing / 2.0
+    half_width = 0.5 * simulator.image_size * simulator.survey.pixel_scale
+    zero_point = simulator.survey.zero_point
+
+    def unresolved(rows: np.ndarray) -> np.ndarray:
+        """Collett's (2015) resolution: ``theta_E^2 >= R_eff^2 + (f seeing / 2)^2`` fails (``f = resolution_factor``)."""
+        return params["theta_E"][rows] ** 2 < params["source_r_eff"][rows] ** 2 + min_theta_e[rows] ** 2
+
+    def unusable(rows: np.ndarray) -> np.ndarray:
+        """Rows rejected before rendering: unresolved, or (arclets) imaged beyond the stamp."""
+        theta_e = params["theta_E"][rows]
+        bad = unresolved(rows)
+        if singly_imaged:
+            gamma = np.hypot(params["gamma1"][rows], params["gamma2"][rows])
+            bad |= theta_e * (2.15 + 2.0 * gamma) + 3.5 * params["source_r_eff"][rows] > half_width
+        return rows[bad]
+
     todo = np.arange(n)
     for _ in range(MAX_REDRAW_ROUNDS):
         # The resolution cut needs no rendering: redraw unresolved systems first.
         for _ in range(MAX_REDRAW_ROUNDS):
-            unresolved = todo[params["theta_E"][todo] < min_theta_e]
-            if not len(unresolved):
+            redraw = unusable(todo)
+            if not len(redraw):
                 break
-            for name, values in _draw_arc_parameters(len(unresolved), rng, source_shapes).items():
-                params[name][unresolved] = values
+            for name, values in _draw_arc_parameters(len(redraw), rng, source_shapes).items():
+                params[name][redraw] = values
         if singly_imaged:
-            place_source_outside_caustic(params, todo, rng, 0.5 * simulator.image_size * simulator.survey.pixel_scale)
+            place_source_outside_caustic(params, todo, rng, half_width)
         subset = {k: v[todo] for k, v in params.items() if not k.startswith("lens_")}
         arc, _, mu = simulator.render_components(subset, convolve=True)
+        # Scale each arc to its drawn observed magnitude (flux in the stamp).
+        rendered = arc.sum(dim=(-2, -1)).double().cpu().numpy()
+        scale = magnitude_to_flux(params["arc_mag"][todo], zero_point) / np.maximum(rendered, 1e-30)
+        arc = arc * torch.as_tensor(scale, dtype=arc.dtype, device=arc.device).reshape(-1, 1, 1)
+        params["source_mag"][todo] = params["source_mag"][todo] - 2.5 * np.log10(scale)
         index = torch.as_tensor(todo, device=simulator.device)
         light = lens_light.index_select(0, index)
         variance = simulator.noise_variance(arc + light)
@@ -281,9 +339,12 @@ def _draw_detectable_arcs(
         snr[todo] = arc_signal_to_noise(arc, variance).double().cpu().numpy()
         magnification[todo] = mu.double().cpu().numpy()
         contrast[todo] = arc_contrast(arc, light, variance).double().cpu().numpy()
+        # Collett's (2015) second identifiability criterion: the magnified source is
+        # tangentially resolved (mu R_eff > seeing / 2), so the arc is stretched, not a blob.
+        unstretched = magnification[todo] * params["source_r_eff"][todo] < seeing[todo] / 2.0
         rejected = (
-            (snr[todo] < min_arc_snr) | (magnification[todo] < min_magnification)
-            | (params["theta_E"][todo] < min_theta_e) | (contrast[todo] < min_arc_contrast)
+            (snr[todo] < min_arc_snr) | (magnification[todo] < min_magnification) | unresolved(todo) | unstretched
+            | (contrast[todo] < min_arc_contrast)
         )
         todo = todo[rejected]
         if not len(todo):
@@ -292,7 +353,8 @@ def _draw_detectable_arcs(
             params[name][todo] = values
     raise ValueError(
         f"{len(todo)} of {n} simulated {'arclets' if singly_imaged else 'lenses'} still fail the detectability cuts "
-        f"(arc S/N >= {min_arc_snr}, magnification >= {min_magnification}, theta_E >= {min_theta_e:.3f} arcsec, "
+        f"(arc S/N >= {min_arc_snr}, magnification >= {min_magnification}, theta_E^2 >= R_eff^2 + "
+        f"({resolution_factor} seeing / 2)^2, magnification R_eff >= seeing / 2, "
         f"arc contrast >= {min_arc_contrast}) after {MAX_REDRAW_ROUNDS} "
         "redraws: lower the cuts or widen LENS_PRIORS for this survey"
     )
@@ -352,6 +414,7 @@ def simulate_batch(
     """
     n = len(kinds)
     params = sample_parameters(LENS_PRIORS, n, rng)
+    params["arc_mag"] = np.full(n, np.nan)
     if source_shapes is not None:
         _use_real_source_shapes(params, np.arange(n), rng, source_shapes)
     columns: dict[str, np.ndarray] = {"galaxy_id": np.full(n, -1, dtype=np.int64)}
@@ -402,7 +465,7 @@ def simulate_batch(
             singly_imaged=singly_imaged, source_shapes=source_shapes,
             conditions=None if observed is None else {k: v[rows] for k, v in observed.items()},
         )
-        for name in _ARC_NAMES:
+        for name in (*_ARC_NAMES, "arc_mag"):
             params[name][selected] = lens_params[name]
         clean = clean.index_add(0, index, arc)
         if lensed_light is not None:
@@ -418,7 +481,7 @@ def simulate_batch(
     lensed = is_lens | is_arclet
     for name in _ARC_NAMES:
         columns[name] = np.where(lensed, columns[name], np.nan)
-    for name in FEATURE_NAMES:
+    for name in (*FEATURE_NAMES, "feature_snr"):
         columns[name] = np.full(n, np.nan)
     for kind in HARD_NEGATIVE_KINDS:
         selected = kinds == kind
@@ -441,6 +504,11 @@ def simulate_batch(
         rows = np.flatnonzero(selected)
         index = torch.as_tensor(rows, device=simulator.device)
         structure = degrade(structure, rows)
+        if kind in EXTRA_LIGHT_KINDS:
+            structure, columns["feature_snr"][rows] = _detectable_feature(
+                simulator, structure, feature, galaxies.index_select(0, index), rng, min_arc_snr,
+                None if observed is None else {k: v[rows] for k, v in observed.items()},
+            )
         clean = clean.index_add(0, index, structure)
         if feature_light is not None:
             feature_light = feature_light.index_add(0, index, structure)
@@ -470,6 +538,51 @@ def simulate_batch(
     columns["label"] = is_lens.astype(np.int8)
     columns["kind"] = np.asarray(kinds, dtype=object)
     return images.to(torch.float32).cpu().numpy(), columns
+
+
+def _detectable_feature(
+    simulator: LensSimulator,
+    structure: torch.Tensor,
+    feature: dict[str, np.ndarray],
+    light: torch.Tensor,
+    rng: np.random.Generator,
+    min_snr: float,
+    conditions: dict[str, np.ndarray] | None,
+) -> tuple[torch.Tensor, np.ndarray]:
+    """Redraw the magnitude of look-alike structures until their S/N reaches ``min_snr``, as the arcs'.
+
+    ``structure`` (``(N, H, W)``, noise-free, at each image's seeing) is rescaled
+    (it is linear in ``feature_mag``, which is updated in place) to magnitudes
+    redrawn from :data:`~skysift.lens.negatives.EXTRA_LIGHT_MAG`; the S/N is the
+    arcs' (:func:`~skysift.lens.simulator.arc_signal_to_noise` against the noise
+    of galaxy plus structure at each image's depth). So the look-alikes' extra
+    light passes the lenses' detectability cut: without it, faint look-alikes
+    next to lenses kept only when visible teach "visible light round a galaxy
+    means lens". Structures that stay below the cut after
+    :data:`MAX_REDRAW_ROUNDS` (mostly beyond the stamp) are kept at their last
+    draw. Returns the structures and their S/N.
+    """
+    snr = np.zeros(len(structure))
+    todo = np.arange(len(structure))
+    depth_scale = None if conditions is None else observing.noise_scale(conditions) ** 2
+    for _ in range(MAX_REDRAW_ROUNDS):
+        index = torch.as_tensor(todo, device=structure.device)
+        part = structure.index_select(0, index)
+        variance = simulator.noise_variance(part + light.index_select(0, index))
+        if depth_scale is not None:
+            variance = variance * torch.as_tensor(depth_scale[todo], dtype=variance.dtype,
+                                                  device=variance.device).reshape(-1, 1, 1)
+        snr[todo] = arc_signal_to_noise(part, variance).double().cpu().numpy()
+        todo = todo[snr[todo] < min_snr]
+        if not len(todo):
+            break
+        magnitude = EXTRA_LIGHT_MAG.sample(rng, len(todo))
+        scale = magnitude_to_flux(magnitude - feature["feature_mag"][todo], 0.0)
+        feature["feature_mag"][todo] = magnitude
+        index = torch.as_tensor(todo, device=structure.device)
+        structure = structure.index_copy(0, index, structure.index_select(0, index) * torch.as_tensor(
+            scale, dtype=structure.dtype, device=structure.device).reshape(-1, 1, 1))
+    return structure, snr
 
 
 def _noisy(
@@ -753,6 +866,10 @@ def make_lens_training_set(
         "negative_mix": ",".join(f"{k}:{v:.4g}" for k, v in mix.items()),
     }
     attrs.update({f"prior.{k}": v for k, v in describe(LENS_PRIORS).items()})
+    # What the training set draws instead of LENS_PRIORS' source magnitude and position.
+    attrs["prior.arc_mag"] = describe({"arc_mag": EXTRA_LIGHT_MAG})["arc_mag"]
+    attrs["prior.source_mag"] = "derived: arc_mag + 2.5 log10(magnification)"
+    attrs["prior.x_src"] = attrs["prior.y_src"] = "uniform in area inside theta_E (place_source_inside_einstein_radius)"
     for kind, priors in HARD_NEGATIVE_PRIORS.items():
         attrs.update({f"prior.{kind}.{k}": v for k, v in describe(priors).items()})
     if bands:
@@ -778,6 +895,11 @@ def make_lens_training_set(
                           description="integrated S/N of the arc over its pixels above 1 sigma (lenses and arclets)")
         writer.add_column("arc_contrast", "float64",
                           description="arc / lens-light flux over the arc's pixels above 1 sigma (lenses and arclets)")
+        writer.add_column("arc_mag", "float64", unit="mag",
+                          description="observed (lensed) magnitude of the arc in the stamp (lenses and arclets)")
+        writer.add_column("feature_snr", "float64",
+                          description="integrated S/N of a look-alike's extra light, as arc_snr (rings, spirals, "
+                          "companions, mergers, stars)")
         writer.add_column("seeing", "float64", unit="arcsec", description="nominal PSF FWHM of the image (see skysift.lens.observing)")
         writer.add_column("psf_e", "float64", description="ellipticity of the PSF's Gaussian component")
         writer.add_column("psf_phi", "float64", unit="deg", description="position angle of the PSF ellipticity")

@@ -43,11 +43,21 @@ import numpy as np
 import torch
 
 from skysift.lens.simulator import LensSimulator, magnitude_to_flux, sersic_amplitude, sersic_bn, sersic_profile
-from skysift.simulate.priors import Choice, Prior, SeedPrior, Uniform
+from skysift.simulate.priors import Choice, LogUniform, Prior, SeedPrior, Uniform
 
-__all__ = ["FEATURE_NAMES", "HARD_NEGATIVE_KINDS", "HARD_NEGATIVE_PRIORS", "render_hard_negative"]
+__all__ = ["EXTRA_LIGHT_KINDS", "EXTRA_LIGHT_MAG", "FEATURE_NAMES", "HARD_NEGATIVE_KINDS", "HARD_NEGATIVE_PRIORS", "render_hard_negative"]
 
 HARD_NEGATIVE_KINDS = ("ring", "spiral", "companion", "blend", "merger", "edge_on", "star")
+
+#: Total magnitude (r band) of the light a lens search looks at beside the galaxy: the lensed
+#: arcs of lenses and arclets (their observed, magnified flux) and the rings, arms, companions,
+#: tidal features and stars of the look-alikes all draw it from this one prior (and pass the same
+#: S/N cut), so the amount of extra light round a galaxy says nothing of the label. Lensed arcs
+#: of LSST-depth lenses are r ~ 20-26 (Collett 2015: sources of r ~ 23-27 magnified 2-20 times).
+EXTRA_LIGHT_MAG = Uniform(20.0, 26.0, unit="mag")
+#: Kinds whose ``feature_mag`` is drawn from :data:`EXTRA_LIGHT_MAG` (blends and edge-on discs are
+#: whole galaxies, as bright as the lens galaxy, and keep their own priors).
+EXTRA_LIGHT_KINDS = ("ring", "spiral", "companion", "merger", "star")
 
 
 #: Gaussian sigma (arcsec) of a star-forming knot of a ring galaxy: giant HII
@@ -79,8 +89,9 @@ HARD_NEGATIVE_PRIORS: dict[str, dict[str, Prior]] = {
     # ring light (0: a smooth ring; the Cartwheel and Arp 147 rings are chains
     # of HII complexes).
     "ring": {
-        "feature_mag": Uniform(20.0, 24.0, unit="mag"),
-        "feature_radius": Uniform(0.4, 4.0, unit="arcsec"),
+        "feature_mag": EXTRA_LIGHT_MAG,
+        # The Einstein-radius prior of the lenses (LENS_PRIORS["theta_E"]): rings sit where arcs do.
+        "feature_radius": LogUniform(0.5, 3.0, unit="arcsec"),
         "feature_width": Uniform(0.08, 0.35),
         "feature_q": Uniform(0.4, 1.0),
         "feature_phi": Uniform(0.0, 180.0, unit="deg"),
@@ -93,7 +104,7 @@ HARD_NEGATIVE_PRIORS: dict[str, dict[str, Prior]] = {
     # Sa-Sc discs: scale lengths 2-8 kpc, arm pitch angles 10-30 deg (Kennicutt
     # 1981, AJ 86, 1847), arm-interarm contrast 0.4-0.9.
     "spiral": {
-        "feature_mag": Uniform(19.5, 22.0, unit="mag"),
+        "feature_mag": EXTRA_LIGHT_MAG,
         "feature_radius": Uniform(0.5, 1.5, unit="arcsec"),
         "feature_width": Uniform(10.0, 30.0, unit="deg"),
         "feature_q": Uniform(0.5, 1.0),
@@ -104,8 +115,8 @@ HARD_NEGATIVE_PRIORS: dict[str, dict[str, Prior]] = {
     # Satellites and line-of-sight galaxies at any projected distance that fits
     # the stamp, down to the faint, compact ones that mimic lensed images.
     "companion": {
-        "feature_mag": Uniform(20.5, 25.0, unit="mag"),
-        "feature_radius": Uniform(COMPANION_DISTANCE[0], COMPANION_DISTANCE[1], unit="arcsec"),
+        "feature_mag": EXTRA_LIGHT_MAG,
+        "feature_radius": LogUniform(COMPANION_DISTANCE[0], COMPANION_DISTANCE[1], unit="arcsec"),
         "feature_width": Uniform(0.05, 0.4, unit="arcsec"),
         "feature_q": Uniform(0.4, 1.0),
         "feature_phi": Uniform(0.0, 180.0, unit="deg"),
@@ -126,7 +137,7 @@ HARD_NEGATIVE_PRIORS: dict[str, dict[str, Prior]] = {
     # tidal tails 1.5-4 arcsec long carrying 20-60 % of the merger light,
     # curvature radii 1-3 arcsec (the Antennae and the Mice: Toomre & Toomre 1972).
     "merger": {
-        "feature_mag": Uniform(19.5, 22.5, unit="mag"),
+        "feature_mag": EXTRA_LIGHT_MAG,
         "feature_radius": Uniform(0.6, 2.5, unit="arcsec"),
         "feature_width": Uniform(1.5, 4.0, unit="arcsec"),
         "feature_q": Uniform(0.4, 1.0),
@@ -149,8 +160,8 @@ HARD_NEGATIVE_PRIORS: dict[str, dict[str, Prior]] = {
     },
     # Foreground stars blended with the galaxy: 1-3 point sources of r = 19-24.
     "star": {
-        "feature_mag": Uniform(19.0, 24.0, unit="mag"),
-        "feature_radius": Uniform(COMPANION_DISTANCE[0], COMPANION_DISTANCE[1], unit="arcsec"),
+        "feature_mag": EXTRA_LIGHT_MAG,
+        "feature_radius": LogUniform(COMPANION_DISTANCE[0], COMPANION_DISTANCE[1], unit="arcsec"),
         "feature_contrast": Choice((1.0, 2.0, 3.0)),
         "feature_angle": Uniform(0.0, 360.0, unit="deg"),
         "feature_seed": SeedPrior(),

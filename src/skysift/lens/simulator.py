@@ -58,7 +58,7 @@ import numpy as np
 import torch
 from scipy.special import erf, gammaln
 
-from skysift.simulate.priors import Prior, TruncatedNormal, Uniform, sample_parameters
+from skysift.simulate.priors import LogUniform, Prior, TruncatedNormal, Uniform, sample_parameters
 
 __all__ = [
     "ADAPTIVE_LENS_CORE_PIXELS",
@@ -189,7 +189,11 @@ def magnitude_to_flux(magnitude: Any, zero_point: float) -> Any:
 #: arcsec, degrees and AB magnitudes. Source positions are relative to the lens
 #: centre, within the region that gives arcs and rings for these Einstein radii.
 LENS_PRIORS: dict[str, Prior] = {
-    "theta_E": Uniform(0.8, 2.5, unit="arcsec"),
+    # Galaxy-scale lenses: Einstein radii mostly 0.5-2 arcsec, many below 1 (the
+    # LSST/Euclid population of Collett 2015, ApJ 811, 20; SLACS 0.7-1.5, Bolton
+    # et al. 2008; SL2S up to ~2.5, Sonnenfeld et al. 2013), log-uniform so that
+    # small radii weigh as much as large ones.
+    "theta_E": LogUniform(0.5, 3.0, unit="arcsec"),
     "q": Uniform(0.5, 1.0),
     "phi": Uniform(0.0, 180.0, unit="deg"),
     "gamma1": TruncatedNormal(0.0, 0.05, -0.2, 0.2),
@@ -200,7 +204,9 @@ LENS_PRIORS: dict[str, Prior] = {
     # deep co-adds (integrated arc S/N ~10 for LSST 10-year): the arc S/N cut of
     # the training set, not this prior, sets the faintest arcs.
     "source_mag": Uniform(21.0, 26.0, unit="mag"),
-    "source_r_eff": Uniform(0.1, 0.5, unit="arcsec"),
+    # Half-light radii of z ~ 1-3 sources of r ~ 23-27 (0.05-0.6 arcsec; Collett 2015 draws them
+    # from the size-magnitude relation of faint HST galaxies), log-uniform.
+    "source_r_eff": LogUniform(0.05, 0.6, unit="arcsec"),
     "source_n": Uniform(0.5, 4.0),
     "source_q": Uniform(0.4, 1.0),
     "source_phi": Uniform(0.0, 180.0, unit="deg"),
