@@ -45,6 +45,31 @@ def test_symmetric_residual_cancels_point_symmetric_light() -> None:
     assert build_model(symmetric_residual=False).stem_input(stem_input[:, :1]).shape == (2, 1, 32, 32)
 
 
+def test_polar_view_turns_centred_arcs_into_rows() -> None:
+    """A circular arc about the centre becomes a horizontal streak of the polar view; an off-centre blob does not."""
+    yy, xx = np.mgrid[:64, :64] - 31.5
+    radius = np.hypot(xx, yy)
+    arc = np.exp(-0.5 * (radius - 12.0) ** 2) * (xx > 0)
+    blob = np.exp(-0.5 * ((xx - 12.0) ** 2 + (yy - 3.0) ** 2) / 2.0**2)
+    model = build_model(widths=(8,), depths=(1,), polar_view=True)
+    stem_input = model.stem_input(torch.tensor(np.stack([arc, blob])[:, None], dtype=torch.float32))
+    assert stem_input.shape == (2, 4, 64, 64)
+    polar = stem_input[:, 2].numpy()
+    # Rows are 0.5 pixel of radius each: radius 12 is row ~23.5, the arc's 1-pixel sigma two rows.
+    arc_rows = polar[0].sum(axis=1)
+    assert abs(int(np.argmax(arc_rows)) - 23.5) <= 1
+    assert arc_rows[19:29].sum() > 0.9 * arc_rows.sum()
+
+    def azimuth_span(view: np.ndarray) -> float:
+        columns = view.sum(axis=0)
+        return float(np.mean(columns > 0.1 * columns.max()))
+
+    # Half the circle (x > 0) spans half the columns; the blob, 2 pixels at radius 12, a fifth at most.
+    assert 0.4 < azimuth_span(polar[0]) < 0.6
+    assert azimuth_span(polar[1]) < 0.2
+    assert model(torch.randn(3, 1, 64, 64)).shape == (3,)
+
+
 def test_model_gradients_flow() -> None:
     model = build_model()
     loss = torch.nn.functional.binary_cross_entropy_with_logits(model(torch.randn(4, 1, 32, 32)), torch.ones(4))

@@ -19,16 +19,29 @@ in the lens light, the hardest detectable lenses in one band, stand out; it
 plays the part of the lens-light subtraction of arc finders (e.g. Gavazzi et
 al. 2014, ApJ 785, 144) at no fitting cost. The original band is kept, so
 point-symmetric lensed images (full Einstein rings) are still seen.
+
+Polar view: with ``polar_view`` the stem also sees every input channel
+resampled onto a polar grid about the stamp centre (rows: radius from 0 to
+the stamp's half side, columns: azimuth over 360 degrees), stacked as further
+channels. Lensed arcs are stretched tangentially around the lens (Einstein
+rings and arcs are curves of nearly constant radius): in the polar view they
+become horizontal streaks at one row, which a few 3x3 convolutions detect,
+whereas rings inclined to the line of sight (off-centre or elliptical about
+the nucleus), companions and stars (compact, or radially elongated) do not.
+It costs one ``grid_sample`` per batch and the stem's extra input channels.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
+import math
+
 import torch
+import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["LensFinder", "PreActBlock", "build_model", "normalise"]
+__all__ = ["LensFinder", "PreActBlock", "build_model", "normalise", "polar_grid"]
 
 
 def normalise(images: torch.Tensor | "np.ndarray", *, softening: float = 3.0) -> torch.Tensor:  # noqa: F821
@@ -101,6 +114,8 @@ class LensFinder(nn.Module):
         keeps the full resolution.
     symmetric_residual : bool
         Also feed ``image - rot180(image)`` (see the module notes).
+    polar_view : bool
+        Also feed the polar resampling of those channels (see the module notes).
     """
 
     def __init__(
@@ -111,6 +126,7 @@ class LensFinder(nn.Module):
         dropout: float = 0.0,
         stem_stride: int = 1,
         symmetric_residual: bool = True,
+        polar_view: bool = False,
     ) -> None:
         super().__init__()
         if len(widths) != len(depths) or not widths:
@@ -118,7 +134,9 @@ class LensFinder(nn.Module):
         if stem_stride not in (1, 2):
             raise ValueError(f"stem_stride must be 1 or 2, got {stem_stride}")
         self.symmetric_residual = symmetric_residual
+        self.polar_view = polar_view
         stem_channels = 2 * in_channels if symmetric_residual else in_channels
+        stem_channels *= 2 if polar_view else 1
         self.stem = nn.Conv2d(stem_channels, widths[0], 7, stride=stem_stride, padding=3, bias=False)
         blocks: list[nn.Module] = []
         channels = widths[0]
@@ -134,16 +152,37 @@ class LensFinder(nn.Module):
         self.classifier = nn.Linear(channels, 1)
 
     def stem_input(self, image: torch.Tensor) -> torch.Tensor:
-        """The stem's input: ``image``, then ``image - rot180(image)`` with ``symmetric_residual``."""
-        if not self.symmetric_residual:
-            return image
-        return torch.cat([image, image - torch.rot90(image, 2, dims=(-2, -1))], dim=1)
+        """The stem's input: ``image``, ``image - rot180(image)`` with ``symmetric_residual``, then their polar views."""
+        channels = image
+        if self.symmetric_residual:
+            channels = torch.cat([image, image - torch.rot90(image, 2, dims=(-2, -1))], dim=1)
+        if self.polar_view:
+            grid = polar_grid(image.shape[-2], image.shape[-1], device=image.device, dtype=channels.dtype)
+            polar = F.grid_sample(channels, grid.expand(len(channels), -1, -1, -1), mode="bilinear",
+                                  padding_mode="zeros", align_corners=False)
+            channels = torch.cat([channels, polar], dim=1)
+        return channels
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
         """Logits ``(N,)`` for normalised float32 images ``(N, C, H, W)``."""
         x = self.blocks(self.stem(self.stem_input(image)))
         x = self.activation(self.head_norm(x)).mean(dim=(-2, -1))
         return self.classifier(self.dropout(x)).squeeze(-1)
+
+
+def polar_grid(height: int, width: int, *, device: torch.device | str | None = None,
+               dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """``grid_sample`` grid ``(1, height, width, 2)`` of a polar view about the stamp centre.
+
+    Row ``i`` is the radius ``(i + 0.5) / height`` of the stamp's half side
+    (so the view reaches the middle of each edge), column ``j`` the azimuth
+    ``2 pi j / width``; coordinates normalised as ``align_corners=False``.
+    """
+    radius = (torch.arange(height, device=device, dtype=torch.float64) + 0.5) / height
+    azimuth = torch.arange(width, device=device, dtype=torch.float64) * (2.0 * math.pi / width)
+    x = radius[:, None] * torch.cos(azimuth)[None, :]
+    y = radius[:, None] * torch.sin(azimuth)[None, :]
+    return torch.stack([x, y], dim=-1)[None].to(dtype)
 
 
 def build_model(
@@ -153,7 +192,8 @@ def build_model(
     dropout: float = 0.0,
     stem_stride: int = 1,
     symmetric_residual: bool = True,
+    polar_view: bool = False,
 ) -> LensFinder:
     """Build a :class:`LensFinder`; DeepLens proper is ``widths=(16, 32, 64, 128, 256), depths=(3,) * 5``."""
     return LensFinder(in_channels=in_channels, widths=tuple(widths), depths=tuple(depths), dropout=dropout,
-                      stem_stride=stem_stride, symmetric_residual=symmetric_residual)
+                      stem_stride=stem_stride, symmetric_residual=symmetric_residual, polar_view=polar_view)
