@@ -204,14 +204,14 @@ def test_arc_contrast_is_stored_and_cut(tmp_path: Path) -> None:
     from skysift.lens.dataset import arc_contrast
     from skysift.lens.simulator import arc_signal_to_noise
 
-    path = make_lens_training_set(tmp_path / "contrast.h5", 30, image_size=32, supersampling=1, seed=8,
-                                  min_arc_contrast=0.1)
+    path = make_lens_training_set(tmp_path / "contrast.h5", 30, image_size=48, supersampling=1, seed=8,
+                                  min_arc_contrast=0.2)
     product = read_product(path)
     table = product.table
     lenses = table["label"] == 1
-    assert product.attrs["min_arc_contrast"] == 0.1
+    assert product.attrs["min_arc_contrast"] == 0.2
     plain = np.asarray(table["kind"]) != "arclet"
-    assert np.all(table["arc_contrast"][lenses] >= 0.1) and np.all(np.isnan(table["arc_contrast"][~lenses & plain]))
+    assert np.all(table["arc_contrast"][lenses] >= 0.2) and np.all(np.isnan(table["arc_contrast"][~lenses & plain]))
     # Hand-made: an arc of 6 e-/s on four pixels (sigma 2) over a lens light of 3 e-/s -> contrast 2.
     arc = torch.zeros((1, 8, 8), dtype=torch.float64)
     arc[0, 3, 2:6] = 6.0
