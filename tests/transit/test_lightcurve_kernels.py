@@ -10,7 +10,14 @@ from skysift.simulate.priors import sample_parameters
 from skysift.transit.injection import PLANET_PRIORS, planet_parameters
 from skysift.transit import _lightcurve_kernels
 from skysift.transit.lightcurves import STELLAR_PRIORS, mission_time_grid, simulate_stars
-from skysift.transit.preprocess import _vetting_statistics, adaptive_spline_trend, detection_statistic, transit_mask
+from skysift.transit.preprocess import (
+    MASK_HALF_WIDTH,
+    _vetting_statistics,
+    adaptive_spline_trend,
+    detection_statistic,
+    phase_fold,
+    transit_mask,
+)
 from skysift.transit.transit_model import transit_light_curve
 
 from ._reference_detrend import (
@@ -144,3 +151,14 @@ def test_vetting_statistics_match_the_numpy_reference(planets_on_stars):
         # Per-transit sums in a different order: the reduced chi^2 agrees to rounding.
         np.testing.assert_allclose(got[3], want[3], rtol=1e-9, err_msg="consistency")
         np.testing.assert_array_equal(got[4], want[4])
+
+
+def test_compiled_transit_mask_equals_the_fold():
+    time = mission_time_grid("kepler")
+    rng = np.random.default_rng(6)
+    period, t0, duration = 10 ** rng.uniform(-0.5, 2.5, 200), rng.uniform(-50, 150, 200), rng.uniform(0.02, 1.0, 200)
+    want = np.abs(phase_fold(time, period, t0)) < MASK_HALF_WIDTH * duration[:, None]
+    np.testing.assert_array_equal(transit_mask(time, period, t0, duration), want)
+    # Scalars and a grid per row take the numpy path.
+    np.testing.assert_array_equal(transit_mask(time, period[0], t0[0], duration[0]), want[:1])
+    np.testing.assert_array_equal(transit_mask(np.broadcast_to(time, (2, time.size)), period[:2], t0[:2], duration[:2]), want[:2])

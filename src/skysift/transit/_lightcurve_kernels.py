@@ -453,6 +453,17 @@ def _fold_distance(time, period, t0, out):
 
 
 @_jit
+def transit_mask_rows(time, period, t0, duration, half_width, out):
+    """:func:`~skysift.transit.preprocess.transit_mask` of each row into ``out`` (N, T) bool, operation for operation."""
+    distance = np.empty(time.size)
+    for row in range(out.shape[0]):
+        _fold_distance(time, period[row], t0[row], distance)
+        limit = half_width * duration[row]
+        for t in range(time.size):
+            out[row, t] = distance[t] < limit
+
+
+@_jit
 def _box_statistic(flux, usable, distance, duration, width, scratch):
     """:func:`~skysift.transit.preprocess.detection_statistic` of one row: ``(mes, depth, noise, n_in, n_transits)``.
 

@@ -687,7 +687,16 @@ def transit_mask(
     """Cadences within ``half_width`` transit durations of a mid-transit, (N, T) bool."""
     period = np.atleast_1d(np.asarray(period, dtype=np.float64))
     duration = np.broadcast_to(np.asarray(duration, dtype=np.float64), period.shape)
-    folded = phase_fold(time, period, np.broadcast_to(np.asarray(t0, dtype=np.float64), period.shape))
+    t0 = np.broadcast_to(np.asarray(t0, dtype=np.float64), period.shape)
+    time = np.asarray(time, dtype=np.float64)
+    if time.ndim == 1 and period.ndim == 1:
+        # One compiled pass per row, the same arithmetic as phase_fold (no (N, T) float temporaries).
+        out = np.empty((period.size, time.size), dtype=bool)
+        _lightcurve_kernels.transit_mask_rows(
+            np.ascontiguousarray(time), *(np.ascontiguousarray(v) for v in (period, t0, duration)), float(half_width), out
+        )  # fmt: skip
+        return out
+    folded = phase_fold(time, period, t0)
     return np.abs(folded) < half_width * duration[:, None]
 
 
