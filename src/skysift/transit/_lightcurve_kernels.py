@@ -639,6 +639,35 @@ def vetting_statistics_rows(
         consistency[row] = chi2 / dof if dof >= 1 and np.isfinite(chi2) else 1.0
 
 
+@_jit
+def trapezoid_overlaps(view, half_span, half_total, slope, overlap, norm):
+    """Overlap and norm of each row's view with its own trapezoid templates, without materialising them.
+
+    ``view`` (N, B) float64 spans ``+-half_span`` (N,) durations; template
+    ``k`` at bin ``b`` is ``clip((half_total[k] - |x_b|) / slope[k], 0, 1)``
+    with ``x_b = (-1 + (2 b + 1) / B) half_span`` (as
+    :func:`~skysift.transit.preprocess._trapezoid_templates` forms it);
+    ``overlap[n, k]`` receives minus the dot product of the view with it and
+    ``norm[n, k]`` its squared norm. Only the bins where a template is not
+    zero are visited (``|x_b| < half_total[k]``), in order of ``b``.
+    """
+    n_rows, n_bins = view.shape
+    x = np.empty(n_bins)
+    for row in range(n_rows):
+        for b in range(n_bins):
+            x[b] = abs((-1.0 + (2.0 * b + 1.0) / n_bins) * half_span[row])
+        for k in range(half_total.size):
+            dot = 0.0
+            squares = 0.0
+            for b in range(n_bins):
+                if x[b] < half_total[k]:
+                    value = min(max((half_total[k] - x[b]) / slope[k], 0.0), 1.0)
+                    dot += view[row, b] * value
+                    squares += value * value
+            overlap[row, k] = -dot
+            norm[row, k] = squares
+
+
 # ---------------------------------------------------------------------------
 # Simulated stars
 # ---------------------------------------------------------------------------
