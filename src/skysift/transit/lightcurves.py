@@ -150,6 +150,17 @@ def simulate_stars(
         Relative flux around 1; NaN at lost or flagged cadences.
     valid : numpy.ndarray of bool, shape (N, T)
         False where the flux is NaN.
+
+    Notes
+    -----
+    Stars are made :data:`_STARS_PER_BLOCK` at a time (their draws, spectra
+    and series stay in cache): the rotation and granulation spectra of each
+    star are drawn, scaled to their rms by Parseval's theorem and summed
+    (:func:`skysift.transit._lightcurve_kernels.star_spectrum`), so one
+    float32 inverse real FFT per star gives both components (their sum
+    equals the two float64 series scaled by their ``numpy.std``, to 1e-5 of
+    the larger amplitude; ``tests/transit/test_lightcurve_kernels.py``).
+    The random draws are tabulated normals (:func:`~skysift.transit.injection.gaussian_noise`).
     """
     time = np.asarray(time, dtype=np.float64)
     n = int(np.asarray(noise).shape[0])
