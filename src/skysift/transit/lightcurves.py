@@ -122,7 +122,7 @@ STELLAR_PRIORS: dict[str, Prior] = {
 
 
 #: Stars simulated together by :func:`simulate_stars` (draws, spectra and series of a block stay in cache).
-_STARS_PER_BLOCK = 8
+_STARS_PER_BLOCK = 16
 
 
 def simulate_stars(
