@@ -8,11 +8,20 @@ from scipy.stats import ks_2samp
 
 from skysift.simulate.priors import sample_parameters
 from skysift.transit.injection import PLANET_PRIORS, planet_parameters
+from skysift.transit import _lightcurve_kernels
 from skysift.transit.lightcurves import STELLAR_PRIORS, mission_time_grid, simulate_stars
-from skysift.transit.preprocess import _vetting_statistics, adaptive_spline_trend, detection_statistic, transit_mask
+from skysift.transit.preprocess import (
+    MASK_HALF_WIDTH,
+    _vetting_statistics,
+    adaptive_spline_trend,
+    detection_statistic,
+    phase_fold,
+    transit_mask,
+)
 from skysift.transit.transit_model import transit_light_curve
 
 from ._reference_detrend import (
+    _sho_psd,
     reference_adaptive_spline_trend,
     reference_detection_statistic,
     reference_simulate_stars,
@@ -97,6 +106,37 @@ def test_stars_unchanged_in_distribution():
     np.testing.assert_allclose(np.median(new["white"]), 2e-4, rtol=0.05)
 
 
+@pytest.mark.parametrize("n_grid", [8748, 8749])
+def test_star_spectrum_is_the_sum_of_the_two_unit_rms_series(n_grid):
+    """One inverse FFT of the combined spectrum equals the two series scaled by numpy.std and summed (rounding aside)."""
+    rng = np.random.default_rng(5)
+    n = 6
+    cadence = 29.4244 / 1440.0
+    omega = 2.0 * np.pi * np.fft.rfftfreq(n_grid, d=cadence)
+    draws = rng.standard_normal((4, n, omega.size)).astype(np.float32)
+    params = {k: np.ascontiguousarray(v) for k, v in sample_parameters(STELLAR_PRIORS, n, rng).items()}
+    amplitude = 10 ** rng.uniform(-5, -2, (2, n))
+    spectrum = np.empty((n, omega.size), dtype=np.complex64)
+    _lightcurve_kernels.star_spectrum(
+        omega, params["rotation_period"], params["rotation_q"], params["granulation_timescale"], amplitude[0],
+        amplitude[1], draws, n_grid, np.empty(omega.size, dtype=np.complex64), spectrum,
+    )  # fmt: skip
+    got = np.fft.irfft(spectrum, n_grid, axis=1).astype(np.float64)
+    w, w_rot = omega[None, :], 2.0 * np.pi / params["rotation_period"][:, None]
+    q, tau = params["rotation_q"][:, None], params["granulation_timescale"][:, None]
+    psds = (_sho_psd(w, w_rot, q) + 0.5 * _sho_psd(w, 2.0 * w_rot, q), 1.0 / (1.0 + (w * tau) ** 2))
+    want = np.zeros((n, n_grid))
+    for k, psd in enumerate(psds):
+        component = (draws[2 * k] + 1j * draws[2 * k + 1]) * np.sqrt(psd)
+        component[:, 0] = 0.0
+        series = np.fft.irfft(component, n_grid, axis=1)
+        want += amplitude[k][:, None] * series / series.std(axis=1, keepdims=True)
+    scale = amplitude.max(axis=0)[:, None]
+    assert np.all(np.abs(got - want) <= 1e-5 * scale)
+    # The rms of the sum is that of two independent unit series at these amplitudes, to their sample covariance.
+    np.testing.assert_allclose(got.std(axis=1), want.std(axis=1), rtol=1e-5)
+
+
 def test_vetting_statistics_match_the_numpy_reference(planets_on_stars):
     """The secondary, odd/even and depth-consistency statistics of one compiled pass against one call each."""
     time, flux, valid, _, p = planets_on_stars
@@ -111,3 +151,14 @@ def test_vetting_statistics_match_the_numpy_reference(planets_on_stars):
         # Per-transit sums in a different order: the reduced chi^2 agrees to rounding.
         np.testing.assert_allclose(got[3], want[3], rtol=1e-9, err_msg="consistency")
         np.testing.assert_array_equal(got[4], want[4])
+
+
+def test_compiled_transit_mask_equals_the_fold():
+    time = mission_time_grid("kepler")
+    rng = np.random.default_rng(6)
+    period, t0, duration = 10 ** rng.uniform(-0.5, 2.5, 200), rng.uniform(-50, 150, 200), rng.uniform(0.02, 1.0, 200)
+    want = np.abs(phase_fold(time, period, t0)) < MASK_HALF_WIDTH * duration[:, None]
+    np.testing.assert_array_equal(transit_mask(time, period, t0, duration), want)
+    # Scalars and a grid per row take the numpy path.
+    np.testing.assert_array_equal(transit_mask(time, period[0], t0[0], duration[0]), want[:1])
+    np.testing.assert_array_equal(transit_mask(np.broadcast_to(time, (2, time.size)), period[:2], t0[:2], duration[:2]), want[:2])

@@ -453,6 +453,17 @@ def _fold_distance(time, period, t0, out):
 
 
 @_jit
+def transit_mask_rows(time, period, t0, duration, half_width, out):
+    """:func:`~skysift.transit.preprocess.transit_mask` of each row into ``out`` (N, T) bool, operation for operation."""
+    distance = np.empty(time.size)
+    for row in range(out.shape[0]):
+        _fold_distance(time, period[row], t0[row], distance)
+        limit = half_width * duration[row]
+        for t in range(time.size):
+            out[row, t] = distance[t] < limit
+
+
+@_jit
 def _box_statistic(flux, usable, distance, duration, width, scratch):
     """:func:`~skysift.transit.preprocess.detection_statistic` of one row: ``(mes, depth, noise, n_in, n_transits)``.
 
@@ -628,6 +639,35 @@ def vetting_statistics_rows(
         consistency[row] = chi2 / dof if dof >= 1 and np.isfinite(chi2) else 1.0
 
 
+@_jit
+def trapezoid_overlaps(view, half_span, half_total, slope, overlap, norm):
+    """Overlap and norm of each row's view with its own trapezoid templates, without materialising them.
+
+    ``view`` (N, B) float64 spans ``+-half_span`` (N,) durations; template
+    ``k`` at bin ``b`` is ``clip((half_total[k] - |x_b|) / slope[k], 0, 1)``
+    with ``x_b = (-1 + (2 b + 1) / B) half_span`` (as
+    :func:`~skysift.transit.preprocess._trapezoid_templates` forms it);
+    ``overlap[n, k]`` receives minus the dot product of the view with it and
+    ``norm[n, k]`` its squared norm. Only the bins where a template is not
+    zero are visited (``|x_b| < half_total[k]``), in order of ``b``.
+    """
+    n_rows, n_bins = view.shape
+    x = np.empty(n_bins)
+    for row in range(n_rows):
+        for b in range(n_bins):
+            x[b] = abs((-1.0 + (2.0 * b + 1.0) / n_bins) * half_span[row])
+        for k in range(half_total.size):
+            dot = 0.0
+            squares = 0.0
+            for b in range(n_bins):
+                if x[b] < half_total[k]:
+                    value = min(max((half_total[k] - x[b]) / slope[k], 0.0), 1.0)
+                    dot += view[row, b] * value
+                    squares += value * value
+            overlap[row, k] = -dot
+            norm[row, k] = squares
+
+
 # ---------------------------------------------------------------------------
 # Simulated stars
 # ---------------------------------------------------------------------------
@@ -641,61 +681,93 @@ def _sho_psd(omega, omega0, q):
 
 
 @_jit
-def star_spectra(omega, rotation_period, rotation_q, granulation_timescale, draws, rotation, granulation):
-    """Random complex spectra of the rotation and granulation of each star, for one inverse real FFT each.
+def star_spectrum(
+    omega, rotation_period, rotation_q, granulation_timescale, rotation_amplitude, granulation_amplitude, draws, n_grid,
+    granulation, spectrum,
+):  # fmt: skip
+    """One spectrum per star whose inverse real FFT is its rotation plus granulation, each at its own rms.
 
-    ``omega`` (F,) angular frequencies; ``draws`` float64 (4, N, F) standard
-    normals (real and imaginary parts of each spectrum). The rotation is an
+    ``omega`` (F,) angular frequencies; ``draws`` (4, N, F) standard normals
+    (real and imaginary parts of the two spectra). The rotation is an
     oscillator at the rotation frequency plus one at twice it with half the
     power (celerite's ``RotationTerm``), the granulation a Harvey (1985)
     profile ``1 / (1 + (omega tau)^2)``; the amplitude at each frequency is
-    the square root of the power, zero at zero frequency.
+    the square root of the power, zero at zero frequency. Each spectrum is
+    scaled so that its series (the inverse real FFT of length ``n_grid``)
+    has rms ``rotation_amplitude`` or ``granulation_amplitude`` (N,) over
+    the grid, and the two are summed: one inverse FFT per star instead of
+    two. The rms comes from the spectrum by Parseval's theorem (the
+    zero-frequency bin is zero, so the series' mean is zero; an inverse real
+    FFT of even length keeps only the real part of the Nyquist bin), equal to
+    ``numpy.std`` of the series up to rounding; a zero rms scales by 1.
+    ``granulation`` (F,) is scratch; ``spectrum`` (N, F) the output
+    (complex64: the series are float32, 1e-7 of their rms, far below any
+    white noise of the simulation).
     """
-    n_rows, n_freq = rotation.shape
+    n_rows, n_freq = spectrum.shape
+    # An even-length inverse real FFT keeps only the real part of its last (Nyquist) bin.
+    nyquist = n_grid % 2 == 0
+    normalisation = 1.0 / (float(n_grid) * float(n_grid))
     for row in range(n_rows):
         omega_rotation = 2.0 * np.pi / rotation_period[row]
         q = rotation_q[row]
         tau = granulation_timescale[row]
-        rotation[row, 0] = 0.0
-        granulation[row, 0] = 0.0
         for f in range(1, n_freq):
             w = omega[f]
             power = _sho_psd(w, omega_rotation, q) + 0.5 * _sho_psd(w, 2.0 * omega_rotation, q)
             amplitude = np.sqrt(power)
-            rotation[row, f] = complex(draws[0, row, f] * amplitude, draws[1, row, f] * amplitude)
+            spectrum[row, f] = complex(draws[0, row, f] * amplitude, draws[1, row, f] * amplitude)
             x = w * tau
             amplitude = np.sqrt(1.0 / (1.0 + x * x))
-            granulation[row, f] = complex(draws[2, row, f] * amplitude, draws[3, row, f] * amplitude)
+            granulation[f] = complex(draws[2, row, f] * amplitude, draws[3, row, f] * amplitude)
+        # Every bin but zero counts twice (its conjugate); the Nyquist bin once, and only its real part.
+        rotation_power = 0.0
+        granulation_power = 0.0
+        for f in range(1, n_freq):
+            r, g = spectrum[row, f], granulation[f]
+            rotation_power += float(r.real) * float(r.real) + float(r.imag) * float(r.imag)
+            granulation_power += float(g.real) * float(g.real) + float(g.imag) * float(g.imag)
+        rotation_power *= 2.0
+        granulation_power *= 2.0
+        if nyquist:
+            r, g = spectrum[row, n_freq - 1], granulation[n_freq - 1]
+            rotation_power -= float(r.real) ** 2 + 2.0 * float(r.imag) ** 2
+            granulation_power -= float(g.real) ** 2 + 2.0 * float(g.imag) ** 2
+        rotation_rms = np.sqrt(rotation_power * normalisation)
+        granulation_rms = np.sqrt(granulation_power * normalisation)
+        rotation_scale = rotation_amplitude[row] / rotation_rms if rotation_rms > 0 else rotation_amplitude[row]
+        granulation_scale = granulation_amplitude[row] / granulation_rms if granulation_rms > 0 else granulation_amplitude[row]
+        spectrum[row, 0] = 0.0
+        for f in range(1, n_freq):
+            spectrum[row, f] = rotation_scale * spectrum[row, f] + granulation_scale * granulation[f]
 
 
 @_jit
-def _inverse_rms(series):
-    """1 / the standard deviation of ``series`` (1 if it is 0), as ``numpy.std`` forms it (two passes)."""
-    total = 0.0
-    for x in series:
-        total += x
-    mean = total / series.size
-    total = 0.0
-    for x in series:
-        total += (x - mean) * (x - mean)
-    rms = np.sqrt(total / series.size)
-    return 1.0 / rms if rms > 0 else 1.0
+def sample_stars(series, index, sigma, white, flux):
+    """``flux[row, t] = 1 + series[row, index[t]] + sigma[row] white[row, t]`` (``white`` unit normals)."""
+    n_rows, n_time = flux.shape
+    for row in range(n_rows):
+        s = sigma[row]
+        for t in range(n_time):
+            flux[row, t] = 1.0 + series[row, index[t]] + s * float(white[row, t])
 
 
 @_jit
-def assemble_stars(rotation, granulation, index, rotation_amplitude, granulation_ratio, sigma, flux):
-    """Relative flux ``1 + A r + g sigma n_gran + sigma n_white`` of each star, in place in ``flux``.
+def lose_cadences(flagged, flag_probability, starts, chunk_length, flux, valid):
+    """Data loss of :func:`~skysift.transit.lightcurves.simulate_stars`: ``valid`` (N, T) and NaN in ``flux``.
 
-    ``rotation`` and ``granulation`` (N, G) are the series on the uniform
-    grid, each scaled here to unit rms over the grid and sampled at the
-    cadences ``index`` (T,); ``flux`` (N, T) holds the white noise (unit
-    normal) on entry.
+    A cadence is lost if its uniform draw ``flagged`` (N, T) float32 is below
+    ``flag_probability`` (N,), or if it falls in one of the chunks
+    ``[starts[row, c], starts[row, c] + chunk_length[row])``.
     """
     n_rows, n_time = flux.shape
     for row in range(n_rows):
-        rotation_scale = rotation_amplitude[row] * _inverse_rms(rotation[row])
-        granulation_scale = granulation_ratio[row] * sigma[row] * _inverse_rms(granulation[row])
-        s = sigma[row]
+        probability = flag_probability[row]
         for t in range(n_time):
-            i = index[t]
-            flux[row, t] = 1.0 + rotation_scale * rotation[row, i] + granulation_scale * granulation[row, i] + s * flux[row, t]
+            valid[row, t] = flagged[row, t] >= probability
+        for c in range(starts.shape[1]):
+            for t in range(starts[row, c], min(starts[row, c] + chunk_length[row], n_time)):
+                valid[row, t] = False
+        for t in range(n_time):
+            if not valid[row, t]:
+                flux[row, t] = np.nan

@@ -687,7 +687,16 @@ def transit_mask(
     """Cadences within ``half_width`` transit durations of a mid-transit, (N, T) bool."""
     period = np.atleast_1d(np.asarray(period, dtype=np.float64))
     duration = np.broadcast_to(np.asarray(duration, dtype=np.float64), period.shape)
-    folded = phase_fold(time, period, np.broadcast_to(np.asarray(t0, dtype=np.float64), period.shape))
+    t0 = np.broadcast_to(np.asarray(t0, dtype=np.float64), period.shape)
+    time = np.asarray(time, dtype=np.float64)
+    if time.ndim == 1 and period.ndim == 1:
+        # One compiled pass per row, the same arithmetic as phase_fold (no (N, T) float temporaries).
+        out = np.empty((period.size, time.size), dtype=bool)
+        _lightcurve_kernels.transit_mask_rows(
+            np.ascontiguousarray(time), *(np.ascontiguousarray(v) for v in (period, t0, duration)), float(half_width), out
+        )  # fmt: skip
+        return out
+    folded = phase_fold(time, period, t0)
     return np.abs(folded) < half_width * duration[:, None]
 
 
@@ -884,9 +893,18 @@ def _trapezoid_templates(half_span: float | np.ndarray, n_bins: int = LOCAL_BINS
     """
     half_span = np.asarray(half_span, dtype=np.float64)
     x = (-1.0 + (2.0 * np.arange(n_bins) + 1.0) / n_bins) * half_span[..., None]
+    half_total, slope = _trapezoid_shapes()
+    return np.clip((half_total - np.abs(x)[..., None]) / slope, 0.0, 1.0)
+
+
+@lru_cache(maxsize=1)
+def _trapezoid_shapes() -> tuple[np.ndarray, np.ndarray]:
+    """Half of T14 and the ingress slope's run (both in durations) of each template, (K,) each."""
     half_total = 0.5 * np.repeat(_TRAPEZOID_T14, _TRAPEZOID_FLAT.size)
     slope = np.maximum(half_total * (1.0 - np.tile(_TRAPEZOID_FLAT, _TRAPEZOID_T14.size)), 1e-9)
-    return np.clip((half_total - np.abs(x)[..., None]) / slope, 0.0, 1.0)
+    for array in (half_total, slope):
+        array.setflags(write=False)
+    return half_total, slope
 
 
 @lru_cache(maxsize=1)
@@ -911,9 +929,13 @@ def _trapezoid_fit(view: np.ndarray, half_span: np.ndarray) -> tuple[np.ndarray,
     # Views capped at half an orbit (long durations) span fewer durations: their own templates.
     capped = np.flatnonzero(half_span < LOCAL_NUM_DURATIONS - 1e-9)
     if capped.size:
-        templates = _trapezoid_templates(half_span[capped])
-        overlap[capped] = -np.einsum("nb,nbk->nk", view[capped], templates)
-        norm[capped] = np.einsum("nbk,nbk->nk", templates, templates)
+        half_total, slope = _trapezoid_shapes()
+        capped_overlap, capped_norm = np.empty((2, capped.size, half_total.size))
+        _lightcurve_kernels.trapezoid_overlaps(
+            np.ascontiguousarray(view[capped]), np.ascontiguousarray(half_span[capped], dtype=np.float64), half_total,
+            slope, capped_overlap, capped_norm,
+        )  # fmt: skip
+        overlap[capped], norm[capped] = capped_overlap, capped_norm
     norm = np.maximum(norm, 1e-12)
     # Best dip (not bump): the largest drop of chi^2, overlap^2 / norm, with positive depth.
     gain = np.where(overlap > 0, overlap**2 / norm, -1.0)
