@@ -611,9 +611,10 @@ def vetting_statistics_rows(
         _store(secondary, row, _box_statistic(flux[row], good[row], distance, d, width[row], max_boxes, scratch))
         _fold_distance(time, p, e, distance)
         for t in range(n_time):
-            number = np.floor((time[t] - e) / p + 0.5)
-            cycle[t] = np.int64(number)
-            is_even[row, t] = number % 2.0 == 0.0
+            cycle[t] = np.int64(np.floor((time[t] - e) / p + 0.5))
+            # The parity from the integer's low bit (two's complement: right for negative numbers too),
+            # not a float modulo (a libm call per cadence).
+            is_even[row, t] = (cycle[t] & 1) == 0
         for t in range(n_time):
             usable[t] = good[row, t] and not is_even[row, t]
         _store(odd, row, _box_statistic(flux[row], usable, distance, half, half_width[row], max_boxes, scratch))
