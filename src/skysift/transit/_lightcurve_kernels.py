@@ -4,8 +4,9 @@ They loop over the light curves inside the kernel (one row at a time, work
 arrays allocated once per call), so a batch costs no Python per light curve:
 
 * :func:`adaptive_spline_rows` is
-  :func:`skysift.transit.preprocess.adaptive_spline_trend`: for every
-  candidate knot spacing, an iteratively sigma-clipped, penalised
+  :func:`skysift.transit.preprocess.adaptive_spline_trend`: for the
+  candidate knot spacings, from the longest down until the BIC stops
+  improving on a settled fit, an iteratively sigma-clipped, penalised
   least-squares cubic B-spline, and the spacing of lowest BIC (of each
   spacing's first fit by default; only the winner is clipped). The basis on
   the shared time grid and its unweighted normal matrix are made once per
@@ -17,7 +18,8 @@ arrays allocated once per call), so a batch costs no Python per light curve:
 * :func:`detection_rows` is
   :func:`skysift.transit.preprocess.detection_statistic`, with exact medians
   by selection instead of a sort of every row
-  (:func:`_median_bracketed`, sampled brackets);
+  (:func:`_median_bracketed`, sampled brackets), the noise from at most
+  ``max_boxes`` running means (every k-th);
 * :func:`vetting_statistics_rows` makes the secondary, odd and even
   statistics and the depth consistency of the vetting inputs in one pass
   per light curve (one fold per ephemeris, no (N, T) temporaries).
