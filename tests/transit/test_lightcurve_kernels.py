@@ -75,7 +75,9 @@ def test_spacing_descent_tries_every_spacing_when_patient():
     n = 12
     flux, valid = simulate_stars(time, sample_parameters(STELLAR_PRIORS, n, rng), np.full(n, 1e-4), rng)
     spacings = (0.15, 0.25, 0.4, 0.7, 1.2, 2.0)
-    want, want_spacing = adaptive_spline_trend(time, flux, valid=valid, knot_spacings=spacings, spacing_patience=6, return_spacing=True)
+    want, want_spacing = adaptive_spline_trend(
+        time, flux, valid=valid, knot_spacings=spacings, spacing_patience=6, return_spacing=True
+    )
     got, got_spacing = adaptive_spline_trend(
         time, flux, valid=valid, knot_spacings=spacings[::-1], spacing_patience=6, return_spacing=True
     )
