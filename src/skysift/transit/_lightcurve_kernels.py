@@ -4,8 +4,9 @@ They loop over the light curves inside the kernel (one row at a time, work
 arrays allocated once per call), so a batch costs no Python per light curve:
 
 * :func:`adaptive_spline_rows` is
-  :func:`skysift.transit.preprocess.adaptive_spline_trend`: for every
-  candidate knot spacing, an iteratively sigma-clipped, penalised
+  :func:`skysift.transit.preprocess.adaptive_spline_trend`: for the
+  candidate knot spacings, from the longest down until the BIC stops
+  improving on a settled fit, an iteratively sigma-clipped, penalised
   least-squares cubic B-spline, and the spacing of lowest BIC (of each
   spacing's first fit by default; only the winner is clipped). The basis on
   the shared time grid and its unweighted normal matrix are made once per
@@ -17,7 +18,8 @@ arrays allocated once per call), so a batch costs no Python per light curve:
 * :func:`detection_rows` is
   :func:`skysift.transit.preprocess.detection_statistic`, with exact medians
   by selection instead of a sort of every row
-  (:func:`_median_bracketed`, sampled brackets);
+  (:func:`_median_bracketed`, sampled brackets), the noise from at most
+  ``max_boxes`` running means (every k-th);
 * :func:`vetting_statistics_rows` makes the secondary, odd and even
   statistics and the depth consistency of the vetting inputs in one pass
   per light curve (one fold per ephemeris, no (N, T) temporaries).
@@ -258,7 +260,7 @@ def _residual_pass(clean, fittable, first, basis, coefficients, inverse_p2p, cli
 @_jit
 def adaptive_spline_rows(
     flux, good, fittable, firsts, values, n_cols, penalties, grams, penalty, sigma_clip, n_iter, choice_fits,
-    trend, best_spacing,
+    patience, settled_chi2, trend, best_spacing, n_tried,
 ):  # fmt: skip
     """Transit-masked robust spline trends with BIC-chosen knot spacing, row by row.
 
@@ -285,10 +287,23 @@ def adaptive_spline_rows(
         Fits per spacing before its BIC is taken (``n_iter``: the BIC of the
         final clipped fit; 1: of the first fit, and only the winner is
         clipped and refitted).
+    patience : int
+        The spacings (sorted by increasing length) are tried from the
+        longest down, and a row stops once this many in a row have not
+        lowered its BIC below the best so far, provided the best fit's capped
+        chi^2 per fitted cadence is below ``settled_chi2`` (``S`` or more: all
+        are tried, the exhaustive choice).
+    settled_chi2 : float
+        While the best fit so far leaves more than this capped chi^2 per
+        cadence (a trend it cannot follow, e.g. a fast rotator: its residuals
+        hit the cap and the BIC is flat but for the columns' cost until the
+        knots get close enough), the descent goes on whatever the patience.
     trend : float64 (N, T), out
         Trend of the winning spacing.
     best_spacing : int64 (N,), out
         Its index (-1 if no spacing gave a finite BIC).
+    n_tried : int64 (N,), out
+        Spacings fitted per row.
     """
     n_rows, n_time = flux.shape
     n_spacings = firsts.shape[0]
@@ -339,7 +354,12 @@ def adaptive_spline_rows(
         best_bic = np.inf
         best_spacing[row] = -1
         best_converged = True
-        for s in range(n_spacings):
+        best_chi2 = np.inf
+        n_tried[row] = 0
+        for s in range(n_spacings - 1, -1, -1):
+            if best_spacing[row] - s > patience and best_chi2 < settled_chi2 * n_points:
+                break  # ``patience`` shorter spacings in a row did not beat a settled best: stop the descent
+            n_tried[row] += 1
             m = n_cols[s]
             first = firsts[s]
             basis = values[s]
@@ -391,10 +411,12 @@ def adaptive_spline_rows(
                     converged = iteration < choice_fits - 1 or choice_fits == n_iter
                     break
             bic = chi2 + m * log_points
-            if bic < best_bic:
+            # ``<=``: on a tie the shorter spacing wins, as an ascending scan with ``<`` chose.
+            if bic < best_bic or (bic == best_bic and bic < np.inf):
                 best_bic = bic
                 best_spacing[row] = s
                 best_converged = converged
+                best_chi2 = chi2
                 for j in range(m + 3):
                     best_rhs[j] = rhs[j]
                     for r in range(4):
@@ -464,13 +486,14 @@ def transit_mask_rows(time, period, t0, duration, half_width, out):
 
 
 @_jit
-def _box_statistic(flux, usable, distance, duration, width, scratch):
+def _box_statistic(flux, usable, distance, duration, width, max_boxes, scratch):
     """:func:`~skysift.transit.preprocess.detection_statistic` of one row: ``(mes, depth, noise, n_in, n_transits)``.
 
     ``flux`` (T,) float32 or float64; ``usable`` (T,) bool (finite and
     wanted); ``distance`` (T,) the time from the nearest mid-transit
     (:func:`_fold_distance`); ``width`` the box length in cadences;
-    ``scratch`` a :func:`_detection_scratch`.
+    ``max_boxes`` the most running means whose robust scatter is taken
+    (every k-th full box; 0: all of them); ``scratch`` a :func:`_detection_scratch`.
     """
     outside_values, box_values, deviations, csum, ccount, work = scratch
     n_time = flux.size
@@ -497,13 +520,21 @@ def _box_statistic(flux, usable, distance, duration, width, scratch):
         outside = usable[t] and distance[t] > duration
         csum[t + 1] = csum[t] + ((float(flux[t]) - baseline) if outside else 0.0)
         ccount[t + 1] = ccount[t] + outside
+    n_begins = max(n_time - w + 1, 0)
+    stride = -(-n_begins // max_boxes) if 0 < max_boxes < n_begins else 1
     n_full = 0
-    for begin in range(0, n_time - w + 1):
+    n_kept = 0
+    skip = 0  # full boxes still to pass over before the next kept one
+    for begin in range(n_begins):
         box_count = ccount[begin + w] - ccount[begin]
         if box_count >= 0.8 * w:
-            box_values[n_full] = np.float32((csum[begin + w] - csum[begin]) / max(box_count, 1))
+            if skip == 0:
+                box_values[n_kept] = np.float32((csum[begin + w] - csum[begin]) / max(box_count, 1))
+                n_kept += 1
+                skip = stride
+            skip -= 1
             n_full += 1
-    sigma = np.float64(_robust_sigma32(box_values, n_full, work, deviations))
+    sigma = np.float64(_robust_sigma32(box_values, n_kept, work, deviations))
     if not (np.isfinite(sigma) and n_full >= 20):
         # Too few boxes (very long durations): scale the per-cadence scatter.
         for i in range(n_out):
@@ -532,12 +563,12 @@ def _detection_scratch(n_time):
 
 
 @_jit
-def detection_rows(time, flux, good, period, t0, duration, width, mes, depth, noise, n_in, n_transits):
+def detection_rows(time, flux, good, period, t0, duration, width, max_boxes, mes, depth, noise, n_in, n_transits):
     """:func:`~skysift.transit.preprocess.detection_statistic` of each row into the output arrays.
 
     ``time`` (T,) shared; ``flux`` float64 (N, T); ``good`` bool (N, T)
     (finite and valid); ``period``, ``t0``, ``duration`` float64 (N,);
-    ``width`` int64 (N,), the box length in cadences.
+    ``width`` int64 (N,), the box length in cadences; ``max_boxes`` as :func:`_box_statistic`.
     """
     n_rows, n_time = flux.shape
     distance = np.empty(n_time)
@@ -545,20 +576,21 @@ def detection_rows(time, flux, good, period, t0, duration, width, mes, depth, no
     for row in range(n_rows):
         _fold_distance(time, period[row], t0[row], distance)
         mes[row], depth[row], noise[row], n_in[row], n_transits[row] = _box_statistic(
-            flux[row], good[row], distance, duration[row], width[row], scratch
+            flux[row], good[row], distance, duration[row], width[row], max_boxes, scratch
         )
 
 
 @_jit
 def vetting_statistics_rows(
-    time, flux, good, period, t0, duration, width, half_width, depth_error_floor, secondary, odd, even, consistency,
-    is_even,
+    time, flux, good, period, t0, duration, width, half_width, depth_error_floor, max_boxes, secondary, odd, even,
+    consistency, is_even,
 ):  # fmt: skip
     """The detection statistics of :func:`~skysift.transit.preprocess.make_vetting_views`, one pass per row.
 
     For each row (``flux`` float32 (N, T), ``good`` bool (N, T) finite and
     usable, ephemeris float64 (N,), box lengths ``width`` and
-    ``half_width`` in cadences of one and half a duration): the statistic
+    ``half_width`` in cadences of one and half a duration, ``max_boxes`` as
+    :func:`_box_statistic`): the statistic
     (mes, depth, noise, n_in, n_transits as columns of the (N, 5) outputs)
     of the secondary (``t0 + P / 2``, whole duration), of the odd and the
     even transits (central half of the duration), and the reduced chi^2 of
@@ -578,21 +610,22 @@ def vetting_statistics_rows(
         p, e, d = period[row], t0[row], duration[row]
         half = 0.5 * d
         _fold_distance(time, p, e + 0.5 * p, distance)
-        _store(secondary, row, _box_statistic(flux[row], good[row], distance, d, width[row], scratch))
+        _store(secondary, row, _box_statistic(flux[row], good[row], distance, d, width[row], max_boxes, scratch))
         _fold_distance(time, p, e, distance)
         for t in range(n_time):
-            number = np.floor((time[t] - e) / p + 0.5)
-            cycle[t] = np.int64(number)
-            is_even[row, t] = number % 2.0 == 0.0
+            cycle[t] = np.int64(np.floor((time[t] - e) / p + 0.5))
+            # The parity from the integer's low bit (two's complement: right for negative numbers too),
+            # not a float modulo (a libm call per cadence).
+            is_even[row, t] = (cycle[t] & 1) == 0
         for t in range(n_time):
             usable[t] = good[row, t] and not is_even[row, t]
-        _store(odd, row, _box_statistic(flux[row], usable, distance, half, half_width[row], scratch))
+        _store(odd, row, _box_statistic(flux[row], usable, distance, half, half_width[row], max_boxes, scratch))
         for t in range(n_time):
             usable[t] = good[row, t] and is_even[row, t]
-        _store(even, row, _box_statistic(flux[row], usable, distance, half, half_width[row], scratch))
+        _store(even, row, _box_statistic(flux[row], usable, distance, half, half_width[row], max_boxes, scratch))
         # Individual transits: the central half of each, against the statistic of all of them.
         _, all_depth, all_noise, all_in, all_transits = _box_statistic(
-            flux[row], good[row], distance, half, half_width[row], scratch
+            flux[row], good[row], distance, half, half_width[row], max_boxes, scratch
         )
         # Transits numbered from the first one covered (cycle numbers never decrease along the grid).
         first = np.int64(0)
