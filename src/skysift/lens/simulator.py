@@ -1335,14 +1335,18 @@ def _add_deviates(
     exposure_time: float,
     fixed: float,
     scale: torch.Tensor | None = None,
+    out: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """:func:`_noisy` from the low and high 32-bit halves of the words (bits 8-31 are read; ``high`` sign-extended).
 
     The halves may be int64 (``words`` and ``words >> 32``): one contiguous load
     per word, where int32 halves interleaved in memory make inductor give up
-    vectorising the kernel (it counts strided loads).
+    vectorising the kernel (it counts strided loads). Eager, the result goes
+    into ``out`` when given.
     """
     unit = 2.0**-24
+    if not _is_compiling():
+        return _add_deviates_eager(images, low, high, exposure_time, fixed, scale, out)
     # Top 24 bits of each half (arithmetic shift, then mask): uniforms in (0, 1) and [0, 1).
     u1 = (((low >> 8) & 0xFFFFFF).to(images.dtype) + 0.5) * unit
     if _fusing(images):
@@ -1358,6 +1362,36 @@ def _add_deviates(
     if scale is not None:
         sigma = sigma * scale
     return images + sigma * deviates
+
+
+def _add_deviates_eager(
+    images: torch.Tensor,
+    low: torch.Tensor,
+    high: torch.Tensor,
+    exposure_time: float,
+    fixed: float,
+    scale: torch.Tensor | None,
+    out: torch.Tensor | None,
+) -> torch.Tensor:
+    """:func:`_add_deviates` without ``torch.compile``: the same operations on the same values, in place.
+
+    Each step overwrites its operand instead of allocating a new array (eager,
+    every operation is one pass over memory, and fresh arrays cost page faults
+    besides), and the noisy images are written straight into ``out``.
+    Products and sums are only reordered where IEEE arithmetic commutes, so the
+    result is the same.
+    """
+    unit = 2.0**-24
+    radius = (low >> 8).bitwise_and_(0xFFFFFF).to(images.dtype).add_(0.5).mul_(unit).log_().mul_(-2.0).sqrt_()
+    angle = (high >> 8).bitwise_and_(0xFFFFFF).to(images.dtype).mul_(2.0 * math.pi * unit)
+    deviates = torch.empty((radius.shape[0], 2, *radius.shape[1:]), dtype=images.dtype, device=images.device)
+    torch.cos(angle, out=deviates[:, 0]).mul_(radius)
+    torch.sin(angle, out=deviates[:, 1]).mul_(radius)
+    sigma = torch.clamp(images, min=0.0).mul_(exposure_time).add_(fixed).sqrt_().div_(exposure_time)
+    if scale is not None:
+        sigma.mul_(scale)
+    sigma.mul_(deviates)
+    return torch.add(images, sigma) if out is None else torch.add(images, sigma, out=out)
 
 
 #: Coefficients (lowest order first) of ``sin(x) = x S(x^2)`` and ``cos(x) = C(x^2)`` on
@@ -1392,4 +1426,6 @@ def _noisy_into(
     scale: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """:func:`_noisy` written into ``out``, for ``images (n, 2, ...)`` and int64 ``words (n, ...)``."""
+    if not _is_compiling():
+        return _add_deviates(images, words, words >> 32, exposure_time, fixed, scale, out)
     return out.copy_(_add_deviates(images, words, words >> 32, exposure_time, fixed, scale))
