@@ -402,7 +402,8 @@ def simulate_batch(
     columns["magnification"] = np.full(n, np.nan)
     columns["arc_snr"] = np.full(n, np.nan)
     columns["arc_contrast"] = np.full(n, np.nan)
-    clean = galaxies
+    # Updated in place, a kind's rows at a time (index_add would copy the whole batch per kind).
+    clean = galaxies.clone()
     # Multi-band images need each light component on its own (its colour scales it per band).
     lensed_light = torch.zeros_like(galaxies) if band_simulators else None
     feature_light = torch.zeros_like(galaxies) if band_simulators else None
@@ -421,9 +422,9 @@ def simulate_batch(
         )
         for name in _ARC_NAMES:
             params[name][selected] = lens_params[name]
-        clean = clean.index_add(0, index, arc)
+        clean[index] += arc
         if lensed_light is not None:
-            lensed_light = lensed_light.index_add(0, index, arc)
+            lensed_light[index] += arc
         columns["magnification"][selected] = magnification
         columns["arc_snr"][selected] = snr
         columns["arc_contrast"][selected] = contrast
@@ -462,9 +463,9 @@ def simulate_batch(
             # The galaxy's light and its structure through the PSF together.
             structure = structure + light[rows]
         structure = observe(structure, rows)
-        clean = clean.index_add(0, index, structure)
+        clean[index] += structure
         if feature_light is not None:
-            feature_light = feature_light.index_add(0, index, structure)
+            feature_light[index] += structure
         for name, values in feature.items():
             columns[name][selected] = values
     if band_simulators:
