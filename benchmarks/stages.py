@@ -13,8 +13,12 @@ one thread, CPU time: ``LensSimulator.simulate`` of 512 images, adaptive
 ss=3, eager; ``simulate_gw_batch`` of 512 samples), with the ratio stage /
 (kernel x cores). With ``--baseline-src`` the same commands run against an
 older checkout's ``src`` (the peer), interleaved with this one, and the
-speed-up is printed. Rates are medians over ``--repeats``; the load average
-is printed with each run, since other jobs on a shared machine slow the stage.
+speed-up is printed; the two lens products of the first repeat (same seed) are
+then compared: which per-sample columns are identical, and two-sample KS tests
+and the largest differences of per-image statistics (total flux, pixel spread,
+arc S/N, magnification, Einstein radius) and of the kinds' shares. Rates are
+medians over ``--repeats``; the load average is printed with each run, since
+other jobs on a shared machine slow the stage.
 
 Targets (issue 22): lens stage >= 3,000 images/s and GW stage >= 500 samples/s
 on 2 cores.
@@ -36,16 +40,51 @@ ROOT = Path(__file__).resolve().parents[1]
 TARGETS = {"lens": 3000.0, "gw": 500.0}
 
 
-def stage_seconds(stage: str, n: int, src: Path, out: Path, cluster: str = "local") -> float:
-    """Wall seconds of a fresh stage process writing ``out``."""
+def stage_seconds(stage: str, n: int, src: Path, out: Path, cluster: str = "local", keep: Path | None = None) -> float:
+    """Wall seconds of a fresh stage process writing ``out`` (moved to ``keep`` if given, else deleted)."""
     command = [sys.executable, "-m", "skysift", stage, "simulate", "--out", str(out), "--seed", "17",
                "--n-samples", str(n)] + (["--cluster", cluster] if stage == "gw" else [])  # lens: threads always
     start = time.perf_counter()
     subprocess.run(command, check=True, env={**os.environ, "PYTHONPATH": str(src)}, cwd=ROOT,
                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     seconds = time.perf_counter() - start
-    out.unlink()
+    if keep is not None:
+        out.replace(keep)
+    else:
+        out.unlink()
     return seconds
+
+
+def compare_lens_products(this: Path, baseline: Path) -> None:
+    """Print how the lens product of this checkout differs from the baseline's (same seed and size)."""
+    from scipy import stats
+
+    sys.path.insert(0, str(ROOT / "src"))
+    from skysift.io import read_product
+
+    new, old = read_product(this), read_product(baseline)
+    identical, different = [], []
+    for name in old.table.colnames:
+        a, b = np.asarray(old.table[name]), np.asarray(new.table[name])
+        same = np.array_equal(a, b) if a.dtype.kind in "OSU" else np.array_equal(a, b, equal_nan=True)
+        (identical if same else different).append(name)
+    print(f"lens products: {len(identical)} of {len(old.table.colnames)} columns identical; different: "
+          f"{', '.join(different) or 'none'}")
+    a, b = old.arrays["image"], new.arrays["image"]
+    peak = np.abs(a).max(axis=(1, 2, 3))
+    print(f"  images: largest difference {np.max(np.abs(a - b).max(axis=(1, 2, 3)) / peak):.2e} of the image "
+          f"peak (median over images {np.median(np.abs(a - b).max(axis=(1, 2, 3)) / peak):.1e})")
+    statistics = {"total flux": (a.sum(axis=(1, 2, 3)), b.sum(axis=(1, 2, 3))),
+                  "pixel std": (a.std(axis=(1, 2, 3)), b.std(axis=(1, 2, 3)))}
+    for name in ("arc_snr", "magnification", "theta_E"):
+        x, y = np.asarray(old.table[name], dtype=float), np.asarray(new.table[name], dtype=float)
+        statistics[name] = (x[np.isfinite(x)], y[np.isfinite(y)])
+    for name, (x, y) in statistics.items():
+        print(f"  {name:13s} KS p = {stats.ks_2samp(x, y, method='asymp').pvalue:.3f}, medians {np.median(x):.4g} "
+              f"(baseline) / {np.median(y):.4g}")
+    kinds_old, kinds_new = np.asarray(old.table["kind"]), np.asarray(new.table["kind"])
+    shares = {k: (np.mean(kinds_old == k), np.mean(kinds_new == k)) for k in np.unique(kinds_old)}
+    print("  kinds' shares (baseline / this): " + ", ".join(f"{k} {x:.3f}/{y:.3f}" for k, (x, y) in shares.items()))
 
 
 KERNEL = {
@@ -102,9 +141,12 @@ def main() -> None:
                 continue
             kernel = kernel_rate(stage, sources["this"])
             seconds: dict[str, list[float]] = {name: [] for name in sources}
+            kept = {name: Path(scratch) / f"{stage}-{name}.h5" for name in sources}
             for repeat in range(args.repeats):
                 for name, src in sources.items():  # interleaved: the load changes during the run
-                    seconds[name].append(stage_seconds(stage, n, src, Path(scratch) / f"{stage}.h5", args.cluster))
+                    keep = kept[name] if stage == "lens" and repeat == 0 and "baseline" in sources else None
+                    seconds[name].append(stage_seconds(stage, n, src, Path(scratch) / f"{stage}.h5", args.cluster,
+                                                       keep))
                     print(f"  {stage} {name} run {repeat + 1}: {n / seconds[name][-1]:8.1f}/s "
                           f"(load average {os.getloadavg()[0]:.2f})", flush=True)
             rate = n / float(np.median(seconds["this"]))
@@ -115,6 +157,8 @@ def main() -> None:
             if "baseline" in seconds:
                 baseline = n / float(np.median(seconds["baseline"]))
                 print(f"{stage}: baseline stage {baseline:8.1f}/s; this / baseline = {rate / baseline:.2f}")
+                if stage == "lens":
+                    compare_lens_products(kept["this"], kept["baseline"])
 
 
 if __name__ == "__main__":
