@@ -493,7 +493,9 @@ class ProductWriter:
     declared first, then filled with :meth:`append`; every array and column
     must have the same number of samples when the writer closes. Nothing is
     visible at ``path`` until :meth:`close` succeeds (use it as a context
-    manager: an exception discards the file).
+    manager: an exception discards the file). Column batches are held in
+    memory and written :data:`_COLUMN_BUFFER_ROWS` rows at a time (and at
+    :meth:`close`): one HDF5 write per column costs more than a small batch.
 
     Parameters
     ----------
