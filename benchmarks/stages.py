@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import subprocess
 import sys
 import tempfile
@@ -40,19 +41,25 @@ ROOT = Path(__file__).resolve().parents[1]
 TARGETS = {"lens": 3000.0, "gw": 500.0}
 
 
-def stage_seconds(stage: str, n: int, src: Path, out: Path, cluster: str = "local", keep: Path | None = None) -> float:
-    """Wall seconds of a fresh stage process writing ``out`` (moved to ``keep`` if given, else deleted)."""
+def stage_seconds(
+    stage: str, n: int, src: Path, out: Path, cluster: str = "local", keep: Path | None = None
+) -> tuple[float, float]:
+    """Wall and CPU seconds (user + system, the process and its children) of a fresh stage process writing
+    ``out`` (moved to ``keep`` if given, else deleted)."""
     command = [sys.executable, "-m", "skysift", stage, "simulate", "--out", str(out), "--seed", "17",
                "--n-samples", str(n)] + (["--cluster", cluster] if stage == "gw" else [])  # lens: threads always
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     subprocess.run(command, check=True, env={**os.environ, "PYTHONPATH": str(src)}, cwd=ROOT,
                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     seconds = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     if keep is not None:
         out.replace(keep)
     else:
         out.unlink()
-    return seconds
+    return seconds, cpu
 
 
 def compare_lens_products(this: Path, baseline: Path) -> None:
@@ -146,22 +153,30 @@ def main() -> None:
                 continue
             kernel = kernel_rate(stage, sources["this"])
             seconds: dict[str, list[float]] = {name: [] for name in sources}
+            cpu: dict[str, list[float]] = {name: [] for name in sources}
             kept = {name: Path(scratch) / f"{stage}-{name}.h5" for name in sources}
             for repeat in range(args.repeats):
                 for name, src in sources.items():  # interleaved: the load changes during the run
                     keep = kept[name] if stage == "lens" and repeat == 0 and "baseline" in sources else None
-                    seconds[name].append(stage_seconds(stage, n, src, Path(scratch) / f"{stage}.h5", args.cluster,
-                                                       keep))
-                    print(f"  {stage} {name} run {repeat + 1}: {n / seconds[name][-1]:8.1f}/s "
-                          f"(load average {os.getloadavg()[0]:.2f})", flush=True)
+                    wall, used = stage_seconds(stage, n, src, Path(scratch) / f"{stage}.h5", args.cluster, keep)
+                    seconds[name].append(wall)
+                    cpu[name].append(used)
+                    # CPU time is what other jobs on a shared box disturb least: n / (CPU / cores) is the
+                    # rate on idle cores if the stage kept them all busy.
+                    print(f"  {stage} {name} run {repeat + 1}: {n / wall:8.1f}/s, CPU {1e3 * used / n:.3f} ms per "
+                          f"item ({n / (used / cores):.0f}/s if CPU-bound on {cores} idle cores; load average "
+                          f"{os.getloadavg()[0]:.2f})", flush=True)
             rate = n / float(np.median(seconds["this"]))
             print(f"{stage}: kernel {kernel:8.1f}/s per core (one thread, CPU time); whole stage {rate:8.1f}/s on "
                   f"{cores} cores ({n} items, median of {args.repeats} fresh processes); stage / (kernel x cores) = "
                   f"{rate / (kernel * cores):.2f}; target >= {TARGETS[stage]:.0f}/s: "
                   f"{'met' if rate >= TARGETS[stage] else 'NOT met'}")
+            print(f"{stage}: CPU {1e3 * np.median(cpu['this']) / n:.3f} ms per item (median), all processes included")
             if "baseline" in seconds:
                 baseline = n / float(np.median(seconds["baseline"]))
-                print(f"{stage}: baseline stage {baseline:8.1f}/s; this / baseline = {rate / baseline:.2f}")
+                print(f"{stage}: baseline stage {baseline:8.1f}/s, CPU {1e3 * np.median(cpu['baseline']) / n:.3f} ms "
+                      f"per item; this / baseline = {rate / baseline:.2f} (wall), "
+                      f"{np.median(cpu['baseline']) / np.median(cpu['this']):.2f} (CPU)")
                 if stage == "lens":
                     compare_lens_products(kept["this"], kept["baseline"])
 
