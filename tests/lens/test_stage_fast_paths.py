@@ -21,7 +21,7 @@ import torch
 
 from skysift.lens import negatives, observing
 from skysift.lens.dataset import simulate_batch
-from skysift.lens.simulator import SURVEYS, LensSimulator
+from skysift.lens.simulator import LENS_PRIORS, SURVEYS, LensSimulator
 from skysift.simulate.priors import sample_parameters
 
 
@@ -105,8 +105,6 @@ def test_look_alikes_through_the_psf_with_their_galaxy_match_one_by_one() -> Non
     kinds = np.array(["ring", "spiral", "companion", "blend", "merger", "edge_on", "star", "galaxy"] * 3, dtype=object)
     images, columns = simulate_batch(simulator, kinds, np.random.default_rng(4), conditions="randomised")
     # The same draws by hand: the batch draws its lens parameters, conditions, then each kind's features in order.
-    from skysift.lens.simulator import LENS_PRIORS
-
     rng = np.random.default_rng(4)
     params = sample_parameters(LENS_PRIORS, len(kinds), rng)
     conditions = observing.draw_conditions(simulator.survey, len(kinds), rng)

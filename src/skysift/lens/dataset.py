@@ -449,8 +449,8 @@ def simulate_batch(
             if kind == "ring":
                 feature["feature_q"] = params["lens_q"][selected].copy()
         x_centre, y_centre = params["x_lens"][selected], params["y_lens"][selected]
-        # The structures are drawn on the supersampled grid: a few images at a time keep
-        # its temporaries in cache (each image is rendered on its own, so this changes nothing).
+        # Structures drawn on the whole supersampled grid go a few images at a time, to keep its
+        # temporaries in cache (each image is rendered on its own, so this changes nothing).
         chunk = _NEGATIVE_CHUNK if kind in _FINE_GRID_KINDS else len(x_centre)
         structure = torch.cat([
             render_hard_negative(simulator, kind, {k: v[part] for k, v in feature.items()},
@@ -637,8 +637,9 @@ def make_lens_training_set(
     adaptive_supersampling : bool
         Supersample only where the surface brightness needs it (default; within
         0.1 % of the image peak of the uniform result and ~2x faster; see
-        :class:`~skysift.lens.simulator.LensSimulator`). The hard-negative
-        structures are always supersampled uniformly.
+        :class:`~skysift.lens.simulator.LensSimulator`); it applies to the
+        Sersic look-alikes (companions, blends, merger discs) too, while the
+        other hard-negative structures are always supersampled uniformly.
     workers : int, optional
         Threads simulating batches concurrently (default: the usable cores);
         each runs torch on one thread (its kernels release the GIL; one thread also

@@ -42,7 +42,7 @@ from collections.abc import Mapping
 import numpy as np
 import torch
 
-from skysift.lens.simulator import LensSimulator, magnitude_to_flux, sersic_amplitude, sersic_bn, sersic_profile
+from skysift.lens.simulator import LensSimulator, magnitude_to_flux
 from skysift.simulate.priors import Choice, Prior, SeedPrior, Uniform
 
 __all__ = ["FEATURE_NAMES", "HARD_NEGATIVE_KINDS", "HARD_NEGATIVE_PRIORS", "render_hard_negative"]
