@@ -13,8 +13,12 @@ one thread, CPU time: ``LensSimulator.simulate`` of 512 images, adaptive
 ss=3, eager; ``simulate_gw_batch`` of 512 samples), with the ratio stage /
 (kernel x cores). With ``--baseline-src`` the same commands run against an
 older checkout's ``src`` (the peer), interleaved with this one, and the
-speed-up is printed. Rates are medians over ``--repeats``; the load average
-is printed with each run, since other jobs on a shared machine slow the stage.
+speed-up is printed; the two lens products of the first repeat (same seed) are
+then compared: which per-sample columns are identical, and two-sample KS tests
+and the largest differences of per-image statistics (total flux, pixel spread,
+arc S/N, magnification, Einstein radius) and of the kinds' shares. Rates are
+medians over ``--repeats``; the load average is printed with each run, since
+other jobs on a shared machine slow the stage.
 
 Targets (issue 22): lens stage >= 3,000 images/s and GW stage >= 500 samples/s
 on 2 cores.
@@ -24,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import subprocess
 import sys
 import tempfile
@@ -36,16 +41,62 @@ ROOT = Path(__file__).resolve().parents[1]
 TARGETS = {"lens": 3000.0, "gw": 500.0}
 
 
-def stage_seconds(stage: str, n: int, src: Path, out: Path, cluster: str = "local") -> float:
-    """Wall seconds of a fresh stage process writing ``out``."""
+def stage_seconds(
+    stage: str, n: int, src: Path, out: Path, cluster: str = "local", keep: Path | None = None
+) -> tuple[float, float]:
+    """Wall and CPU seconds (user + system, the process and its children) of a fresh stage process writing
+    ``out`` (moved to ``keep`` if given, else deleted)."""
     command = [sys.executable, "-m", "skysift", stage, "simulate", "--out", str(out), "--seed", "17",
                "--n-samples", str(n)] + (["--cluster", cluster] if stage == "gw" else [])  # lens: threads always
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     subprocess.run(command, check=True, env={**os.environ, "PYTHONPATH": str(src)}, cwd=ROOT,
                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     seconds = time.perf_counter() - start
-    out.unlink()
-    return seconds
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    if keep is not None:
+        out.replace(keep)
+    else:
+        out.unlink()
+    return seconds, cpu
+
+
+def compare_lens_products(this: Path, baseline: Path) -> None:
+    """Print how the lens product of this checkout differs from the baseline's (same seed and size)."""
+    from scipy import stats
+
+    sys.path.insert(0, str(ROOT / "src"))
+    from skysift.io import read_product
+
+    new, old = read_product(this), read_product(baseline)
+    identical, different = [], []
+    for name in old.table.colnames:
+        a, b = np.asarray(old.table[name]), np.asarray(new.table[name])
+        same = np.array_equal(a, b) if a.dtype.kind in "OSU" else np.array_equal(a, b, equal_nan=True)
+        (identical if same else different).append(name)
+    print(f"lens products: {len(identical)} of {len(old.table.colnames)} columns identical; different: "
+          f"{', '.join(different) or 'none'}")
+    # A lens whose arc S/N moves across the cut redraws, and the rest of its batch takes other draws.
+    same_draws = np.all([np.asarray(old.table[name]) == np.asarray(new.table[name])
+                         for name in ("theta_E", "source_mag", "lens_mag", "seeing")], axis=0)
+    print(f"  samples with the same drawn parameters: {same_draws.mean():.1%}")
+    a, b = old.arrays["image"], new.arrays["image"]
+    peak = np.abs(a).max(axis=(1, 2, 3))
+    difference = (np.abs(a - b).max(axis=(1, 2, 3)) / peak)[same_draws]
+    print(f"  images of those samples: largest difference {difference.max():.2e} of the image peak (median "
+          f"{np.median(difference):.1e})")
+    statistics = {"total flux": (a.sum(axis=(1, 2, 3)), b.sum(axis=(1, 2, 3))),
+                  "pixel std": (a.std(axis=(1, 2, 3)), b.std(axis=(1, 2, 3)))}
+    for name in ("arc_snr", "magnification", "theta_E"):
+        x, y = np.asarray(old.table[name], dtype=float), np.asarray(new.table[name], dtype=float)
+        statistics[name] = (x[np.isfinite(x)], y[np.isfinite(y)])
+    for name, (x, y) in statistics.items():
+        print(f"  {name:13s} KS p = {stats.ks_2samp(x, y, method='asymp').pvalue:.3f}, medians {np.median(x):.4g} "
+              f"(baseline) / {np.median(y):.4g}")
+    kinds_old, kinds_new = np.asarray(old.table["kind"]), np.asarray(new.table["kind"])
+    shares = {k: (np.mean(kinds_old == k), np.mean(kinds_new == k)) for k in np.unique(kinds_old)}
+    print("  kinds' shares (baseline / this): " + ", ".join(f"{k} {x:.3f}/{y:.3f}" for k, (x, y) in shares.items()))
 
 
 KERNEL = {
@@ -102,19 +153,32 @@ def main() -> None:
                 continue
             kernel = kernel_rate(stage, sources["this"])
             seconds: dict[str, list[float]] = {name: [] for name in sources}
+            cpu: dict[str, list[float]] = {name: [] for name in sources}
+            kept = {name: Path(scratch) / f"{stage}-{name}.h5" for name in sources}
             for repeat in range(args.repeats):
                 for name, src in sources.items():  # interleaved: the load changes during the run
-                    seconds[name].append(stage_seconds(stage, n, src, Path(scratch) / f"{stage}.h5", args.cluster))
-                    print(f"  {stage} {name} run {repeat + 1}: {n / seconds[name][-1]:8.1f}/s "
-                          f"(load average {os.getloadavg()[0]:.2f})", flush=True)
+                    keep = kept[name] if stage == "lens" and repeat == 0 and "baseline" in sources else None
+                    wall, used = stage_seconds(stage, n, src, Path(scratch) / f"{stage}.h5", args.cluster, keep)
+                    seconds[name].append(wall)
+                    cpu[name].append(used)
+                    # CPU time is what other jobs on a shared box disturb least: n / (CPU / cores) is the
+                    # rate on idle cores if the stage kept them all busy.
+                    print(f"  {stage} {name} run {repeat + 1}: {n / wall:8.1f}/s, CPU {1e3 * used / n:.3f} ms per "
+                          f"item ({n / (used / cores):.0f}/s if CPU-bound on {cores} idle cores; load average "
+                          f"{os.getloadavg()[0]:.2f})", flush=True)
             rate = n / float(np.median(seconds["this"]))
             print(f"{stage}: kernel {kernel:8.1f}/s per core (one thread, CPU time); whole stage {rate:8.1f}/s on "
                   f"{cores} cores ({n} items, median of {args.repeats} fresh processes); stage / (kernel x cores) = "
                   f"{rate / (kernel * cores):.2f}; target >= {TARGETS[stage]:.0f}/s: "
                   f"{'met' if rate >= TARGETS[stage] else 'NOT met'}")
+            print(f"{stage}: CPU {1e3 * np.median(cpu['this']) / n:.3f} ms per item (median), all processes included")
             if "baseline" in seconds:
                 baseline = n / float(np.median(seconds["baseline"]))
-                print(f"{stage}: baseline stage {baseline:8.1f}/s; this / baseline = {rate / baseline:.2f}")
+                print(f"{stage}: baseline stage {baseline:8.1f}/s, CPU {1e3 * np.median(cpu['baseline']) / n:.3f} ms "
+                      f"per item; this / baseline = {rate / baseline:.2f} (wall), "
+                      f"{np.median(cpu['baseline']) / np.median(cpu['this']):.2f} (CPU)")
+                if stage == "lens":
+                    compare_lens_products(kept["this"], kept["baseline"])
 
 
 if __name__ == "__main__":

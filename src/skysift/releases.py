@@ -43,6 +43,7 @@ __all__ = [
     "pair_fingerprint",
     "read_release",
     "release_labels",
+    "simulated_pair_ids",
     "stale_products",
     "verify_release",
     "withdraw_products",
@@ -406,9 +407,14 @@ def create_release(
     return write_release(pairs, out_path, base_dir=base_dir)
 
 
+def simulated_pair_ids(n_pairs: int) -> list[str]:
+    """Identifiers of the ``n_pairs`` pairs the demo simulates: ``sim00``, ``sim01``, ..."""
+    return [f"sim{index:02d}" for index in range(n_pairs)]
+
+
 def configured_pair_ids(config: Mapping[str, Any], *, base_dir: str | os.PathLike[str] = ".") -> list[str]:
     """The pairs a validated workflow configuration differences (simulated, pairs table, release)."""
-    pair_ids = [f"sim{index:02d}" for index in range(config["simulate"]["pairs"]["n_pairs"])]
+    pair_ids = simulated_pair_ids(config["simulate"]["pairs"]["n_pairs"])
     if config.get("inputs", {}).get("pairs_table"):
         pair_ids += [row["pair_id"] for row in read_pairs_table(config["inputs"]["pairs_table"], base_dir=base_dir,
                                                                  require_files=False)]

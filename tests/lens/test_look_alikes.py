@@ -128,8 +128,10 @@ def test_randomised_conditions_are_stored_and_reproducible(tmp_path: Path) -> No
     simulator = LensSimulator("lsst", 32, 1, psf=observing.base_psf(SURVEYS["lsst"]))
     params = {name: np.asarray(table[name][lenses], dtype=np.float64) for name in LENS_PRIORS}
     rows = {name: np.asarray(table[name][lenses], dtype=np.float64) for name in observing.OBSERVING_PRIORS}
-    arc, light, _ = simulator.render_components(params)
-    arc, light = observing.blur(arc, simulator.survey, rows), observing.blur(light, simulator.survey, rows)
+    # Each image's PSF: the base PSF and its own blur (one kernel, so light the base PSF spreads
+    # beyond the stamp edge and the blur brings back counts, as in observing.observe).
+    arc, light, _ = simulator.render_components(params, convolve=False)
+    arc, light = observing.observe(simulator, arc, rows), observing.observe(simulator, light, rows)
     variance = simulator.noise_variance(arc + light) / torch.as_tensor(rows["depth"], dtype=arc.dtype).reshape(-1, 1, 1)
     np.testing.assert_allclose(arc_signal_to_noise(arc, variance).numpy(), table["arc_snr"][lenses], rtol=2e-3)
     assert np.all(table["arc_snr"][lenses] >= 10.0)

@@ -8,7 +8,19 @@ import pytest
 from skysift.simulate.priors import Fixed, sample_parameters
 from skysift.transit.injection import EB_PRIORS, eb_parameters, eclipsing_binary_flux
 from skysift.transit.lightcurves import mission_time_grid
-from skysift.transit.preprocess import VETTING_SCALARS, make_vetting_views, make_views, phase_fold
+from skysift.transit import _lightcurve_kernels
+from skysift.transit.preprocess import (
+    _TRAPEZOID_FLAT,
+    _TRAPEZOID_T14,
+    LOCAL_BINS,
+    VETTING_SCALARS,
+    _trapezoid_fit,
+    _trapezoid_shapes,
+    _trapezoid_templates,
+    make_vetting_views,
+    make_views,
+    phase_fold,
+)
 from skysift.transit.transit_model import semi_major_axis_from_density, transit_duration, transit_light_curve
 
 SCALAR = {name: i for i, name in enumerate(VETTING_SCALARS)}
@@ -104,3 +116,23 @@ def test_depth_consistency_flags_a_single_event():
     consistency = views["scalars"][:, SCALAR["depth_consistency"]]
     assert abs(consistency[0]) < 0.3  # log10 of about 1
     assert consistency[1] > 1.0
+
+
+def test_compiled_trapezoid_overlaps_equal_the_templates():
+    """Views capped at half an orbit: the kernel's overlaps and norms are the materialised templates' (to rounding)."""
+    rng = np.random.default_rng(7)
+    half_span = rng.uniform(0.6, 3.99, 12)
+    view = rng.normal(0.0, 0.3, (12, LOCAL_BINS)) - np.exp(-0.5 * (np.linspace(-4, 4, LOCAL_BINS) / 0.4) ** 2)
+    templates = _trapezoid_templates(half_span)
+    half_total, slope = _trapezoid_shapes()
+    overlap, norm = np.empty((2, 12, half_total.size))
+    _lightcurve_kernels.trapezoid_overlaps(view, half_span, half_total, slope, overlap, norm)
+    np.testing.assert_allclose(overlap, -np.einsum("nb,nbk->nk", view, templates), rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(norm, np.einsum("nbk,nbk->nk", templates, templates), rtol=1e-12, atol=1e-12)
+    # And the fit picks the template a brute-force search over the materialised ones picks.
+    depth, t14, flat = _trapezoid_fit(view, half_span)
+    dot = np.einsum("nb,nbk->nk", view, templates)
+    gain = np.where(dot < 0, dot**2 / np.einsum("nbk,nbk->nk", templates, templates), -1.0)
+    best = np.argmax(gain, axis=1)
+    np.testing.assert_array_equal(t14, np.repeat(_TRAPEZOID_T14, _TRAPEZOID_FLAT.size)[best])
+    np.testing.assert_array_equal(flat, np.tile(_TRAPEZOID_FLAT, _TRAPEZOID_T14.size)[best])

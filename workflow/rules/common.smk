@@ -22,6 +22,7 @@ from skysift.releases import (  # noqa: E402
     pair_fingerprint,
     read_release,
     release_labels,
+    simulated_pair_ids as numbered_simulated_pairs,
     withdrawn_pairs,
 )
 
@@ -146,8 +147,7 @@ def stage_flags(section, keys=None, values=None):
 
 def simulated_pair_ids():
     """Identifiers of the pairs the demo simulates (sim00, sim01, ...)."""
-    n_pairs = config["simulate"]["pairs"]["n_pairs"]
-    return [f"sim{index:02d}" for index in range(n_pairs)]
+    return numbered_simulated_pairs(config["simulate"]["pairs"]["n_pairs"])
 
 
 def realbogus_training_pair_ids():

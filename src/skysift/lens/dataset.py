@@ -166,6 +166,9 @@ DEFAULT_MIN_ARC_CONTRAST = 0.0
 MAX_REDRAW_ROUNDS = 50
 #: Hard negatives rendered together on the supersampled grid (temporaries of ~0.6 MB each).
 _NEGATIVE_CHUNK = 4
+#: Hard-negative kinds drawn on the whole supersampled grid (the others are rendered at pixel
+#: resolution, supersampled only where needed, and go through in one call per batch).
+_FINE_GRID_KINDS = ("ring", "spiral", "edge_on")
 
 
 def arc_contrast(arc: torch.Tensor, lens_light: torch.Tensor, variance: torch.Tensor) -> torch.Tensor:
@@ -354,18 +357,19 @@ def _draw_detectable_arcs(
         if singly_imaged:
             place_source_outside_caustic(params, todo, rng, half_width)
         subset = {k: v[todo] for k, v in params.items() if not k.startswith("lens_")}
-        arc, _, mu = simulator.render_components(subset, convolve=True)
-        # Scale each arc to its drawn observed magnitude (flux in the stamp).
+        rows = None if conditions is None else {k: v[todo] for k, v in conditions.items()}
+        arc, _, mu = simulator.render_components(subset, convolve=False)
+        # Scale each arc to its drawn observed magnitude (flux in the stamp), then the PSF and
+        # each image's blur in one FFT (observing.observe).
         rendered = arc.sum(dim=(-2, -1)).double().cpu().numpy()
         scale = magnitude_to_flux(params["arc_mag"][todo], zero_point) / np.maximum(rendered, 1e-30)
         arc = arc * torch.as_tensor(scale, dtype=arc.dtype, device=arc.device).reshape(-1, 1, 1)
         params["source_mag"][todo] = params["source_mag"][todo] - 2.5 * np.log10(scale)
+        arc = observing.observe(simulator, arc, rows)
         index = torch.as_tensor(todo, device=simulator.device)
         light = lens_light.index_select(0, index)
         variance = simulator.noise_variance(arc + light)
-        if conditions is not None:
-            rows = {k: v[todo] for k, v in conditions.items()}
-            arc = observing.blur(arc, simulator.survey, rows)
+        if rows is not None:
             variance = variance * torch.as_tensor(observing.noise_scale(rows) ** 2, dtype=variance.dtype,
                                                   device=variance.device).reshape(-1, 1, 1)
         arcs[index] = arc
@@ -456,16 +460,29 @@ def simulate_batch(
     randomised = conditions == "randomised"
     observed = observing.draw_conditions(simulator.survey, n, rng) if randomised else None
 
+    def rows_of(rows: np.ndarray | slice) -> dict[str, np.ndarray] | None:
+        return None if observed is None else {k: v[rows] for k, v in observed.items()}
+
     def degrade(images: torch.Tensor, rows: np.ndarray | slice = slice(None)) -> torch.Tensor:
         """Blur images of the given rows to their own seeing (randomised conditions only)."""
         if observed is None:
             return images
-        return observing.blur(images, simulator.survey, {k: v[rows] for k, v in observed.items()})
+        return observing.blur(images, simulator.survey, rows_of(rows))
 
+    def observe(images: torch.Tensor, rows: np.ndarray | slice = slice(None)) -> torch.Tensor:
+        """The PSF and (randomised conditions) each image's blur, in one FFT, on images before the PSF."""
+        return observing.observe(simulator, images, rows_of(rows))
+
+    # Look-alikes' structure joins their galaxy's light before the PSF (one FFT for both, see
+    # below); multi-band images scale the two by their own colours, so they stay apart there.
+    joint = np.isin(kinds, HARD_NEGATIVE_KINDS) if galaxy_stamps is None and not band_simulators else np.zeros(n, bool)
     if galaxy_stamps is None:
-        # Convolution is linear: the lens light is convolved once, on its own,
+        # Convolution is linear: the lens light is convolved on its own (not with the arcs)
         # because the arc S/N needs its noise.
-        galaxies = degrade(simulator.render_galaxy(params, convolve=True))
+        light = simulator.render_galaxy(params, convolve=False)
+        galaxies = torch.zeros_like(light)
+        alone = np.flatnonzero(~joint)
+        galaxies[alone] = observe(light[alone], alone)
     else:
         # Real galaxies sit at the stamp centre: the lens (and its shear) too.
         params["x_lens"][:] = 0.0
@@ -484,7 +501,8 @@ def simulate_batch(
     columns["arc_snr"] = np.full(n, np.nan)
     columns["arc_contrast"] = np.full(n, np.nan)
     columns["counter_snr"] = np.full(n, np.nan)
-    clean = galaxies
+    # Updated in place, a kind's rows at a time (index_add would copy the whole batch per kind).
+    clean = galaxies.clone()
     # Multi-band images need each light component on its own (its colour scales it per band).
     lensed_light = torch.zeros_like(galaxies) if band_simulators else None
     feature_light = torch.zeros_like(galaxies) if band_simulators else None
@@ -504,9 +522,9 @@ def simulate_batch(
         )
         for name in (*_ARC_NAMES, "arc_mag"):
             params[name][selected] = lens_params[name]
-        clean = clean.index_add(0, index, arc)
+        clean[index] += arc
         if lensed_light is not None:
-            lensed_light = lensed_light.index_add(0, index, arc)
+            lensed_light[index] += arc
         columns["magnification"][selected] = magnification
         columns["arc_snr"][selected] = snr
         columns["arc_contrast"][selected] = contrast
@@ -532,24 +550,34 @@ def simulate_batch(
             if kind == "ring":
                 feature["feature_q"] = params["lens_q"][selected].copy()
         x_centre, y_centre = params["x_lens"][selected], params["y_lens"][selected]
-        # The structures are drawn on the supersampled grid: a few images at a time keep
-        # its temporaries in cache (each image is rendered on its own, so this changes nothing).
+        # Structures drawn on the whole supersampled grid go a few images at a time, to keep its
+        # temporaries in cache (each image is rendered on its own, so this changes nothing).
+        chunk = _NEGATIVE_CHUNK if kind in _FINE_GRID_KINDS else len(x_centre)
         structure = torch.cat([
             render_hard_negative(simulator, kind, {k: v[part] for k, v in feature.items()},
-                                 (x_centre[part], y_centre[part]))
-            for part in (slice(start, start + _NEGATIVE_CHUNK) for start in range(0, len(x_centre), _NEGATIVE_CHUNK))
+                                 (x_centre[part], y_centre[part]), convolve=False)
+            for part in (slice(start, start + chunk) for start in range(0, len(x_centre), chunk))
         ])
         rows = np.flatnonzero(selected)
         index = torch.as_tensor(rows, device=simulator.device)
-        structure = degrade(structure, rows)
         if kind in EXTRA_LIGHT_KINDS:
+            # The structure's S/N needs it on its own: structure and galaxy through the PSF apart.
+            structure = observe(structure, rows)
+            host = observe(light[rows], rows) if joint[rows].all() else galaxies.index_select(0, index)
             structure, columns["feature_snr"][rows] = _detectable_feature(
-                simulator, structure, feature, galaxies.index_select(0, index), rng, min_arc_snr,
+                simulator, structure, feature, host, rng, min_arc_snr,
                 None if observed is None else {k: v[rows] for k, v in observed.items()},
             )
-        clean = clean.index_add(0, index, structure)
+            if joint[rows].all():
+                structure = structure + host
+        else:
+            if joint[rows].all():
+                # The galaxy's light and its structure through the PSF together.
+                structure = structure + light[rows]
+            structure = observe(structure, rows)
+        clean[index] += structure
         if feature_light is not None:
-            feature_light = feature_light.index_add(0, index, structure)
+            feature_light[index] += structure
         for name, values in feature.items():
             columns[name][selected] = values
     if band_simulators:
@@ -627,12 +655,11 @@ def _noisy(
     simulator: LensSimulator, clean: torch.Tensor, rng: np.random.Generator, observed: dict[str, np.ndarray] | None
 ) -> torch.Tensor:
     """Survey noise on ``clean`` (N, H, W), scaled to each image's depth where conditions are randomised."""
-    images = simulator.add_noise(clean, rng)
     if observed is None:
-        return images
-    # Gaussian-limit noise scales as 1 / sqrt(exposure time): rescale the drawn deviates.
-    scale = torch.as_tensor(observing.noise_scale(observed), dtype=images.dtype, device=images.device)
-    return clean + (images - clean) * scale.reshape(-1, 1, 1)
+        return simulator.add_noise(clean, rng)
+    # Gaussian-limit noise scales as 1 / sqrt(exposure time): the deviates are scaled as they are drawn.
+    return simulator.add_noise(clean, rng, torch.as_tensor(observing.noise_scale(observed), dtype=clean.dtype,
+                                                           device=clean.device))
 
 
 #: Bands of the multi-band mode, by the last letter of a survey preset's name ("lsst-g").
@@ -767,12 +794,14 @@ def make_lens_training_set(
     adaptive_supersampling : bool
         Supersample only where the surface brightness needs it (default; within
         0.1 % of the image peak of the uniform result and ~2x faster; see
-        :class:`~skysift.lens.simulator.LensSimulator`). The hard-negative
-        structures are always supersampled uniformly.
+        :class:`~skysift.lens.simulator.LensSimulator`); it applies to the
+        Sersic look-alikes (companions, blends, merger discs) too, while the
+        other hard-negative structures are always supersampled uniformly.
     workers : int, optional
         Threads simulating batches concurrently (default: the usable cores);
-        each runs torch on one thread (its kernels release the GIL), while this
-        thread writes finished batches in order.
+        each runs torch on one thread (its kernels release the GIL; one thread also
+        for one worker, so the product is bit-identical for any count), while
+        this thread writes finished batches in order.
     min_arc_snr : float
         Keep only lenses whose arc has an integrated S/N of at least this
         (:func:`~skysift.lens.simulator.arc_signal_to_noise`: arc flux over the
@@ -963,7 +992,11 @@ def make_lens_training_set(
             for start, batch_seed in zip(starts, batch_seeds)
         ]
         threads = 1 if device != "cpu" else workers or usable_cores()
-        with _torch_threads(1 if threads > 1 else torch.get_num_threads()):
+        # One torch thread per worker on CPUs, also for one worker: how torch splits an
+        # element-wise kernel among its threads changes the last bit of some results (a
+        # vectorised or a scalar exp for the elements at a split), and the product must
+        # not depend on the thread count.
+        with _torch_threads(1 if device == "cpu" else torch.get_num_threads()):
             for images, columns in compute_in_windows(tasks, scheduler=None if threads > 1 else "sync",
                                                       window=2 * threads, desc="lens training set"):
                 writer.append({"image": images}, columns)

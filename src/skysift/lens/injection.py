@@ -38,7 +38,6 @@ import numpy as np
 import torch
 from astropy.io import fits
 from astropy.table import Table
-from scipy.ndimage import gaussian_filter
 
 from skysift.errors import InputDataError
 from skysift.io import read_fits_image
@@ -215,6 +214,10 @@ def degrade_to_survey(galaxy: RealGalaxy, simulator: LensSimulator) -> np.ndarra
     sigma_hst = _second_moment_sigma(galaxy.psf)
     sigma_survey = survey.seeing * _FWHM_TO_SIGMA / galaxy.pixel_scale
     sigma_match = math.sqrt(max(sigma_survey**2 - sigma_hst**2, 0.0))
+    # Imported here: scipy.ndimage costs ~0.5 s of start-up in every lens-stage process, which
+    # needs it only for real galaxies.
+    from scipy.ndimage import gaussian_filter
+
     smoothed = gaussian_filter(galaxy.image, sigma_match, mode="constant") if sigma_match > 0 else galaxy.image
     stamp = resample_flux_conserving(smoothed, galaxy.pixel_scale, survey.pixel_scale, simulator.image_size)
     flux = magnitude_to_flux(galaxy.magnitude, survey.zero_point)

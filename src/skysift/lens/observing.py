@@ -35,10 +35,10 @@ import math
 import numpy as np
 import torch
 
-from skysift.lens.simulator import SurveySpec, _fft_size, gaussian_psf, moffat_psf
+from skysift.lens.simulator import LensSimulator, SurveySpec, _fft_size, gaussian_psf, moffat_psf
 from skysift.simulate.priors import LogUniform, Prior, Uniform, sample_parameters
 
-__all__ = ["BASE_SEEING_FRACTION", "OBSERVING_PRIORS", "base_psf", "blur", "draw_conditions", "noise_scale"]
+__all__ = ["BASE_SEEING_FRACTION", "OBSERVING_PRIORS", "base_psf", "blur", "draw_conditions", "noise_scale", "observe"]
 
 #: FWHM of the simulator's base PSF as a fraction of the preset's seeing (below the seeing prior).
 BASE_SEEING_FRACTION = 0.7
@@ -69,6 +69,34 @@ def draw_conditions(survey: SurveySpec, n: int, rng: np.random.Generator) -> dic
     return conditions
 
 
+def _gaussian_coefficients(
+    survey: SurveySpec, conditions: dict[str, np.ndarray]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+    """Per-image ``(A, B, C)`` of the blur's log transfer function ``A kx^2 + B kx ky + C ky^2``, and its reach.
+
+    ``k`` in cycles per pixel; the reach (pixels) is 5 sigma of the major axis
+    (at least 3 pixels), the zero padding that keeps the circular convolution
+    equal to the linear one.
+    """
+    base = BASE_SEEING_FRACTION * survey.seeing
+    extra_fwhm = np.sqrt(np.maximum(np.asarray(conditions["seeing"]) ** 2 - base**2, 0.0))
+    sigma = extra_fwhm * _FWHM_TO_SIGMA / survey.pixel_scale
+    e = np.asarray(conditions["psf_e"], dtype=np.float64)
+    # Axis sigmas with the geometric mean kept: a = s sqrt((1 + e) / (1 - e)), b = s sqrt((1 - e) / (1 + e)).
+    sigma_major, sigma_minor = sigma * np.sqrt((1 + e) / (1 - e)), sigma * np.sqrt((1 - e) / (1 + e))
+    reach = int(math.ceil(5.0 * max(float(sigma_major.max()), 0.5)))
+    angle = np.deg2rad(np.asarray(conditions["psf_phi"], dtype=np.float64))
+    cos, sin = np.cos(angle), np.sin(angle)
+    major, minor = -2.0 * math.pi**2 * sigma_major**2, -2.0 * math.pi**2 * sigma_minor**2
+    return (major * cos**2 + minor * sin**2, 2.0 * (major - minor) * cos * sin, major * sin**2 + minor * cos**2,
+            reach)
+
+
+def _per_image(values: np.ndarray, like: torch.Tensor) -> torch.Tensor:
+    """``(N,)`` float64 values as an ``(N, 1, 1)`` tensor of ``like``'s dtype and device."""
+    return torch.as_tensor(values, dtype=like.dtype, device=like.device).reshape(-1, 1, 1)
+
+
 def blur(images: torch.Tensor, survey: SurveySpec, conditions: dict[str, np.ndarray]) -> torch.Tensor:
     """Convolve each image ``(N, H, W)`` with its elliptical Gaussian (see the module notes).
 
@@ -80,13 +108,7 @@ def blur(images: torch.Tensor, survey: SurveySpec, conditions: dict[str, np.ndar
     n, height, width = images.shape
     if n == 0:
         return images
-    base = BASE_SEEING_FRACTION * survey.seeing
-    extra_fwhm = np.sqrt(np.maximum(np.asarray(conditions["seeing"]) ** 2 - base**2, 0.0))
-    sigma = extra_fwhm * _FWHM_TO_SIGMA / survey.pixel_scale
-    e = np.asarray(conditions["psf_e"], dtype=np.float64)
-    # Axis sigmas with the geometric mean kept: a = s sqrt((1 + e) / (1 - e)), b = s sqrt((1 - e) / (1 + e)).
-    sigma_major, sigma_minor = sigma * np.sqrt((1 + e) / (1 - e)), sigma * np.sqrt((1 - e) / (1 + e))
-    pad = int(math.ceil(5.0 * max(float(sigma_major.max()), 0.5)))
+    a, b, c, pad = _gaussian_coefficients(survey, conditions)
     rows, columns = _fft_size(height + pad), _fft_size(width + pad)
     spectrum = torch.fft.rfft2(images, s=(rows, columns))
     # The exponent is a quadratic form in (kx, ky): A kx^2 + B kx ky + C ky^2 with per-image
@@ -95,16 +117,35 @@ def blur(images: torch.Tensor, survey: SurveySpec, conditions: dict[str, np.ndar
     real = images.dtype
     ky = torch.fft.fftfreq(rows, dtype=real, device=images.device).reshape(1, -1, 1)
     kx = torch.fft.rfftfreq(columns, dtype=real, device=images.device).reshape(1, 1, -1)
-    angle = np.deg2rad(np.asarray(conditions["psf_phi"], dtype=np.float64))
-    cos, sin = np.cos(angle), np.sin(angle)
-    major, minor = -2.0 * math.pi**2 * sigma_major**2, -2.0 * math.pi**2 * sigma_minor**2
-    as_column = lambda values: torch.as_tensor(values, dtype=real, device=images.device).reshape(-1, 1, 1)  # noqa: E731
-    a, b, c = (as_column(major * cos**2 + minor * sin**2), as_column(2.0 * (major - minor) * cos * sin),
-               as_column(major * sin**2 + minor * cos**2))
-    exponent = a * (kx * kx) + b * (kx * ky) + c * (ky * ky)
+    exponent = _per_image(a, images) * (kx * kx) + _per_image(b, images) * (kx * ky) + _per_image(c, images) * (ky * ky)
     spectrum *= torch.exp(exponent)
     blurred = torch.fft.irfft2(spectrum, s=(rows, columns))
     return blurred[:, :height, :width].contiguous()
+
+
+def observe(simulator: LensSimulator, images: torch.Tensor, conditions: dict[str, np.ndarray] | None) -> torch.Tensor:
+    """Images ``(N, H, W)`` before the PSF as observed: the simulator's PSF, then each image's blur, in one FFT.
+
+    Equal to ``blur(simulator.convolve(images), simulator.survey, conditions)``
+    up to float rounding (and Gaussian tails beyond 5 sigma): convolution is
+    associative, so the base PSF's transform and each image's Gaussian
+    transfer function multiply one spectrum, and a batch of components
+    (lens light plus a look-alike's structure) summed before this call takes
+    one transform instead of four. Without ``conditions`` (fixed conditions)
+    it is ``simulator.convolve(images)``.
+    """
+    if conditions is None or not len(images):
+        return simulator.convolve(images)
+    a, b, c, reach = _gaussian_coefficients(simulator.survey, conditions)
+    a, b, c = _per_image(a, images), _per_image(b, images), _per_image(c, images)
+
+    def transfer(rows: slice, kx: torch.Tensor, ky: torch.Tensor) -> torch.Tensor:
+        return torch.exp(a[rows] * (kx * kx) + b[rows] * (kx * ky) + c[rows] * (ky * ky))
+
+    out = torch.empty_like(images)
+    for rows, convolved in simulator._convolved_parts(images, reach, transfer):
+        out[rows] = convolved
+    return out
 
 
 def noise_scale(conditions: dict[str, np.ndarray]) -> np.ndarray:

@@ -50,13 +50,12 @@ transform.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
-from scipy.special import erf, gammaln
 
 from skysift.simulate.priors import LogUniform, Prior, TruncatedNormal, Uniform, sample_parameters
 
@@ -81,6 +80,10 @@ __all__ = [
 ]
 
 _FWHM_TO_SIGMA = 1.0 / (2.0 * math.sqrt(2.0 * math.log(2.0)))
+# The C library's erf and log-gamma, element-wise: scipy.special would add ~0.4 s of imports
+# to every process that simulates lenses, for a few hundred values per batch.
+_erf = np.vectorize(math.erf, otypes=[np.float64])
+_log_gamma = np.vectorize(math.lgamma, otypes=[np.float64])
 #: Core radius (arcsec) that keeps the SIE finite at its centre, as lenstronomy's SIE.
 _SIE_CORE = 1e-10
 #: Largest axis ratio used for the SIE formulae (they are singular at q = 1), as lenstronomy.
@@ -266,7 +269,7 @@ def sersic_amplitude(flux: Any, r_eff: Any, n: Any, bn_method: str = "ciotti-ber
     n = np.asarray(n, dtype=np.float64)
     r_eff = np.asarray(r_eff, dtype=np.float64)
     bn = sersic_bn(n, bn_method)
-    log_norm = np.log(2.0 * np.pi * n * r_eff**2) + bn - 2.0 * n * np.log(bn) + gammaln(2.0 * n)
+    log_norm = np.log(2.0 * np.pi * n * r_eff**2) + bn - 2.0 * n * np.log(bn) + _log_gamma(2.0 * n)
     return np.asarray(flux, dtype=np.float64) * np.exp(-log_norm)
 
 
@@ -506,7 +509,7 @@ def gaussian_psf(fwhm: float, pixel_scale: float, size: int | None = None) -> np
     sigma = fwhm * _FWHM_TO_SIGMA / pixel_scale
     size = size or _kernel_size(fwhm / pixel_scale, 3.0)
     edges = np.arange(size + 1) - size / 2.0
-    cdf = 0.5 * (1.0 + erf(edges / (math.sqrt(2.0) * sigma)))
+    cdf = 0.5 * (1.0 + _erf(edges / (math.sqrt(2.0) * sigma)))
     profile = np.diff(cdf)
     kernel = np.outer(profile, profile)
     return kernel / kernel.sum()
@@ -711,6 +714,8 @@ class LensSimulator:
             padded[:size, :size] = torch.as_tensor(self.psf_kernel, dtype=dtype, device=self.device)
             # Transposed (x frequency, y frequency), as :meth:`convolve` multiplies it.
             self._psf_transform_t = torch.fft.rfft2(padded).t().contiguous()
+            # Transforms at longer lengths (:meth:`_convolved_parts` with a margin), made on first use.
+            self._psf_transforms = {length: self._psf_transform_t}
         self._surface_brightness = _surface_brightness
         self._pixel_pass = _pixel_pass
         self._refine_arc = _refine_arc
@@ -858,15 +863,43 @@ class LensSimulator:
             flat_out[rows] = convolved
         return out
 
-    def _convolved_parts(self, images: torch.Tensor) -> Iterator[tuple[slice, torch.Tensor]]:
+    def _psf_transform_at(self, length: int) -> torch.Tensor:
+        """The PSF's transposed ``rfft2`` at FFT length ``length`` (cached; dict writes are atomic across threads)."""
+        transform = self._psf_transforms.get(length)
+        if transform is None:
+            size = self.psf_kernel.shape[0]
+            padded = torch.zeros((length, length), dtype=self.dtype, device=self.device)
+            padded[:size, :size] = torch.as_tensor(self.psf_kernel, dtype=self.dtype, device=self.device)
+            transform = self._psf_transforms[length] = torch.fft.rfft2(padded).t().contiguous()
+        return transform
+
+    def _convolved_parts(
+        self,
+        images: torch.Tensor,
+        margin: int = 0,
+        transfer: Callable[[slice, torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
+    ) -> Iterator[tuple[slice, torch.Tensor]]:
         """PSF-convolved ``images`` (with a PSF), :data:`_FFT_CHUNK` at a time.
 
         Yields ``(rows, convolved)``: ``convolved (n, H, W)`` is a strided view into
         the inverse transform's work array, valid until the next part is made, so
         that callers read it once (copy or add noise) without an extra copy.
+
+        ``transfer(rows, kx, ky)``, if given, returns a further per-image transfer
+        function ``(n, L // 2 + 1, L)`` of a kernel centred on the origin that
+        reaches at most ``margin`` pixels (L the FFT length, ``kx (1, L // 2 + 1,
+        1)`` and ``ky (1, 1, L)`` the frequencies in cycles per pixel): it is
+        multiplied into the PSF's transform, so both convolutions take one FFT
+        pair (:func:`skysift.lens.observing.observe`). The padding grows by
+        ``margin`` so that nothing wraps around onto the kept pixels.
         """
         height, width = images.shape[-2:]
-        length, c = self._fft_length, self._crop
+        c = self._crop
+        length = self._fft_length if not margin else _fft_size(max(max(height, width) + c + margin, 2 * c + 1))
+        psf_transform = self._psf_transform_at(length)
+        if transfer is not None:
+            kx = torch.fft.rfftfreq(length, dtype=self.dtype, device=self.device).reshape(1, -1, 1)
+            ky = torch.fft.fftfreq(length, dtype=self.dtype, device=self.device).reshape(1, 1, -1)
         flat = images.reshape(-1, height, width)
         # One axis at a time: the zero rows of the padding are never transformed
         # and only the kept rows are transformed back. The column transforms run on
@@ -875,11 +908,14 @@ class LensSimulator:
         # faster than whole batches on CPU.
         for start in range(0, flat.shape[0], _FFT_CHUNK):
             part = flat[start : start + _FFT_CHUNK]
+            rows = slice(start, start + part.shape[0])
             columns = torch.fft.rfft(part, n=length, dim=-1).transpose(-1, -2)
             transform = torch.fft.fft(columns, n=length, dim=-1)
-            transform *= self._psf_transform_t
-            rows = torch.fft.ifft(transform, dim=-1)[..., c : c + height].transpose(-1, -2)
-            yield slice(start, start + part.shape[0]), torch.fft.irfft(rows, n=length, dim=-1)[..., c : c + width]
+            transform *= psf_transform
+            if transfer is not None:
+                transform *= transfer(rows, kx, ky)
+            kept = torch.fft.ifft(transform, dim=-1)[..., c : c + height].transpose(-1, -2)
+            yield rows, torch.fft.irfft(kept, n=length, dim=-1)[..., c : c + width]
 
     def render_components(
         self, params: Mapping[str, np.ndarray], *, convolve: bool = True
@@ -1001,7 +1037,9 @@ class LensSimulator:
         fixed = survey.sky_per_pixel * t + survey.n_exposures * (survey.read_noise**2 + survey.gain**2 / 12.0)
         return torch.clamp(images, min=0.0).mul(t).add_(fixed).div_(t * t)
 
-    def add_noise(self, images: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
+    def add_noise(
+        self, images: torch.Tensor, rng: np.random.Generator, scale: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """Add sky, photon, read and quantisation noise; the sky is subtracted again.
 
         The Poisson noise of ``(image + sky) * t`` electrons is drawn in its
@@ -1015,6 +1053,10 @@ class LensSimulator:
             Noise-free images (e-/s), any shape.
         rng : numpy.random.Generator
             Source of the random bits (a pure function of ``rng``).
+        scale : torch.Tensor, optional
+            ``(N,)`` factor on each image's noise standard deviation (images of
+            other depths: :func:`skysift.lens.observing.noise_scale`); the
+            random bits drawn do not depend on it.
 
         Notes
         -----
@@ -1029,9 +1071,11 @@ class LensSimulator:
         ``sqrt(50 ln 2) = 5.89`` (a tail of probability 4e-9 is cut).
         """
         out = torch.empty(images.shape, dtype=images.dtype, device=images.device)
-        return self._add_noise_into(images, rng, out)
+        return self._add_noise_into(images, rng, out, scale)
 
-    def _add_noise_into(self, images: torch.Tensor, rng: np.random.Generator, out: torch.Tensor) -> torch.Tensor:
+    def _add_noise_into(
+        self, images: torch.Tensor, rng: np.random.Generator, out: torch.Tensor, scale: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """:meth:`add_noise` writing into ``out`` (contiguous, of the shape of ``images``, not aliasing it)."""
         survey = self.survey
         t = survey.total_exposure
@@ -1048,14 +1092,15 @@ class LensSimulator:
             # The halves are halves of the rows: views, also of strided images.
             halves = images.reshape(n_rows, 2, height // 2, width)
             raw = torch.from_numpy(words.reshape(n_rows, height // 2, width)).to(images.device)
-            self._noisy_into(out.view(n_rows, 2, height // 2, width), halves, raw, t, fixed)
+            scale = None if scale is None else scale.reshape(n_rows, 1, 1, 1)
+            self._noisy_into(out.view(n_rows, 2, height // 2, width), halves, raw, t, fixed, scale)
             return out
         words = words.view(np.int32)
         rows = images.reshape(n_rows, count)
         if count % 2:
             rows = torch.nn.functional.pad(rows, (0, 1))
         bits = torch.from_numpy(words.reshape(n_rows, pairs, 2)).to(images.device)
-        noisy = self._noisy(rows.reshape(-1, 2, pairs), bits, t, fixed)
+        noisy = self._noisy(rows.reshape(-1, 2, pairs), bits, t, fixed, None if scale is None else scale.reshape(-1, 1, 1))
         out.view(n_rows, count).copy_(noisy.reshape(-1, 2 * pairs)[:, :count])
         return out
 
@@ -1232,6 +1277,20 @@ def _flat_positions(
     return x_pixels[pixel - row * width], y_pixels[row], image
 
 
+def _gathered_columns(table: torch.Tensor, image: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """The rows ``image (M,)`` of an ``(n, P)`` parameter table as ``P`` columns ``(M,)``.
+
+    Eager, each column is gathered contiguous (``table.t()[:, image]``): every
+    column is read by a dozen operations per sub-pixel, and strided reads (the
+    columns of ``table[image]``) are not vectorised: the eager kernel
+    (``benchmarks/stages.py``'s) ran 1.6x faster with contiguous columns, with
+    the same values. Compiled, the gathers fuse into the kernel's loads either way.
+    """
+    if _is_compiling():
+        return table[image].unbind(1)
+    return table.t()[:, image].unbind(0)
+
+
 def _subpixel_arc(
     index: torch.Tensor,
     centre: torch.Tensor | None,
@@ -1250,7 +1309,7 @@ def _subpixel_arc(
     runs over the pixels, vectorised, and gathers each pixel's parameter row once.
     """
     x, y, image = _flat_positions(index, x_pixels, y_pixels)
-    lens_columns, source_columns = lens[image].unbind(1), source[image].unbind(1)
+    lens_columns, source_columns = _gathered_columns(lens, image), _gathered_columns(source, image)
     total = torch.zeros_like(x) if centre is None else centre.reshape(-1)[index]
     for k in range(offset_x.shape[0]):
         x_sub, y_sub = x + offset_x[k], y + offset_y[k]
@@ -1281,24 +1340,36 @@ def _refine_arc(
     return arc
 
 
-def _noisy(images: torch.Tensor, bits: torch.Tensor, exposure_time: float, fixed: float) -> torch.Tensor:
+def _noisy(
+    images: torch.Tensor, bits: torch.Tensor, exposure_time: float, fixed: float, scale: torch.Tensor | None = None
+) -> torch.Tensor:
     """``images + sigma z`` for ``images (n, 2, ...)`` in e-/s, ``z`` by Box-Muller from int32 ``bits (n, ..., 2)``.
 
-    ``sigma = sqrt(max(image, 0) t + fixed) / t`` (see :meth:`LensSimulator.add_noise`).
+    ``sigma = sqrt(max(image, 0) t + fixed) / t`` (see :meth:`LensSimulator.add_noise`), times ``scale``
+    (broadcast against ``images``) if given.
     """
-    return _add_deviates(images, bits[..., 0], bits[..., 1], exposure_time, fixed)
+    return _add_deviates(images, bits[..., 0], bits[..., 1], exposure_time, fixed, scale)
 
 
 def _add_deviates(
-    images: torch.Tensor, low: torch.Tensor, high: torch.Tensor, exposure_time: float, fixed: float
+    images: torch.Tensor,
+    low: torch.Tensor,
+    high: torch.Tensor,
+    exposure_time: float,
+    fixed: float,
+    scale: torch.Tensor | None = None,
+    out: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """:func:`_noisy` from the low and high 32-bit halves of the words (bits 8-31 are read; ``high`` sign-extended).
 
     The halves may be int64 (``words`` and ``words >> 32``): one contiguous load
     per word, where int32 halves interleaved in memory make inductor give up
-    vectorising the kernel (it counts strided loads).
+    vectorising the kernel (it counts strided loads). Eager, the result goes
+    into ``out`` when given.
     """
     unit = 2.0**-24
+    if not _is_compiling():
+        return _add_deviates_eager(images, low, high, exposure_time, fixed, scale, out)
     # Top 24 bits of each half (arithmetic shift, then mask): uniforms in (0, 1) and [0, 1).
     u1 = (((low >> 8) & 0xFFFFFF).to(images.dtype) + 0.5) * unit
     if _fusing(images):
@@ -1311,7 +1382,39 @@ def _add_deviates(
         cos_angle, sin_angle = torch.cos(angle), torch.sin(angle)
     deviates = torch.stack((radius * cos_angle, radius * sin_angle), dim=1)
     sigma = torch.sqrt(torch.clamp(images, min=0.0) * exposure_time + fixed) / exposure_time
+    if scale is not None:
+        sigma = sigma * scale
     return images + sigma * deviates
+
+
+def _add_deviates_eager(
+    images: torch.Tensor,
+    low: torch.Tensor,
+    high: torch.Tensor,
+    exposure_time: float,
+    fixed: float,
+    scale: torch.Tensor | None,
+    out: torch.Tensor | None,
+) -> torch.Tensor:
+    """:func:`_add_deviates` without ``torch.compile``: the same operations on the same values, in place.
+
+    Each step overwrites its operand instead of allocating a new array (eager,
+    every operation is one pass over memory, and fresh arrays cost page faults
+    besides), and the noisy images are written straight into ``out``.
+    Products and sums are only reordered where IEEE arithmetic commutes, so the
+    result is the same.
+    """
+    unit = 2.0**-24
+    radius = (low >> 8).bitwise_and_(0xFFFFFF).to(images.dtype).add_(0.5).mul_(unit).log_().mul_(-2.0).sqrt_()
+    angle = (high >> 8).bitwise_and_(0xFFFFFF).to(images.dtype).mul_(2.0 * math.pi * unit)
+    deviates = torch.empty((radius.shape[0], 2, *radius.shape[1:]), dtype=images.dtype, device=images.device)
+    torch.cos(angle, out=deviates[:, 0]).mul_(radius)
+    torch.sin(angle, out=deviates[:, 1]).mul_(radius)
+    sigma = torch.clamp(images, min=0.0).mul_(exposure_time).add_(fixed).sqrt_().div_(exposure_time)
+    if scale is not None:
+        sigma.mul_(scale)
+    sigma.mul_(deviates)
+    return torch.add(images, sigma) if out is None else torch.add(images, sigma, out=out)
 
 
 #: Coefficients (lowest order first) of ``sin(x) = x S(x^2)`` and ``cos(x) = C(x^2)`` on
@@ -1338,7 +1441,14 @@ def _unit_circle(turns: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def _noisy_into(
-    out: torch.Tensor, images: torch.Tensor, words: torch.Tensor, exposure_time: float, fixed: float
+    out: torch.Tensor,
+    images: torch.Tensor,
+    words: torch.Tensor,
+    exposure_time: float,
+    fixed: float,
+    scale: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """:func:`_noisy` written into ``out``, for ``images (n, 2, ...)`` and int64 ``words (n, ...)``."""
-    return out.copy_(_add_deviates(images, words, words >> 32, exposure_time, fixed))
+    if not _is_compiling():
+        return _add_deviates(images, words, words >> 32, exposure_time, fixed, scale, out)
+    return out.copy_(_add_deviates(images, words, words >> 32, exposure_time, fixed, scale))

@@ -4,8 +4,9 @@ They loop over the light curves inside the kernel (one row at a time, work
 arrays allocated once per call), so a batch costs no Python per light curve:
 
 * :func:`adaptive_spline_rows` is
-  :func:`skysift.transit.preprocess.adaptive_spline_trend`: for every
-  candidate knot spacing, an iteratively sigma-clipped, penalised
+  :func:`skysift.transit.preprocess.adaptive_spline_trend`: for the
+  candidate knot spacings, from the longest down until the BIC stops
+  improving on a settled fit, an iteratively sigma-clipped, penalised
   least-squares cubic B-spline, and the spacing of lowest BIC (of each
   spacing's first fit by default; only the winner is clipped). The basis on
   the shared time grid and its unweighted normal matrix are made once per
@@ -17,7 +18,8 @@ arrays allocated once per call), so a batch costs no Python per light curve:
 * :func:`detection_rows` is
   :func:`skysift.transit.preprocess.detection_statistic`, with exact medians
   by selection instead of a sort of every row
-  (:func:`_median_bracketed`, sampled brackets);
+  (:func:`_median_bracketed`, sampled brackets), the noise from at most
+  ``max_boxes`` running means (every k-th);
 * :func:`vetting_statistics_rows` makes the secondary, odd and even
   statistics and the depth consistency of the vetting inputs in one pass
   per light curve (one fold per ephemeris, no (N, T) temporaries).
@@ -258,7 +260,7 @@ def _residual_pass(clean, fittable, first, basis, coefficients, inverse_p2p, cli
 @_jit
 def adaptive_spline_rows(
     flux, good, fittable, firsts, values, n_cols, penalties, grams, penalty, sigma_clip, n_iter, choice_fits,
-    trend, best_spacing,
+    patience, settled_chi2, trend, best_spacing, n_tried,
 ):  # fmt: skip
     """Transit-masked robust spline trends with BIC-chosen knot spacing, row by row.
 
@@ -285,10 +287,23 @@ def adaptive_spline_rows(
         Fits per spacing before its BIC is taken (``n_iter``: the BIC of the
         final clipped fit; 1: of the first fit, and only the winner is
         clipped and refitted).
+    patience : int
+        The spacings (sorted by increasing length) are tried from the
+        longest down, and a row stops once this many in a row have not
+        lowered its BIC below the best so far, provided the best fit's capped
+        chi^2 per fitted cadence is below ``settled_chi2`` (``S`` or more: all
+        are tried, the exhaustive choice).
+    settled_chi2 : float
+        While the best fit so far leaves more than this capped chi^2 per
+        cadence (a trend it cannot follow, e.g. a fast rotator: its residuals
+        hit the cap and the BIC is flat but for the columns' cost until the
+        knots get close enough), the descent goes on whatever the patience.
     trend : float64 (N, T), out
         Trend of the winning spacing.
     best_spacing : int64 (N,), out
         Its index (-1 if no spacing gave a finite BIC).
+    n_tried : int64 (N,), out
+        Spacings fitted per row.
     """
     n_rows, n_time = flux.shape
     n_spacings = firsts.shape[0]
@@ -339,7 +354,12 @@ def adaptive_spline_rows(
         best_bic = np.inf
         best_spacing[row] = -1
         best_converged = True
-        for s in range(n_spacings):
+        best_chi2 = np.inf
+        n_tried[row] = 0
+        for s in range(n_spacings - 1, -1, -1):
+            if best_spacing[row] - s > patience and best_chi2 < settled_chi2 * n_points:
+                break  # ``patience`` shorter spacings in a row did not beat a settled best: stop the descent
+            n_tried[row] += 1
             m = n_cols[s]
             first = firsts[s]
             basis = values[s]
@@ -391,10 +411,12 @@ def adaptive_spline_rows(
                     converged = iteration < choice_fits - 1 or choice_fits == n_iter
                     break
             bic = chi2 + m * log_points
-            if bic < best_bic:
+            # ``<=``: on a tie the shorter spacing wins, as an ascending scan with ``<`` chose.
+            if bic < best_bic or (bic == best_bic and bic < np.inf):
                 best_bic = bic
                 best_spacing[row] = s
                 best_converged = converged
+                best_chi2 = chi2
                 for j in range(m + 3):
                     best_rhs[j] = rhs[j]
                     for r in range(4):
@@ -453,13 +475,25 @@ def _fold_distance(time, period, t0, out):
 
 
 @_jit
-def _box_statistic(flux, usable, distance, duration, width, scratch):
+def transit_mask_rows(time, period, t0, duration, half_width, out):
+    """:func:`~skysift.transit.preprocess.transit_mask` of each row into ``out`` (N, T) bool, operation for operation."""
+    distance = np.empty(time.size)
+    for row in range(out.shape[0]):
+        _fold_distance(time, period[row], t0[row], distance)
+        limit = half_width * duration[row]
+        for t in range(time.size):
+            out[row, t] = distance[t] < limit
+
+
+@_jit
+def _box_statistic(flux, usable, distance, duration, width, max_boxes, scratch):
     """:func:`~skysift.transit.preprocess.detection_statistic` of one row: ``(mes, depth, noise, n_in, n_transits)``.
 
     ``flux`` (T,) float32 or float64; ``usable`` (T,) bool (finite and
     wanted); ``distance`` (T,) the time from the nearest mid-transit
     (:func:`_fold_distance`); ``width`` the box length in cadences;
-    ``scratch`` a :func:`_detection_scratch`.
+    ``max_boxes`` the most running means whose robust scatter is taken
+    (every k-th full box; 0: all of them); ``scratch`` a :func:`_detection_scratch`.
     """
     outside_values, box_values, deviations, csum, ccount, work = scratch
     n_time = flux.size
@@ -486,13 +520,21 @@ def _box_statistic(flux, usable, distance, duration, width, scratch):
         outside = usable[t] and distance[t] > duration
         csum[t + 1] = csum[t] + ((float(flux[t]) - baseline) if outside else 0.0)
         ccount[t + 1] = ccount[t] + outside
+    n_begins = max(n_time - w + 1, 0)
+    stride = -(-n_begins // max_boxes) if 0 < max_boxes < n_begins else 1
     n_full = 0
-    for begin in range(0, n_time - w + 1):
+    n_kept = 0
+    skip = 0  # full boxes still to pass over before the next kept one
+    for begin in range(n_begins):
         box_count = ccount[begin + w] - ccount[begin]
         if box_count >= 0.8 * w:
-            box_values[n_full] = np.float32((csum[begin + w] - csum[begin]) / max(box_count, 1))
+            if skip == 0:
+                box_values[n_kept] = np.float32((csum[begin + w] - csum[begin]) / max(box_count, 1))
+                n_kept += 1
+                skip = stride
+            skip -= 1
             n_full += 1
-    sigma = np.float64(_robust_sigma32(box_values, n_full, work, deviations))
+    sigma = np.float64(_robust_sigma32(box_values, n_kept, work, deviations))
     if not (np.isfinite(sigma) and n_full >= 20):
         # Too few boxes (very long durations): scale the per-cadence scatter.
         for i in range(n_out):
@@ -521,12 +563,12 @@ def _detection_scratch(n_time):
 
 
 @_jit
-def detection_rows(time, flux, good, period, t0, duration, width, mes, depth, noise, n_in, n_transits):
+def detection_rows(time, flux, good, period, t0, duration, width, max_boxes, mes, depth, noise, n_in, n_transits):
     """:func:`~skysift.transit.preprocess.detection_statistic` of each row into the output arrays.
 
     ``time`` (T,) shared; ``flux`` float64 (N, T); ``good`` bool (N, T)
     (finite and valid); ``period``, ``t0``, ``duration`` float64 (N,);
-    ``width`` int64 (N,), the box length in cadences.
+    ``width`` int64 (N,), the box length in cadences; ``max_boxes`` as :func:`_box_statistic`.
     """
     n_rows, n_time = flux.shape
     distance = np.empty(n_time)
@@ -534,20 +576,21 @@ def detection_rows(time, flux, good, period, t0, duration, width, mes, depth, no
     for row in range(n_rows):
         _fold_distance(time, period[row], t0[row], distance)
         mes[row], depth[row], noise[row], n_in[row], n_transits[row] = _box_statistic(
-            flux[row], good[row], distance, duration[row], width[row], scratch
+            flux[row], good[row], distance, duration[row], width[row], max_boxes, scratch
         )
 
 
 @_jit
 def vetting_statistics_rows(
-    time, flux, good, period, t0, duration, width, half_width, depth_error_floor, secondary, odd, even, consistency,
-    is_even,
+    time, flux, good, period, t0, duration, width, half_width, depth_error_floor, max_boxes, secondary, odd, even,
+    consistency, is_even,
 ):  # fmt: skip
     """The detection statistics of :func:`~skysift.transit.preprocess.make_vetting_views`, one pass per row.
 
     For each row (``flux`` float32 (N, T), ``good`` bool (N, T) finite and
     usable, ephemeris float64 (N,), box lengths ``width`` and
-    ``half_width`` in cadences of one and half a duration): the statistic
+    ``half_width`` in cadences of one and half a duration, ``max_boxes`` as
+    :func:`_box_statistic`): the statistic
     (mes, depth, noise, n_in, n_transits as columns of the (N, 5) outputs)
     of the secondary (``t0 + P / 2``, whole duration), of the odd and the
     even transits (central half of the duration), and the reduced chi^2 of
@@ -567,21 +610,22 @@ def vetting_statistics_rows(
         p, e, d = period[row], t0[row], duration[row]
         half = 0.5 * d
         _fold_distance(time, p, e + 0.5 * p, distance)
-        _store(secondary, row, _box_statistic(flux[row], good[row], distance, d, width[row], scratch))
+        _store(secondary, row, _box_statistic(flux[row], good[row], distance, d, width[row], max_boxes, scratch))
         _fold_distance(time, p, e, distance)
         for t in range(n_time):
-            number = np.floor((time[t] - e) / p + 0.5)
-            cycle[t] = np.int64(number)
-            is_even[row, t] = number % 2.0 == 0.0
+            cycle[t] = np.int64(np.floor((time[t] - e) / p + 0.5))
+            # The parity from the integer's low bit (two's complement: right for negative numbers too),
+            # not a float modulo (a libm call per cadence).
+            is_even[row, t] = (cycle[t] & 1) == 0
         for t in range(n_time):
             usable[t] = good[row, t] and not is_even[row, t]
-        _store(odd, row, _box_statistic(flux[row], usable, distance, half, half_width[row], scratch))
+        _store(odd, row, _box_statistic(flux[row], usable, distance, half, half_width[row], max_boxes, scratch))
         for t in range(n_time):
             usable[t] = good[row, t] and is_even[row, t]
-        _store(even, row, _box_statistic(flux[row], usable, distance, half, half_width[row], scratch))
+        _store(even, row, _box_statistic(flux[row], usable, distance, half, half_width[row], max_boxes, scratch))
         # Individual transits: the central half of each, against the statistic of all of them.
         _, all_depth, all_noise, all_in, all_transits = _box_statistic(
-            flux[row], good[row], distance, half, half_width[row], scratch
+            flux[row], good[row], distance, half, half_width[row], max_boxes, scratch
         )
         # Transits numbered from the first one covered (cycle numbers never decrease along the grid).
         first = np.int64(0)
@@ -628,6 +672,35 @@ def vetting_statistics_rows(
         consistency[row] = chi2 / dof if dof >= 1 and np.isfinite(chi2) else 1.0
 
 
+@_jit
+def trapezoid_overlaps(view, half_span, half_total, slope, overlap, norm):
+    """Overlap and norm of each row's view with its own trapezoid templates, without materialising them.
+
+    ``view`` (N, B) float64 spans ``+-half_span`` (N,) durations; template
+    ``k`` at bin ``b`` is ``clip((half_total[k] - |x_b|) / slope[k], 0, 1)``
+    with ``x_b = (-1 + (2 b + 1) / B) half_span`` (as
+    :func:`~skysift.transit.preprocess._trapezoid_templates` forms it);
+    ``overlap[n, k]`` receives minus the dot product of the view with it and
+    ``norm[n, k]`` its squared norm. Only the bins where a template is not
+    zero are visited (``|x_b| < half_total[k]``), in order of ``b``.
+    """
+    n_rows, n_bins = view.shape
+    x = np.empty(n_bins)
+    for row in range(n_rows):
+        for b in range(n_bins):
+            x[b] = abs((-1.0 + (2.0 * b + 1.0) / n_bins) * half_span[row])
+        for k in range(half_total.size):
+            dot = 0.0
+            squares = 0.0
+            for b in range(n_bins):
+                if x[b] < half_total[k]:
+                    value = min(max((half_total[k] - x[b]) / slope[k], 0.0), 1.0)
+                    dot += view[row, b] * value
+                    squares += value * value
+            overlap[row, k] = -dot
+            norm[row, k] = squares
+
+
 # ---------------------------------------------------------------------------
 # Simulated stars
 # ---------------------------------------------------------------------------
@@ -641,61 +714,93 @@ def _sho_psd(omega, omega0, q):
 
 
 @_jit
-def star_spectra(omega, rotation_period, rotation_q, granulation_timescale, draws, rotation, granulation):
-    """Random complex spectra of the rotation and granulation of each star, for one inverse real FFT each.
+def star_spectrum(
+    omega, rotation_period, rotation_q, granulation_timescale, rotation_amplitude, granulation_amplitude, draws, n_grid,
+    granulation, spectrum,
+):  # fmt: skip
+    """One spectrum per star whose inverse real FFT is its rotation plus granulation, each at its own rms.
 
-    ``omega`` (F,) angular frequencies; ``draws`` float64 (4, N, F) standard
-    normals (real and imaginary parts of each spectrum). The rotation is an
+    ``omega`` (F,) angular frequencies; ``draws`` (4, N, F) standard normals
+    (real and imaginary parts of the two spectra). The rotation is an
     oscillator at the rotation frequency plus one at twice it with half the
     power (celerite's ``RotationTerm``), the granulation a Harvey (1985)
     profile ``1 / (1 + (omega tau)^2)``; the amplitude at each frequency is
-    the square root of the power, zero at zero frequency.
+    the square root of the power, zero at zero frequency. Each spectrum is
+    scaled so that its series (the inverse real FFT of length ``n_grid``)
+    has rms ``rotation_amplitude`` or ``granulation_amplitude`` (N,) over
+    the grid, and the two are summed: one inverse FFT per star instead of
+    two. The rms comes from the spectrum by Parseval's theorem (the
+    zero-frequency bin is zero, so the series' mean is zero; an inverse real
+    FFT of even length keeps only the real part of the Nyquist bin), equal to
+    ``numpy.std`` of the series up to rounding; a zero rms scales by 1.
+    ``granulation`` (F,) is scratch; ``spectrum`` (N, F) the output
+    (complex64: the series are float32, 1e-7 of their rms, far below any
+    white noise of the simulation).
     """
-    n_rows, n_freq = rotation.shape
+    n_rows, n_freq = spectrum.shape
+    # An even-length inverse real FFT keeps only the real part of its last (Nyquist) bin.
+    nyquist = n_grid % 2 == 0
+    normalisation = 1.0 / (float(n_grid) * float(n_grid))
     for row in range(n_rows):
         omega_rotation = 2.0 * np.pi / rotation_period[row]
         q = rotation_q[row]
         tau = granulation_timescale[row]
-        rotation[row, 0] = 0.0
-        granulation[row, 0] = 0.0
         for f in range(1, n_freq):
             w = omega[f]
             power = _sho_psd(w, omega_rotation, q) + 0.5 * _sho_psd(w, 2.0 * omega_rotation, q)
             amplitude = np.sqrt(power)
-            rotation[row, f] = complex(draws[0, row, f] * amplitude, draws[1, row, f] * amplitude)
+            spectrum[row, f] = complex(draws[0, row, f] * amplitude, draws[1, row, f] * amplitude)
             x = w * tau
             amplitude = np.sqrt(1.0 / (1.0 + x * x))
-            granulation[row, f] = complex(draws[2, row, f] * amplitude, draws[3, row, f] * amplitude)
+            granulation[f] = complex(draws[2, row, f] * amplitude, draws[3, row, f] * amplitude)
+        # Every bin but zero counts twice (its conjugate); the Nyquist bin once, and only its real part.
+        rotation_power = 0.0
+        granulation_power = 0.0
+        for f in range(1, n_freq):
+            r, g = spectrum[row, f], granulation[f]
+            rotation_power += float(r.real) * float(r.real) + float(r.imag) * float(r.imag)
+            granulation_power += float(g.real) * float(g.real) + float(g.imag) * float(g.imag)
+        rotation_power *= 2.0
+        granulation_power *= 2.0
+        if nyquist:
+            r, g = spectrum[row, n_freq - 1], granulation[n_freq - 1]
+            rotation_power -= float(r.real) ** 2 + 2.0 * float(r.imag) ** 2
+            granulation_power -= float(g.real) ** 2 + 2.0 * float(g.imag) ** 2
+        rotation_rms = np.sqrt(rotation_power * normalisation)
+        granulation_rms = np.sqrt(granulation_power * normalisation)
+        rotation_scale = rotation_amplitude[row] / rotation_rms if rotation_rms > 0 else rotation_amplitude[row]
+        granulation_scale = granulation_amplitude[row] / granulation_rms if granulation_rms > 0 else granulation_amplitude[row]
+        spectrum[row, 0] = 0.0
+        for f in range(1, n_freq):
+            spectrum[row, f] = rotation_scale * spectrum[row, f] + granulation_scale * granulation[f]
 
 
 @_jit
-def _inverse_rms(series):
-    """1 / the standard deviation of ``series`` (1 if it is 0), as ``numpy.std`` forms it (two passes)."""
-    total = 0.0
-    for x in series:
-        total += x
-    mean = total / series.size
-    total = 0.0
-    for x in series:
-        total += (x - mean) * (x - mean)
-    rms = np.sqrt(total / series.size)
-    return 1.0 / rms if rms > 0 else 1.0
+def sample_stars(series, index, sigma, white, flux):
+    """``flux[row, t] = 1 + series[row, index[t]] + sigma[row] white[row, t]`` (``white`` unit normals)."""
+    n_rows, n_time = flux.shape
+    for row in range(n_rows):
+        s = sigma[row]
+        for t in range(n_time):
+            flux[row, t] = 1.0 + series[row, index[t]] + s * float(white[row, t])
 
 
 @_jit
-def assemble_stars(rotation, granulation, index, rotation_amplitude, granulation_ratio, sigma, flux):
-    """Relative flux ``1 + A r + g sigma n_gran + sigma n_white`` of each star, in place in ``flux``.
+def lose_cadences(flagged, flag_probability, starts, chunk_length, flux, valid):
+    """Data loss of :func:`~skysift.transit.lightcurves.simulate_stars`: ``valid`` (N, T) and NaN in ``flux``.
 
-    ``rotation`` and ``granulation`` (N, G) are the series on the uniform
-    grid, each scaled here to unit rms over the grid and sampled at the
-    cadences ``index`` (T,); ``flux`` (N, T) holds the white noise (unit
-    normal) on entry.
+    A cadence is lost if its uniform draw ``flagged`` (N, T) float32 is below
+    ``flag_probability`` (N,), or if it falls in one of the chunks
+    ``[starts[row, c], starts[row, c] + chunk_length[row])``.
     """
     n_rows, n_time = flux.shape
     for row in range(n_rows):
-        rotation_scale = rotation_amplitude[row] * _inverse_rms(rotation[row])
-        granulation_scale = granulation_ratio[row] * sigma[row] * _inverse_rms(granulation[row])
-        s = sigma[row]
+        probability = flag_probability[row]
         for t in range(n_time):
-            i = index[t]
-            flux[row, t] = 1.0 + rotation_scale * rotation[row, i] + granulation_scale * granulation[row, i] + s * flux[row, t]
+            valid[row, t] = flagged[row, t] >= probability
+        for c in range(starts.shape[1]):
+            for t in range(starts[row, c], min(starts[row, c] + chunk_length[row], n_time)):
+                valid[row, t] = False
+        for t in range(n_time):
+            if not valid[row, t]:
+                flux[row, t] = np.nan

@@ -220,6 +220,14 @@ def _normal_cell_means() -> np.ndarray:
     return (density[:-1] - density[1:]) * _NORMAL_CELLS
 
 
+@lru_cache(maxsize=8)
+def _normal_table(loc: float, scale: float, dtype: np.dtype) -> np.ndarray:
+    """``loc + scale *`` :func:`_normal_cell_means` in ``dtype``, read-only (made once, not at every call: 65,536 cells)."""
+    table = (loc + scale * _normal_cell_means()).astype(dtype)
+    table.setflags(write=False)
+    return table
+
+
 def gaussian_noise(
     rng: np.random.Generator,
     shape: int | tuple[int, ...],
@@ -275,7 +283,7 @@ def gaussian_noise(
     vector registers and looked up in one compiled pass
     (:func:`skysift.transit._kernels.tabulated_noise`).
     """
-    table = (loc + scale * _normal_cell_means()).astype(dtype)
+    table = _normal_table(float(loc), float(scale), np.dtype(dtype))
     out = np.empty(int(np.prod(shape)), dtype=dtype)
     # Fresh xoshiro256++ streams for this call, seeded from ``rng`` (never the all-zero state).
     state = rng.integers(0, np.iinfo(np.uint64).max, (4, _kernels.NOISE_LANES), dtype=np.uint64, endpoint=True)

@@ -121,6 +121,10 @@ STELLAR_PRIORS: dict[str, Prior] = {
 }
 
 
+#: Stars simulated together by :func:`simulate_stars` (draws, spectra and series of a block stay in cache).
+_STARS_PER_BLOCK = 16
+
+
 def simulate_stars(
     time: np.ndarray,
     params: dict[str, np.ndarray],
@@ -146,6 +150,17 @@ def simulate_stars(
         Relative flux around 1; NaN at lost or flagged cadences.
     valid : numpy.ndarray of bool, shape (N, T)
         False where the flux is NaN.
+
+    Notes
+    -----
+    Stars are made :data:`_STARS_PER_BLOCK` at a time (their draws, spectra
+    and series stay in cache): the rotation and granulation spectra of each
+    star are drawn, scaled to their rms by Parseval's theorem and summed
+    (:func:`skysift.transit._lightcurve_kernels.star_spectrum`), so one
+    float32 inverse real FFT per star gives both components (their sum
+    equals the two float64 series scaled by their ``numpy.std``, to 1e-5 of
+    the larger amplitude; ``tests/transit/test_lightcurve_kernels.py``).
+    The random draws are tabulated normals (:func:`~skysift.transit.injection.gaussian_noise`).
     """
     time = np.asarray(time, dtype=np.float64)
     n = int(np.asarray(noise).shape[0])
@@ -158,32 +173,30 @@ def simulate_stars(
 
     p = {k: np.ascontiguousarray(v, dtype=np.float64) for k, v in params.items()}
     omega = 2.0 * np.pi * np.fft.rfftfreq(n_grid, d=cadence)
-    draws = gaussian_noise(rng, (4, n, omega.size), dtype=np.float64)
-    rotation = np.empty((n, omega.size), dtype=np.complex128)
-    granulation = np.empty_like(rotation)
-    _lightcurve_kernels.star_spectra(
-        omega, p["rotation_period"], p["rotation_q"], p["granulation_timescale"], draws, rotation, granulation
-    )
-    del draws
     sigma = np.ascontiguousarray(noise, dtype=np.float64)
-    flux = gaussian_noise(rng, (n, n_time), dtype=np.float64)
-    _lightcurve_kernels.assemble_stars(
-        np.fft.irfft(rotation, n_grid, axis=1), np.fft.irfft(granulation, n_grid, axis=1), index,
-        p["rotation_amplitude"], p["granulation_ratio"], sigma, flux,
-    )  # fmt: skip
-    p = {k: v[:, None] for k, v in p.items()}
+    granulation_amplitude = p["granulation_ratio"] * sigma
+    flux = np.empty((n, n_time))
+    scratch = np.empty(omega.size, dtype=np.complex64)
+    # A few stars at a time, so that their draws, spectra and series stay in cache.
+    for begin in range(0, n, _STARS_PER_BLOCK):
+        rows = slice(begin, min(begin + _STARS_PER_BLOCK, n))
+        n_rows = rows.stop - rows.start
+        draws = gaussian_noise(rng, (4, n_rows, omega.size))
+        spectrum = np.empty((n_rows, omega.size), dtype=np.complex64)
+        _lightcurve_kernels.star_spectrum(
+            omega, p["rotation_period"][rows], p["rotation_q"][rows], p["granulation_timescale"][rows],
+            p["rotation_amplitude"][rows], granulation_amplitude[rows], draws, n_grid, scratch, spectrum,
+        )  # fmt: skip
+        _lightcurve_kernels.sample_stars(
+            np.fft.irfft(spectrum, n_grid, axis=1), index, sigma[rows], gaussian_noise(rng, (n_rows, n_time)), flux[rows]
+        )
     # Data loss: a few contiguous chunks plus scattered flagged cadences.
-    valid = rng.random((n, n_time), dtype=np.float32) >= 0.25 * p["gap_fraction"]
+    flagged = rng.random((n, n_time), dtype=np.float32)
     n_chunks = 3
     chunk_length = (0.75 * p["gap_fraction"] * n_time / n_chunks).astype(np.int64)
     starts = rng.integers(0, n_time, size=(n, n_chunks))
-    # Cadences inside any chunk: +1 at each start and -1 past each end, summed along the row.
-    edges = np.zeros((n, n_time + 1), dtype=np.int32)
-    rows = np.repeat(np.arange(n), n_chunks)
-    np.add.at(edges, (rows, starts.ravel()), 1)
-    np.add.at(edges, (rows, np.minimum(starts + chunk_length, n_time).ravel()), -1)
-    valid &= np.cumsum(edges[:, :n_time], axis=1) == 0
-    flux[~valid] = np.nan
+    valid = np.empty((n, n_time), dtype=bool)
+    _lightcurve_kernels.lose_cadences(flagged, 0.25 * p["gap_fraction"], starts, chunk_length, flux, valid)
     return flux, valid
 
 
