@@ -7,7 +7,6 @@ one-thread path and with the declared priors, on small sets (seconds).
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import numpy as np
 import pytest

@@ -469,7 +469,6 @@ def _render_merger(
     simulator: LensSimulator, params: Mapping[str, np.ndarray], cx: np.ndarray, cy: np.ndarray, flux: np.ndarray
 ) -> torch.Tensor:
     """Binned, unconvolved merging companions with tidal tails (see :func:`render_hard_negative`)."""
-    c = lambda values: _column(simulator, values)  # noqa: E731
     x, y = simulator.grid
     n = len(cx)
     separation = np.asarray(params["feature_radius"], dtype=np.float64)
