@@ -710,12 +710,10 @@ class LensSimulator:
             # (80 instead of 96 points for LSST's 31-pixel Moffat at 64x64, ~1.8x faster).
             length = _fft_size(max(self.image_size + self._crop, size))
             self._fft_length = length
-            padded = torch.zeros((length, length), dtype=dtype, device=self.device)
-            padded[:size, :size] = torch.as_tensor(self.psf_kernel, dtype=dtype, device=self.device)
-            # Transposed (x frequency, y frequency), as :meth:`convolve` multiplies it.
-            self._psf_transform_t = torch.fft.rfft2(padded).t().contiguous()
-            # Transforms at longer lengths (:meth:`_convolved_parts` with a margin), made on first use.
-            self._psf_transforms = {length: self._psf_transform_t}
+            # The PSF's transforms by FFT length: this one now, longer ones (:meth:`_convolved_parts`
+            # with a margin) on first use.
+            self._psf_transforms: dict[int, torch.Tensor] = {}
+            self._psf_transform_at(length)
         self._surface_brightness = _surface_brightness
         self._pixel_pass = _pixel_pass
         self._refine_arc = _refine_arc
@@ -864,7 +862,10 @@ class LensSimulator:
         return out
 
     def _psf_transform_at(self, length: int) -> torch.Tensor:
-        """The PSF's transposed ``rfft2`` at FFT length ``length`` (cached; dict writes are atomic across threads)."""
+        """The PSF's transposed ``rfft2`` at FFT length ``length`` (cached; dict writes are atomic across threads).
+
+        Transposed (x frequency, y frequency), as :meth:`_convolved_parts` multiplies it.
+        """
         transform = self._psf_transforms.get(length)
         if transform is None:
             size = self.psf_kernel.shape[0]
