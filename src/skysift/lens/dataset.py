@@ -368,10 +368,7 @@ def _draw_detectable_arcs(
         arc = observing.observe(simulator, arc, rows)
         index = torch.as_tensor(todo, device=simulator.device)
         light = lens_light.index_select(0, index)
-        variance = simulator.noise_variance(arc + light)
-        if rows is not None:
-            variance = variance * torch.as_tensor(observing.noise_scale(rows) ** 2, dtype=variance.dtype,
-                                                  device=variance.device).reshape(-1, 1, 1)
+        variance = observing.noise_variance(simulator, arc + light, rows)
         arcs[index] = arc
         snr[todo] = arc_signal_to_noise(arc, variance).double().cpu().numpy()
         magnification[todo] = mu.double().cpu().numpy()
@@ -518,7 +515,7 @@ def simulate_batch(
             resolution_factor=resolution_factor, min_arc_contrast=0.0 if singly_imaged else min_arc_contrast,
             singly_imaged=singly_imaged, source_shapes=source_shapes,
             min_counter_snr=0.0 if singly_imaged else MIN_COUNTER_IMAGE_SNR,
-            conditions=None if observed is None else {k: v[rows] for k, v in observed.items()},
+            conditions=rows_of(rows),
         )
         for name in (*_ARC_NAMES, "arc_mag"):
             params[name][selected] = lens_params[name]
@@ -565,8 +562,7 @@ def simulate_batch(
             structure = observe(structure, rows)
             host = observe(light[rows], rows) if joint[rows].all() else galaxies.index_select(0, index)
             structure, columns["feature_snr"][rows] = _detectable_feature(
-                simulator, structure, feature, host, rng, min_arc_snr,
-                None if observed is None else {k: v[rows] for k, v in observed.items()},
+                simulator, structure, feature, host, rng, min_arc_snr, rows_of(rows),
             )
             if joint[rows].all():
                 structure = structure + host
@@ -630,14 +626,11 @@ def _detectable_feature(
     """
     snr = np.zeros(len(structure))
     todo = np.arange(len(structure))
-    depth_scale = None if conditions is None else observing.noise_scale(conditions) ** 2
     for _ in range(MAX_REDRAW_ROUNDS):
         index = torch.as_tensor(todo, device=structure.device)
         part = structure.index_select(0, index)
-        variance = simulator.noise_variance(part + light.index_select(0, index))
-        if depth_scale is not None:
-            variance = variance * torch.as_tensor(depth_scale[todo], dtype=variance.dtype,
-                                                  device=variance.device).reshape(-1, 1, 1)
+        variance = observing.noise_variance(simulator, part + light.index_select(0, index),
+                                            None if conditions is None else {k: v[todo] for k, v in conditions.items()})
         snr[todo] = arc_signal_to_noise(part, variance).double().cpu().numpy()
         todo = todo[snr[todo] < min_snr]
         if not len(todo):

@@ -38,7 +38,7 @@ import torch
 from skysift.lens.simulator import LensSimulator, SurveySpec, _fft_size, gaussian_psf, moffat_psf
 from skysift.simulate.priors import LogUniform, Prior, Uniform, sample_parameters
 
-__all__ = ["BASE_SEEING_FRACTION", "OBSERVING_PRIORS", "base_psf", "blur", "draw_conditions", "noise_scale", "observe"]
+__all__ = ["BASE_SEEING_FRACTION", "OBSERVING_PRIORS", "base_psf", "blur", "draw_conditions", "noise_scale", "noise_variance", "observe"]
 
 #: FWHM of the simulator's base PSF as a fraction of the preset's seeing (below the seeing prior).
 BASE_SEEING_FRACTION = 0.7
@@ -151,3 +151,17 @@ def observe(simulator: LensSimulator, images: torch.Tensor, conditions: dict[str
 def noise_scale(conditions: dict[str, np.ndarray]) -> np.ndarray:
     """Noise standard deviation relative to the preset's, ``1 / sqrt(depth)``."""
     return 1.0 / np.sqrt(np.asarray(conditions["depth"], dtype=np.float64))
+
+
+def noise_variance(simulator: LensSimulator, images: torch.Tensor, conditions: dict[str, np.ndarray] | None) -> torch.Tensor:
+    """Per-pixel noise variance of noise-free ``images`` ``(N, H, W)`` at each image's depth.
+
+    :meth:`~skysift.lens.simulator.LensSimulator.noise_variance` (the preset's
+    depth), scaled by :func:`noise_scale` squared where ``conditions`` are
+    given: the noise the images get from :func:`~skysift.lens.simulator.LensSimulator.add_noise`
+    with that scale.
+    """
+    variance = simulator.noise_variance(images)
+    if conditions is None:
+        return variance
+    return variance * _per_image(noise_scale(conditions) ** 2, variance)
