@@ -193,6 +193,28 @@ def test_fits_round_trip_with_provenance_and_wcs(tmp_path, provenance):
     assert fits.getdata(path, "MASK").shape == (32, 32)
 
 
+def test_fits_writer_never_swaps_the_callers_array_in_place(tmp_path, provenance, monkeypatch):
+    # astropy byteswaps a writeable little-endian array in place for the write:
+    # the diffim preview thread, reading the same array meanwhile, once saw
+    # values near the float32 maximum. The caller's array must stay readable.
+    image = np.linspace(-3.0, 5.0, 64 * 64, dtype=np.float32).reshape(64, 64)
+    mask = np.arange(64 * 64, dtype=np.int32).reshape(64, 64)
+    expected = {id(image): image.copy(), id(mask): mask.copy()}
+    original_writearray = fits.file._File.writearray
+    seen_during_writes = []
+
+    def checking_writearray(self, array):
+        seen_during_writes.append(all(np.array_equal(a, expected[id(a)]) for a in (image, mask)))
+        return original_writearray(self, array)
+
+    monkeypatch.setattr(fits.file._File, "writearray", checking_writearray)
+    path = write_fits_image(tmp_path / "im.fits", image, provenance=provenance, extensions={"mask": mask})
+    assert seen_during_writes and all(seen_during_writes)
+    np.testing.assert_array_equal(fits.getdata(path), image)
+    np.testing.assert_array_equal(fits.getdata(path, "MASK"), mask)
+    assert image.dtype.isnative and mask.dtype.isnative
+
+
 @pytest.mark.parametrize(
     ("make", "message"),
     [

@@ -21,6 +21,7 @@ import contextlib
 import os
 import secrets
 import shutil
+import sys
 import warnings
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -401,6 +402,19 @@ def read_image_extensions(path: str | os.PathLike[str], names: Sequence[str]) ->
     return found
 
 
+def _big_endian(array: np.ndarray) -> np.ndarray:
+    """``array`` in FITS byte order, copied when it is not already big-endian.
+
+    Given a writeable little-endian array, astropy swaps its bytes in place for
+    the write and back afterwards: another thread reading the same array
+    meanwhile (the diffim products are written concurrently with their
+    preview) sees garbage. A big-endian copy leaves the caller's array alone.
+    """
+    if array.dtype.byteorder in ("|", ">") or (array.dtype.byteorder == "=" and sys.byteorder == "big"):
+        return array
+    return array.astype(array.dtype.newbyteorder(">"))
+
+
 def write_fits_image(
     path: str | os.PathLike[str],
     data: np.ndarray,
@@ -450,12 +464,12 @@ def write_fits_image(
         primary_header["BUNIT"] = unit
     for keyword, value, comment in provenance.to_fits_cards():
         primary_header[keyword] = (value, comment)
-    hdus: list[fits.PrimaryHDU | fits.ImageHDU] = [fits.PrimaryHDU(data=data, header=primary_header)]
+    hdus: list[fits.PrimaryHDU | fits.ImageHDU] = [fits.PrimaryHDU(data=_big_endian(data), header=primary_header)]
     for name, array in (extensions or {}).items():
         extension_header = fits.Header()
         if wcs is not None:
             extension_header.update(wcs.to_header(relax=True))
-        hdus.append(fits.ImageHDU(data=np.asarray(array), header=extension_header, name=name.upper()))
+        hdus.append(fits.ImageHDU(data=_big_endian(np.asarray(array)), header=extension_header, name=name.upper()))
     with atomic_output(path) as temporary:
         fits.HDUList(hdus).writeto(temporary, output_verify="exception")
     return Path(path)

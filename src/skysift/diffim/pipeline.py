@@ -786,7 +786,7 @@ def run_diffim(
         (staging / PRODUCT_FILES["preview"]).write_bytes(render_preview(result))
 
     # The products are independent files: written concurrently, the float32
-    # conversions, big-endian swaps, PNG compression and fsyncs (which release
+    # conversions, big-endian copies, PNG compression and fsyncs (which release
     # the GIL) overlap. Any failure propagates and discards the staging directory.
     with atomic_directory(outdir, PRODUCT_FILES.values()) as staging, ThreadPoolExecutor(max_workers=2) as pool:
         jobs = [pool.submit(write_image, key) for key in images]
