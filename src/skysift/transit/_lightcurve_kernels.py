@@ -234,27 +234,57 @@ def _clipping_threshold(clean, fittable, first, basis, coefficients, stride, sig
 
 
 @_jit
-def _residual_pass(clean, fittable, first, basis, coefficients, inverse_p2p, clip2, threshold, weight, band, rhs):
-    """Capped chi^2 of the fitted cadences, and clipping at ``threshold`` (inf: none).
+def _residual_pass(
+    clean, fittable, first, basis, coefficients, inverse_p2p, clip2, threshold, weight, band, rhs, run_starts, n_runs
+):  # fmt: skip
+    """Capped chi^2 of the fitted cadences, and clipping at ``threshold``.
 
     Cadences whose weight changes are taken out of (or put back into) the
-    normal equations; returns ``(chi2, changed)``.
+    normal equations; returns ``(chi2, changed)``. Run by run (cadences
+    sharing their first column, ``run_starts[:n_runs + 1]``), four
+    coefficients held per run.
     """
     chi2 = 0.0
     changed = 0
-    clip = threshold < np.inf
-    for t in range(clean.size):
-        residual = clean[t] - _spline_at(first, basis, coefficients, t)
-        if fittable[t]:
-            z = residual * inverse_p2p
-            chi2 += min(z * z, clip2)
-            if clip:
+    for r in range(n_runs):
+        f = first[run_starts[r]]
+        c0, c1, c2, c3 = coefficients[f], coefficients[f + 1], coefficients[f + 2], coefficients[f + 3]
+        for t in range(run_starts[r], run_starts[r + 1]):
+            residual = clean[t] - (basis[t, 0] * c0 + basis[t, 1] * c1 + basis[t, 2] * c2 + basis[t, 3] * c3)
+            if fittable[t]:
+                z = residual * inverse_p2p
+                chi2 += min(z * z, clip2)
                 keep = abs(residual) <= threshold
                 if keep != weight[t]:
                     changed += 1
                     weight[t] = keep
                     _add_point(band, rhs, first, basis, t, clean[t], 1.0 if keep else -1.0)
     return chi2, changed
+
+
+@_jit
+def _remove_from_band(band, first, values, t):
+    """Take cadence ``t`` out of the normal matrix ``band`` (:func:`_add_point` without the right-hand side)."""
+    f = first[t]
+    for k in range(4):
+        vk = -values[t, k]
+        for d in range(4 - k):
+            band[f + k + d, 3 - d] += vk * values[t, k + d]
+
+
+@_jit
+def _capped_chi2(clean, fittable, first, basis, coefficients, inverse_p2p, clip2, run_starts, n_runs):
+    """The chi^2 of :func:`_residual_pass` without clipping, run by run (four coefficients held per run)."""
+    chi2 = 0.0
+    for r in range(n_runs):
+        f = first[run_starts[r]]
+        c0, c1, c2, c3 = coefficients[f], coefficients[f + 1], coefficients[f + 2], coefficients[f + 3]
+        for t in range(run_starts[r], run_starts[r + 1]):
+            residual = clean[t] - (basis[t, 0] * c0 + basis[t, 1] * c1 + basis[t, 2] * c2 + basis[t, 3] * c3)
+            z = residual * inverse_p2p
+            if fittable[t]:
+                chi2 += min(z * z, clip2)
+    return chi2
 
 
 @_jit
@@ -322,7 +352,18 @@ def adaptive_spline_rows(
     best_weight = np.empty(n_time, dtype=np.bool_)
     best_solution = np.empty(max_rows + 2 * _PAD)
     clean = np.empty(n_time)
+    fitted_flux = np.empty(n_time)
+    unfitted = np.empty(n_time, dtype=np.int64)
     weight = np.empty(n_time, dtype=np.bool_)
+    # Per spacing, the cadences where ``first`` changes (runs of cadences sharing their columns).
+    run_starts = np.empty((n_spacings, n_time + 1), dtype=np.int64)
+    n_runs = np.zeros(n_spacings, dtype=np.int64)
+    for s in range(n_spacings):
+        for t in range(n_time):
+            if t == 0 or firsts[s, t] != firsts[s, t - 1]:
+                run_starts[s, n_runs[s]] = t
+                n_runs[s] += 1
+        run_starts[s, n_runs[s]] = n_time
     scratch = np.empty(n_time, dtype=np.float32)
     deviations = np.empty(n_time, dtype=np.float32)
     work = _median_work(n_time)
@@ -335,9 +376,13 @@ def adaptive_spline_rows(
     for row in range(n_rows):
         row_fittable = fittable[row]
         n_points = 0
+        n_unfitted = 0
         for t in range(n_time):
             clean[t] = flux[row, t] if good[row, t] else 0.0
             n_points += row_fittable[t]
+            fitted_flux[t] = clean[t] if row_fittable[t] else 0.0
+            unfitted[n_unfitted] = t
+            n_unfitted += not row_fittable[t]
         n_points = max(n_points, 1)
         # Point-to-point noise (insensitive to slow trends) for the BIC.
         n = 0
@@ -368,31 +413,25 @@ def adaptive_spline_rows(
                 for r in range(4):
                     band[j, r] = grams[s, j, r]
                 rhs[j] = 0.0
-            # B^T (w f): runs of cadences share their first column (``first`` never decreases),
-            # so four sums stay in registers until it changes.
-            current = first[0] if n_time else 0
-            s0 = s1 = s2 = s3 = 0.0
+            # B^T (w f): a run of cadences sharing their first column adds to four entries, summed in
+            # registers over the run (the zeroed flux of the unfitted cadences adds nothing).
+            for r in range(n_runs[s]):
+                f = first[run_starts[s, r]]
+                s0 = s1 = s2 = s3 = 0.0
+                for t in range(run_starts[s, r], run_starts[s, r + 1]):
+                    c = fitted_flux[t]
+                    s0 += basis[t, 0] * c
+                    s1 += basis[t, 1] * c
+                    s2 += basis[t, 2] * c
+                    s3 += basis[t, 3] * c
+                rhs[f] += s0
+                rhs[f + 1] += s1
+                rhs[f + 2] += s2
+                rhs[f + 3] += s3
+            for i in range(n_unfitted):
+                _remove_from_band(band, first, basis, unfitted[i])
             for t in range(n_time):
                 weight[t] = row_fittable[t]
-                f = first[t]
-                if f != current:
-                    rhs[current] += s0
-                    rhs[current + 1] += s1
-                    rhs[current + 2] += s2
-                    rhs[current + 3] += s3
-                    s0 = s1 = s2 = s3 = 0.0
-                    current = f
-                c = clean[t] if weight[t] else 0.0
-                s0 += basis[t, 0] * c
-                s1 += basis[t, 1] * c
-                s2 += basis[t, 2] * c
-                s3 += basis[t, 3] * c
-                if not weight[t]:
-                    _add_point(band, rhs, first, basis, t, 0.0, -1.0)
-            rhs[current] += s0
-            rhs[current + 1] += s1
-            rhs[current + 2] += s2
-            rhs[current + 3] += s3
             converged = False
             for iteration in range(choice_fits):
                 _solve_penalised(band, rhs, penalties[s], penalty, m, system, factor, inverse_diagonal, solution)
@@ -403,9 +442,14 @@ def adaptive_spline_rows(
                         clean, row_fittable, first, basis, coefficients, residual_stride, sigma_clip, scratch, work,
                         deviations,
                     )  # fmt: skip
-                chi2, changed = _residual_pass(
-                    clean, row_fittable, first, basis, coefficients, inverse_p2p, clip2, threshold, weight, band, rhs
-                )
+                if threshold < np.inf:
+                    chi2, changed = _residual_pass(
+                        clean, row_fittable, first, basis, coefficients, inverse_p2p, clip2, threshold, weight, band,
+                        rhs, run_starts[s], n_runs[s],
+                    )  # fmt: skip
+                else:
+                    chi2, changed = _capped_chi2(clean, row_fittable, first, basis, coefficients, inverse_p2p, clip2,
+                                                 run_starts[s], n_runs[s]), 0
                 if changed == 0:
                     # Converged (another fit would repeat this one), or no clipping asked for here.
                     converged = iteration < choice_fits - 1 or choice_fits == n_iter
@@ -449,14 +493,18 @@ def adaptive_spline_rows(
                     clean, row_fittable, first, basis, coefficients, residual_stride, sigma_clip, scratch, work, deviations
                 )
                 _, changed = _residual_pass(
-                    clean, row_fittable, first, basis, coefficients, inverse_p2p, clip2, threshold, weight, band, rhs
-                )
+                    clean, row_fittable, first, basis, coefficients, inverse_p2p, clip2, threshold, weight, band, rhs,
+                    run_starts[s], n_runs[s],
+                )  # fmt: skip
                 if changed == 0:
                     break
                 _solve_penalised(band, rhs, penalties[s], penalty, m, system, factor, inverse_diagonal, solution)
             final = coefficients
-        for t in range(n_time):
-            trend[row, t] = _spline_at(first, basis, final, t)
+        for r in range(n_runs[s]):
+            f = first[run_starts[s, r]]
+            c0, c1, c2, c3 = final[f], final[f + 1], final[f + 2], final[f + 3]
+            for t in range(run_starts[s, r], run_starts[s, r + 1]):
+                trend[row, t] = basis[t, 0] * c0 + basis[t, 1] * c1 + basis[t, 2] * c2 + basis[t, 3] * c3
 
 
 # ---------------------------------------------------------------------------
@@ -512,28 +560,42 @@ def _box_statistic(flux, usable, distance, duration, width, max_boxes, scratch):
     baseline = _median_bracketed(outside_values, n_out, work) if n_out > 0 else 1.0
     mean_in = sum_in / max(count_in, 1)
     depth = baseline - mean_in if count_in > 0 else 0.0
-    # Running means over one duration of the out-of-transit residuals (cumulative sums, as numpy's).
+    # Running means over one duration of the out-of-transit residuals (cumulative sums, as numpy's),
+    # each box taken as soon as the sums reach its end. The running sums stay in registers: read
+    # back from the arrays, every cadence would wait on the store of the one before.
     w = width
     csum[0] = 0.0
     ccount[0] = 0
-    for t in range(n_time):
-        outside = usable[t] and distance[t] > duration
-        csum[t + 1] = csum[t] + ((float(flux[t]) - baseline) if outside else 0.0)
-        ccount[t + 1] = ccount[t] + outside
+    running = 0.0
+    running_count = 0
     n_begins = max(n_time - w + 1, 0)
     stride = -(-n_begins // max_boxes) if 0 < max_boxes < n_begins else 1
     n_full = 0
     n_kept = 0
     skip = 0  # full boxes still to pass over before the next kept one
-    for begin in range(n_begins):
-        box_count = ccount[begin + w] - ccount[begin]
-        if box_count >= 0.8 * w:
-            if skip == 0:
-                box_values[n_kept] = np.float32((csum[begin + w] - csum[begin]) / max(box_count, 1))
-                n_kept += 1
-                skip = stride
-            skip -= 1
-            n_full += 1
+    enough = 0.8 * w
+    for t in range(n_time):
+        outside = usable[t] and distance[t] > duration
+        running += (float(flux[t]) - baseline) if outside else 0.0
+        running_count += outside
+        csum[t + 1] = running
+        ccount[t + 1] = running_count
+        begin = t + 1 - w
+        if begin >= 0:
+            box_count = running_count - ccount[begin]
+            if box_count >= enough:
+                if skip == 0:
+                    box_values[n_kept] = np.float32((running - csum[begin]) / max(box_count, 1))
+                    n_kept += 1
+                    skip = stride
+                skip -= 1
+                n_full += 1
+    return _finish_box_statistic(outside_values, n_out, box_values, n_kept, n_full, count_in, depth, w, work, deviations)
+
+
+@_jit
+def _finish_box_statistic(outside_values, n_out, box_values, n_kept, n_full, count_in, depth, w, work, deviations):
+    """The last step of :func:`_box_statistic`: the noise of the kept running means, and the statistic tuple."""
     sigma = np.float64(_robust_sigma32(box_values, n_kept, work, deviations))
     if not (np.isfinite(sigma) and n_full >= 20):
         # Too few boxes (very long durations): scale the per-cadence scatter.
@@ -545,6 +607,127 @@ def _box_statistic(flux, usable, distance, duration, width, max_boxes, scratch):
     n_transits = count_in / w
     mes = depth / sigma * np.sqrt(n_transits) if count_in > 0 else 0.0
     return mes, depth, sigma, count_in, n_transits
+
+
+@_jit
+def _parity_scratch(n_time):
+    """Work arrays of :func:`_parity_box_statistics` for rows of ``n_time`` cadences."""
+    return (
+        np.empty((3, n_time)), np.empty((3, n_time), dtype=np.float32), np.empty(n_time, dtype=np.float32),
+        np.empty((3, n_time + 1)), np.empty((3, n_time + 1), dtype=np.int64), _median_work(n_time),
+    )  # fmt: skip
+
+
+@_jit
+def _parity_box_statistics(flux, good, is_even, distance, duration, width, max_boxes, scratch):
+    """:func:`_box_statistic` of the odd, the even and all ``good`` cadences at once: ``(odd, even, all)``.
+
+    The same values as three calls with ``good & ~is_even``, ``good &
+    is_even`` and ``good`` (each set's sums in time order, exact medians),
+    from one pass that sorts every cadence into its sets, one that forms
+    the three running sums side by side (independent chains, so they
+    overlap in the CPU instead of following one another) and one over the
+    box beginnings: three passes over the light curve instead of nine.
+    """
+    outside, box_values, deviations, csum, ccount, work = scratch
+    n_time = flux.size
+    # Set 0 odd, 1 even, 2 all.
+    n_odd = n_even = n_all = 0
+    in_odd = in_even = in_all = 0
+    sum_odd = sum_even = sum_all = 0.0
+    for t in range(n_time):
+        if good[t]:
+            x = distance[t]
+            value = flux[t]
+            even = is_even[t]
+            if x < 0.5 * duration:
+                in_all += 1
+                sum_all += float(value)
+                if even:
+                    in_even += 1
+                    sum_even += float(value)
+                else:
+                    in_odd += 1
+                    sum_odd += float(value)
+            if x > duration:
+                outside[2, n_all] = value
+                n_all += 1
+                if even:
+                    outside[1, n_even] = value
+                    n_even += 1
+                else:
+                    outside[0, n_odd] = value
+                    n_odd += 1
+    n_out = (n_odd, n_even, n_all)
+    count_in = (in_odd, in_even, in_all)
+    sum_in = (sum_odd, sum_even, sum_all)
+    base_odd = _median_bracketed(outside[0], n_odd, work) if n_odd > 0 else 1.0
+    base_even = _median_bracketed(outside[1], n_even, work) if n_even > 0 else 1.0
+    base_all = _median_bracketed(outside[2], n_all, work) if n_all > 0 else 1.0
+    baseline = (base_odd, base_even, base_all)
+    c_odd, c_even, c_all = csum[0], csum[1], csum[2]
+    k_odd, k_even, k_all = ccount[0], ccount[1], ccount[2]
+    c_odd[0] = c_even[0] = c_all[0] = 0.0
+    k_odd[0] = k_even[0] = k_all[0] = 0
+    run_odd = run_even = run_all = 0.0
+    count_odd = count_even = count_all = 0
+    w = width
+    n_begins = max(n_time - w + 1, 0)
+    stride = -(-n_begins // max_boxes) if 0 < max_boxes < n_begins else 1
+    full_odd = full_even = full_all = 0
+    kept_odd = kept_even = kept_all = 0
+    skip_odd = skip_even = skip_all = 0
+    enough = 0.8 * w
+    for t in range(n_time):
+        out = good[t] and distance[t] > duration
+        even = is_even[t]
+        value = float(flux[t])
+        out_even = out and even
+        out_odd = out and not even
+        run_odd += (value - base_odd) if out_odd else 0.0
+        run_even += (value - base_even) if out_even else 0.0
+        run_all += (value - base_all) if out else 0.0
+        count_odd += out_odd
+        count_even += out_even
+        count_all += out
+        c_odd[t + 1], c_even[t + 1], c_all[t + 1] = run_odd, run_even, run_all
+        k_odd[t + 1], k_even[t + 1], k_all[t + 1] = count_odd, count_even, count_all
+        begin = t + 1 - w
+        if begin < 0:
+            continue
+        count = count_odd - k_odd[begin]
+        if count >= enough:
+            if skip_odd == 0:
+                box_values[0, kept_odd] = np.float32((run_odd - c_odd[begin]) / max(count, 1))
+                kept_odd += 1
+                skip_odd = stride
+            skip_odd -= 1
+            full_odd += 1
+        count = count_even - k_even[begin]
+        if count >= enough:
+            if skip_even == 0:
+                box_values[1, kept_even] = np.float32((run_even - c_even[begin]) / max(count, 1))
+                kept_even += 1
+                skip_even = stride
+            skip_even -= 1
+            full_even += 1
+        count = count_all - k_all[begin]
+        if count >= enough:
+            if skip_all == 0:
+                box_values[2, kept_all] = np.float32((run_all - c_all[begin]) / max(count, 1))
+                kept_all += 1
+                skip_all = stride
+            skip_all -= 1
+            full_all += 1
+    kept = (kept_odd, kept_even, kept_all)
+    full = (full_odd, full_even, full_all)
+    statistics = []
+    for k in range(3):
+        depth = baseline[k] - sum_in[k] / max(count_in[k], 1) if count_in[k] > 0 else 0.0
+        statistics.append(
+            _finish_box_statistic(outside[k], n_out[k], box_values[k], kept[k], full[k], count_in[k], depth, w, work, deviations)
+        )
+    return statistics[0], statistics[1], statistics[2]
 
 
 @_jit
@@ -601,9 +784,9 @@ def vetting_statistics_rows(
     """
     n_rows, n_time = flux.shape
     distance = np.empty(n_time)
-    usable = np.empty(n_time, dtype=np.bool_)
     cycle = np.empty(n_time, dtype=np.int64)
     scratch = _detection_scratch(n_time)
+    parity_scratch = _parity_scratch(n_time)
     counts = np.empty(n_time + 1, dtype=np.int64)
     sums = np.empty(n_time + 1)
     for row in range(n_rows):
@@ -617,16 +800,13 @@ def vetting_statistics_rows(
             # The parity from the integer's low bit (two's complement: right for negative numbers too),
             # not a float modulo (a libm call per cadence).
             is_even[row, t] = (cycle[t] & 1) == 0
-        for t in range(n_time):
-            usable[t] = good[row, t] and not is_even[row, t]
-        _store(odd, row, _box_statistic(flux[row], usable, distance, half, half_width[row], max_boxes, scratch))
-        for t in range(n_time):
-            usable[t] = good[row, t] and is_even[row, t]
-        _store(even, row, _box_statistic(flux[row], usable, distance, half, half_width[row], max_boxes, scratch))
-        # Individual transits: the central half of each, against the statistic of all of them.
-        _, all_depth, all_noise, all_in, all_transits = _box_statistic(
-            flux[row], good[row], distance, half, half_width[row], max_boxes, scratch
+        # Odd, even and all transits over the central half of the duration, in shared passes.
+        odd_statistic, even_statistic, all_statistic = _parity_box_statistics(
+            flux[row], good[row], is_even[row], distance, half, half_width[row], max_boxes, parity_scratch
         )
+        _store(odd, row, odd_statistic)
+        _store(even, row, even_statistic)
+        _, all_depth, all_noise, all_in, all_transits = all_statistic
         # Transits numbered from the first one covered (cycle numbers never decrease along the grid).
         first = np.int64(0)
         n_cycles = 0
