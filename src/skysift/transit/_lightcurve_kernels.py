@@ -290,7 +290,7 @@ def _capped_chi2(clean, fittable, first, basis, coefficients, inverse_p2p, clip2
 @_jit
 def adaptive_spline_rows(
     flux, good, fittable, firsts, values, n_cols, penalties, grams, penalty, sigma_clip, n_iter, choice_fits,
-    patience, settled_chi2, trend, best_spacing, n_tried,
+    patience, settled_chi2, trend, best_spacing,
 ):  # fmt: skip
     """Transit-masked robust spline trends with BIC-chosen knot spacing, row by row.
 
@@ -332,8 +332,6 @@ def adaptive_spline_rows(
         Trend of the winning spacing.
     best_spacing : int64 (N,), out
         Its index (-1 if no spacing gave a finite BIC).
-    n_tried : int64 (N,), out
-        Spacings fitted per row.
     """
     n_rows, n_time = flux.shape
     n_spacings = firsts.shape[0]
@@ -400,11 +398,9 @@ def adaptive_spline_rows(
         best_spacing[row] = -1
         best_converged = True
         best_chi2 = np.inf
-        n_tried[row] = 0
         for s in range(n_spacings - 1, -1, -1):
             if best_spacing[row] - s > patience and best_chi2 < settled_chi2 * n_points:
                 break  # ``patience`` shorter spacings in a row did not beat a settled best: stop the descent
-            n_tried[row] += 1
             m = n_cols[s]
             first = firsts[s]
             basis = values[s]
@@ -511,15 +507,21 @@ def adaptive_spline_rows(
 # Detection statistic
 # ---------------------------------------------------------------------------
 @_jit
+def _distance_at(time, period, inverse, t0):
+    """``|preprocess.phase_fold(time, period, t0)|`` of one time, operation for operation (``inverse`` is ``1 / period``)."""
+    offset = time - t0
+    x = offset - period * np.floor(offset * inverse + 0.5)
+    if x >= 0.5 * period:
+        x -= period
+    return abs(x)
+
+
+@_jit
 def _fold_distance(time, period, t0, out):
-    """``|preprocess.phase_fold(time, period, t0)|`` into ``out``, operation for operation."""
+    """:func:`_distance_at` of every time into ``out``."""
     inverse = 1.0 / period
     for t in range(time.size):
-        offset = time[t] - t0
-        x = offset - period * np.floor(offset * inverse + 0.5)
-        if x >= 0.5 * period:
-            x -= period
-        out[t] = abs(x)
+        out[t] = _distance_at(time[t], period, inverse, t0)
 
 
 @_jit
@@ -784,7 +786,6 @@ def vetting_statistics_rows(
     """
     n_rows, n_time = flux.shape
     distance = np.empty(n_time)
-    cycle = np.empty(n_time, dtype=np.int64)
     scratch = _detection_scratch(n_time)
     parity_scratch = _parity_scratch(n_time)
     counts = np.empty(n_time + 1, dtype=np.int64)
@@ -794,12 +795,30 @@ def vetting_statistics_rows(
         half = 0.5 * d
         _fold_distance(time, p, e + 0.5 * p, distance)
         _store(secondary, row, _box_statistic(flux[row], good[row], distance, d, width[row], max_boxes, scratch))
-        _fold_distance(time, p, e, distance)
+        # One pass: the distance from the nearest mid-transit, the transit number and its parity, and the
+        # in-transit sums of each transit for the depth consistency (the central half of each, numbered
+        # from the first one covered: cycle numbers never decrease along the grid).
+        inverse = 1.0 / p
+        first = np.int64(0)
+        n_cycles = 0
+        total_count = 0
         for t in range(n_time):
-            cycle[t] = np.int64(np.floor((time[t] - e) / p + 0.5))
+            distance[t] = _distance_at(time[t], p, inverse, e)
+            cycle = np.int64(np.floor((time[t] - e) / p + 0.5))
             # The parity from the integer's low bit (two's complement: right for negative numbers too),
             # not a float modulo (a libm call per cadence).
-            is_even[row, t] = (cycle[t] & 1) == 0
+            is_even[row, t] = (cycle & 1) == 0
+            if good[row, t] and distance[t] < 0.5 * half:
+                if n_cycles == 0:
+                    first = cycle
+                c = cycle - first
+                while n_cycles <= c:
+                    counts[n_cycles] = 0
+                    sums[n_cycles] = 0.0
+                    n_cycles += 1
+                counts[c] += 1
+                sums[c] += float(flux[row, t])
+                total_count += 1
         # Odd, even and all transits over the central half of the duration, in shared passes.
         odd_statistic, even_statistic, all_statistic = _parity_box_statistics(
             flux[row], good[row], is_even[row], distance, half, half_width[row], max_boxes, parity_scratch
@@ -807,24 +826,6 @@ def vetting_statistics_rows(
         _store(odd, row, odd_statistic)
         _store(even, row, even_statistic)
         _, all_depth, all_noise, all_in, all_transits = all_statistic
-        # Transits numbered from the first one covered (cycle numbers never decrease along the grid).
-        first = np.int64(0)
-        n_cycles = 0
-        for t in range(n_time):
-            if good[row, t] and distance[t] < 0.5 * half:
-                if n_cycles == 0:
-                    first = cycle[t]
-                n_cycles = cycle[t] - first + 1
-        for c in range(n_cycles):
-            counts[c] = 0
-            sums[c] = 0.0
-        total_count = 0
-        for t in range(n_time):
-            if good[row, t] and distance[t] < 0.5 * half:
-                c = cycle[t] - first
-                counts[c] += 1
-                sums[c] += float(flux[row, t])
-                total_count += 1
         total_sum = 0.0
         for c in range(n_cycles):
             total_sum += sums[c]

@@ -816,11 +816,10 @@ def adaptive_spline_trend(
     firsts, values, n_cols, penalties, grams = _spline_bases(time, spacings, gap_width)
     best_trend = np.empty(flux.shape)
     best_index = np.empty(flux.shape[0], dtype=np.int64)
-    n_tried = np.empty(flux.shape[0], dtype=np.int64)
     _lightcurve_kernels.adaptive_spline_rows(
         flux, np.ascontiguousarray(good), fittable, firsts, values, n_cols, penalties, grams, float(penalty),
         float(sigma_clip), int(n_iter), int(choice_fits), int(spacing_patience), float(settled_chi2), best_trend,
-        best_index, n_tried,
+        best_index,
     )  # fmt: skip
     best_spacing = np.where(best_index >= 0, spacings[np.maximum(best_index, 0)], np.nan)
     return (best_trend, best_spacing) if return_spacing else best_trend
