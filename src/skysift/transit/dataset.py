@@ -179,13 +179,15 @@ def _simulate_round(
     noise = np.concatenate([params[kind]["noise"] for kind in kinds])
     star = sample_parameters({**STELLAR_PRIORS, **priors.get("star", {})}, noise.size, rng)
     flux, valid = simulate_stars(time, star, noise, rng)
-    flux *= np.concatenate(models)
+    for kind, model in zip(kinds, models):
+        flux[rows[kind]] *= model  # in place, kind by kind: no (N, T) concatenation of the models
     if "noise" in rows:
         flux[rows["noise"]] = inject_systematics(flux[rows["noise"]], time, params["noise"], params["noise"]["noise"], rng)
     ephemeris = {name: np.concatenate([params[kind][name] for kind in kinds]) for name in ("tce_period", "tce_t0", "tce_duration")}
     # The pipeline detrends with the candidate's transits masked (all kinds alike).
     exclude = transit_mask(time, ephemeris["tce_period"], ephemeris["tce_t0"], ephemeris["tce_duration"])
-    detrended = flux / adaptive_spline_trend(time, flux, valid=valid, exclude=exclude)
+    trend = adaptive_spline_trend(time, flux, valid=valid, exclude=exclude)
+    detrended = np.divide(flux, trend, out=trend)  # into the trend's memory: no new (N, T) array
     detection = detection_statistic(
         time, detrended, ephemeris["tce_period"], ephemeris["tce_t0"], ephemeris["tce_duration"], valid=valid
     )
