@@ -211,3 +211,28 @@ def test_compiled_transit_mask_equals_the_fold():
     # Scalars and a grid per row take the numpy path.
     np.testing.assert_array_equal(transit_mask(time, period[0], t0[0], duration[0]), want[:1])
     np.testing.assert_array_equal(transit_mask(np.broadcast_to(time, (2, time.size)), period[:2], t0[:2], duration[:2]), want[:2])
+
+
+@pytest.mark.parametrize("max_boxes", [1024, 0])
+def test_parity_box_statistics_equal_three_box_statistics(planets_on_stars, max_boxes):
+    """The odd, even and all-transit statistics of the shared passes are those of three separate calls, bit for bit."""
+    time, flux, valid, _, p = planets_on_stars
+    detrended = (flux / reference_adaptive_spline_trend(time, flux, valid=valid)).astype(np.float32)
+    good = valid & np.isfinite(detrended)
+    cadence = float(np.median(np.diff(time)))
+    distance = np.empty(time.size)
+    scratch = _lightcurve_kernels._detection_scratch(time.size)
+    parity_scratch = _lightcurve_kernels._parity_scratch(time.size)
+    # The TCE durations, and 30 days: too few full boxes, so the noise falls back to the per-cadence scatter.
+    for row, duration in [(row, p["duration"][row]) for row in range(0, 40, 3)] + [(5, 30.0)]:
+        half = 0.5 * duration
+        width = int(np.clip(np.rint(half / cadence), 1, time.size - 1))
+        _lightcurve_kernels._fold_distance(time, p["period"][row], p["t0"][row], distance)
+        cycle = np.floor((time - p["t0"][row]) / p["period"][row] + 0.5).astype(np.int64)
+        is_even = (cycle & 1) == 0
+        got = _lightcurve_kernels._parity_box_statistics(
+            detrended[row], good[row], is_even, distance, half, width, max_boxes, parity_scratch
+        )
+        for statistic, usable in zip(got, (good[row] & ~is_even, good[row] & is_even, good[row])):
+            want = _lightcurve_kernels._box_statistic(detrended[row], usable, distance, half, width, max_boxes, scratch)
+            assert statistic == want

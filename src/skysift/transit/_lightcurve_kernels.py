@@ -14,7 +14,11 @@ arrays allocated once per call), so a batch costs no Python per light curve:
   them with the unfitted cadences taken out, and each clipping pass only
   takes out or puts back the cadences whose weight changed (a few per cent),
   so a pass costs one banded Cholesky solve (O(M)) and one evaluation of
-  the spline (O(T)) rather than O(T) sparse products;
+  the spline (O(T)) rather than O(T) sparse products. The passes over the
+  cadences go run by run (cadences sharing their first basis column, found
+  once per batch): the right-hand side's four sums and the spline's four
+  coefficients stay in registers over a run, and the unfitted cadences of
+  a star are listed once for all its spacings;
 * :func:`detection_rows` is
   :func:`skysift.transit.preprocess.detection_statistic`, with exact medians
   by selection instead of a sort of every row
@@ -22,7 +26,15 @@ arrays allocated once per call), so a batch costs no Python per light curve:
   ``max_boxes`` running means (every k-th);
 * :func:`vetting_statistics_rows` makes the secondary, odd and even
   statistics and the depth consistency of the vetting inputs in one pass
-  per light curve (one fold per ephemeris, no (N, T) temporaries).
+  per light curve (one fold per ephemeris, no (N, T) temporaries); the
+  odd, even and all-transit statistics share their passes
+  (:func:`_parity_box_statistics`).
+
+The box statistics keep their running sums in registers (read back from
+memory, each cadence would wait on the store of the one before) and take
+each box as soon as the sums reach its end. All of this reorders no
+floating-point operation: the outputs are bit-identical to those of the
+plainer loops they replaced.
 
 The arithmetic follows the numpy implementations operation for operation
 (float32 robust scatters, float64 fits and sums), so the results agree with
@@ -69,8 +81,8 @@ def _median_bracketed(values, n, work):
     Exact, and the same float64 value (the middle value, or the float64 mean
     of the two middle ones), in a few passes instead of quickselect's
     partitions (39 us for 4,000 float64 values) or three radix passes (17
-    us): a systematic sample of :data:`_SAMPLE` values is sorted, two of its
-    order statistics around the median's place bracket it, one
+    us): two order statistics of a systematic sample of :data:`_SAMPLE`
+    values (by selection) around the median's place bracket it, one
     branch-free pass counts the values below the bracket and gathers those
     inside (about 29 %), and the same is repeated on them until few are left
     for quickselect (Floyd & Rivest 1975). A bracket that misses the median
@@ -88,10 +100,12 @@ def _median_bracketed(values, n, work):
         stride = m // _SAMPLE
         for j in range(_SAMPLE):
             sample[j] = source[j * stride]
-        sample.sort()
         centre = (rank * _SAMPLE) // m
-        low = sample[max(centre - _MARGIN, 0)]
-        high = sample[min(centre + _MARGIN, _SAMPLE - 1)]
+        # The two order statistics of the sample by selection, not a sort of it: the higher first,
+        # after which the lower is among the values before it.
+        high_rank = min(centre + _MARGIN, _SAMPLE - 1)
+        high = _select(sample, _SAMPLE, high_rank)
+        low = _select(sample, high_rank, max(centre - _MARGIN, 0))
         below = 0
         kept = 0
         for i in range(m):
