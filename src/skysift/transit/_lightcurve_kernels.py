@@ -75,6 +75,35 @@ def _median_work(n):
 
 
 @_jit
+def _narrow(source, m, rank, even, target, sample):
+    """One step of :func:`_median_bracketed`: the values of ``source[:m]`` inside a sampled bracket into ``target``.
+
+    Returns ``(kept, below)``: how many were kept and how many lay below the
+    bracket, or ``(-1, 0)`` when the bracket missed the middle values (ranks
+    ``rank`` and ``rank + even``) or did not narrow.
+    """
+    stride = m // _SAMPLE
+    for j in range(_SAMPLE):
+        sample[j] = source[j * stride]
+    centre = (rank * _SAMPLE) // m
+    # The two order statistics of the sample by selection, not a sort of it: the higher first,
+    # after which the lower is among the values before it.
+    high_rank = min(centre + _MARGIN, _SAMPLE - 1)
+    high = _select(sample, _SAMPLE, high_rank)
+    low = _select(sample, high_rank, max(centre - _MARGIN, 0))
+    below = 0
+    kept = 0
+    for i in range(m):
+        x = source[i]
+        below += x < low
+        target[kept] = x
+        kept += (x >= low) & (x <= high)
+    if below > rank or below + kept <= rank + even or kept == m:
+        return -1, 0
+    return kept, below
+
+
+@_jit
 def _median_bracketed(values, n, work):
     """:func:`~skysift.transit._kernels._median_of` of ``values[:n]`` (n >= 1, no NaN) without reordering them.
 
@@ -90,31 +119,26 @@ def _median_bracketed(values, n, work):
     the sample.
     """
     source, target, sample = work
-    for i in range(n):
-        source[i] = values[i]
     k = (n - 1) // 2
     # The middle values have ranks k and k + even inside source[:m]; rank is k's, less the values dropped below.
     even = 1 - n % 2
     m, rank = n, k
-    while m > _DIRECT:
-        stride = m // _SAMPLE
-        for j in range(_SAMPLE):
-            sample[j] = source[j * stride]
-        centre = (rank * _SAMPLE) // m
-        # The two order statistics of the sample by selection, not a sort of it: the higher first,
-        # after which the lower is among the values before it.
-        high_rank = min(centre + _MARGIN, _SAMPLE - 1)
-        high = _select(sample, _SAMPLE, high_rank)
-        low = _select(sample, high_rank, max(centre - _MARGIN, 0))
-        below = 0
-        kept = 0
-        for i in range(m):
-            x = source[i]
-            below += x < low
-            target[kept] = x
-            kept += (x >= low) & (x <= high)
-        if below > rank or below + kept <= rank + even or kept == m:
-            break  # the bracket missed (or did not narrow): select from what is left
+    # The first step reads ``values`` themselves (no copy of them first); a copy only when it does not narrow.
+    kept = below = 0
+    narrowing = n > _DIRECT
+    if narrowing:
+        kept, below = _narrow(values, n, rank, even, target, sample)
+        narrowing = kept >= 0
+    if narrowing:
+        source, target = target, source
+        m, rank = kept, rank - below
+    else:
+        for i in range(n):
+            source[i] = values[i]
+    while narrowing and m > _DIRECT:
+        kept, below = _narrow(source, m, rank, even, target, sample)
+        if kept < 0:
+            break  # select from what is left
         source, target = target, source
         m, rank = kept, rank - below
     low_value = _select(source, m, rank)
