@@ -546,7 +546,7 @@ def adaptive_spline_rows(
 # ---------------------------------------------------------------------------
 @_jit
 def _distance_at(time, period, inverse, t0):
-    """``|preprocess.phase_fold(time, period, t0)|`` of one time, operation for operation (``inverse`` is ``1 / period``)."""
+    """``|preprocess.phase_fold(time, period, t0)|`` of one time, operation for operation (``inverse``: ``1 / period``)."""
     offset = time - t0
     x = offset - period * np.floor(offset * inverse + 0.5)
     if x >= 0.5 * period:
@@ -765,7 +765,9 @@ def _parity_box_statistics(flux, good, is_even, distance, duration, width, max_b
     for k in range(3):
         depth = baseline[k] - sum_in[k] / max(count_in[k], 1) if count_in[k] > 0 else 0.0
         statistics.append(
-            _finish_box_statistic(outside[k], n_out[k], box_values[k], kept[k], full[k], count_in[k], depth, w, work, deviations)
+            _finish_box_statistic(
+                outside[k], n_out[k], box_values[k], kept[k], full[k], count_in[k], depth, w, work, deviations
+            )
         )
     return statistics[0], statistics[1], statistics[2]
 
