@@ -305,8 +305,9 @@ def _draw_detectable_arcs(
     """Draw arcs until every system passes the detectability cuts.
 
     ``params`` (one row per lens, every key of :data:`LENS_PRIORS` and
-    ``arc_mag``) has its arc parameters (:func:`_draw_arc_parameters`) redrawn
-    in place for the rejected systems; the lens light and position are kept.
+    ``arc_mag``) has its arc parameters (:func:`_draw_arc_parameters`) drawn
+    in place where ``arc_mag`` is NaN, and redrawn for the rejected systems;
+    the lens light and position are kept.
     Each arc is rendered, then scaled to its observed magnitude ``arc_mag``
     (its ``source_mag`` set to match: the image is linear in the source flux),
     so lensed light and the look-alikes' extra light share one brightness
@@ -345,6 +346,13 @@ def _draw_detectable_arcs(
             bad |= theta_e * (2.15 + 2.0 * gamma) + 3.5 * params["source_r_eff"][rows] > half_width
         return rows[bad]
 
+    # Systems without an arc draw yet (arc_mag NaN: simulate_batch draws LENS_PRIORS, whose
+    # source magnitude and box-placed position the arcs do not use) draw theirs first; rendered
+    # as they were, they all failed the S/N cut (a NaN magnitude has no S/N), a wasted round.
+    undrawn = np.flatnonzero(np.isnan(params["arc_mag"]))
+    if len(undrawn):
+        for name, values in _draw_arc_parameters(len(undrawn), rng, source_shapes).items():
+            params[name][undrawn] = values
     todo = np.arange(n)
     for _ in range(MAX_REDRAW_ROUNDS):
         # The resolution cut needs no rendering: redraw unresolved systems first.
