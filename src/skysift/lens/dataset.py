@@ -37,10 +37,12 @@ flipped), with arcs and hard-negative structure added on top.
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -54,7 +56,7 @@ from skysift.lens.negatives import (
 )
 from skysift.lens.simulator import LENS_PRIORS, SURVEYS, LensSimulator, SurveySpec, arc_signal_to_noise, magnitude_to_flux
 from skysift.log import get_logger
-from skysift.parallel import compute_in_windows, usable_cores
+from skysift.parallel import map_in_order, usable_cores
 from skysift.simulate.priors import Prior, Uniform, describe, sample_parameters
 
 __all__ = [
@@ -365,31 +367,38 @@ def _draw_detectable_arcs(
         if singly_imaged:
             place_source_outside_caustic(params, todo, rng, half_width)
         subset = {k: v[todo] for k, v in params.items() if not k.startswith("lens_")}
-        rows = None if conditions is None else {k: v[todo] for k, v in conditions.items()}
         arc, _, mu = simulator.render_components(subset, convolve=False)
+        magnification[todo] = mu.double().cpu().numpy()
+        # Collett's (2015) second identifiability criterion: the magnified source is
+        # tangentially resolved (mu R_eff > seeing / 2), so the arc is stretched, not a blob.
+        unstretched = magnification[todo] * params["source_r_eff"][todo] < seeing[todo] / 2.0
+        # The cuts on the magnification need no PSF and no noise: only the systems that pass
+        # them are observed and measured (a third to a half of the draws fail them).
+        rejected = (magnification[todo] < min_magnification) | unresolved(todo) | unstretched
+        magnified = np.flatnonzero(~rejected)
+        observed = todo[magnified]
         # Scale each arc to its drawn observed magnitude (flux in the stamp), then the PSF and
         # each image's blur in one FFT (observing.observe).
         rendered = arc.sum(dim=(-2, -1)).double().cpu().numpy()
         scale = magnitude_to_flux(params["arc_mag"][todo], zero_point) / np.maximum(rendered, 1e-30)
-        arc = arc * torch.as_tensor(scale, dtype=arc.dtype, device=arc.device).reshape(-1, 1, 1)
         params["source_mag"][todo] = params["source_mag"][todo] - 2.5 * np.log10(scale)
-        arc = observing.observe(simulator, arc, rows)
-        index = torch.as_tensor(todo, device=simulator.device)
-        light = lens_light.index_select(0, index)
-        variance = observing.noise_variance(simulator, arc + light, rows)
-        arcs[index] = arc
-        snr[todo] = arc_signal_to_noise(arc, variance).double().cpu().numpy()
-        magnification[todo] = mu.double().cpu().numpy()
-        contrast[todo] = arc_contrast(arc, light, variance).double().cpu().numpy()
-        counter[todo] = counter_image_snr(arc, variance, simulator, params["x_lens"][todo],
-                                          params["y_lens"][todo]).double().cpu().numpy()
-        # Collett's (2015) second identifiability criterion: the magnified source is
-        # tangentially resolved (mu R_eff > seeing / 2), so the arc is stretched, not a blob.
-        unstretched = magnification[todo] * params["source_r_eff"][todo] < seeing[todo] / 2.0
-        rejected = (
-            (snr[todo] < min_arc_snr) | (magnification[todo] < min_magnification) | unresolved(todo) | unstretched
-            | (contrast[todo] < min_arc_contrast) | (counter[todo] < min_counter_snr)
-        )
+        if len(observed):
+            if len(magnified) < len(todo):
+                arc = arc.index_select(0, torch.as_tensor(magnified, device=arc.device))
+            arc = arc * torch.as_tensor(scale[magnified], dtype=arc.dtype, device=arc.device).reshape(-1, 1, 1)
+            rows = None if conditions is None else {k: v[observed] for k, v in conditions.items()}
+            arc = observing.observe(simulator, arc, rows)
+            index = torch.as_tensor(observed, device=simulator.device)
+            light = lens_light.index_select(0, index)
+            variance = observing.noise_variance(simulator, arc + light, rows)
+            arcs[index] = arc
+            snr[observed] = arc_signal_to_noise(arc, variance).double().cpu().numpy()
+            contrast[observed] = arc_contrast(arc, light, variance).double().cpu().numpy()
+            counter[observed] = counter_image_snr(arc, variance, simulator, params["x_lens"][observed],
+                                                  params["y_lens"][observed]).double().cpu().numpy()
+            rejected[magnified] = (
+                (snr[observed] < min_arc_snr) | (contrast[observed] < min_arc_contrast) | (counter[observed] < min_counter_snr)
+            )
         todo = todo[rejected]
         if not len(todo):
             return arcs, snr, magnification, contrast, counter
@@ -725,6 +734,14 @@ def _torch_threads(count: int) -> Iterator[None]:
         torch.set_num_threads(previous)
 
 
+def _simulate_seeded_batch(
+    simulator: LensSimulator, batch: tuple[np.ndarray, np.random.SeedSequence], **options: Any
+) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """:func:`simulate_batch` of ``batch = (kinds, seed)``, its random stream started from ``seed``."""
+    kinds, seed = batch
+    return simulate_batch(simulator, kinds, np.random.default_rng(seed), **options)
+
+
 def _column_units() -> dict[str, str]:
     units = {name: prior.unit for name, prior in LENS_PRIORS.items()}
     for priors in HARD_NEGATIVE_PRIORS.values():
@@ -866,8 +883,6 @@ def make_lens_training_set(
     ValueError
         Bad arguments.
     """
-    import dask
-
     if n_samples < 1:
         raise ValueError(f"n_samples must be positive, got {n_samples}")
     if not 0.0 <= positive_fraction <= 1.0:
@@ -983,22 +998,19 @@ def make_lens_training_set(
             writer.add_column(name, "float64", unit=units.get(name, ""))
         starts = range(0, n_samples, batch_size)
         batch_seeds = np.random.SeedSequence(seed).spawn(len(starts))
-        tasks = [
-            dask.delayed(simulate_batch, pure=False)(
-                simulator, kinds[start : start + batch_size], np.random.default_rng(batch_seed), stamps, meta,
-                min_arc_snr=min_arc_snr, min_magnification=min_magnification, resolution_factor=resolution_factor,
-                min_arc_contrast=min_arc_contrast, conditions=conditions, source_shapes=source_shapes,
-                band_simulators=band_simulators,
-            )
-            for start, batch_seed in zip(starts, batch_seeds)
-        ]
+        batches = [(kinds[start : start + batch_size], batch_seed) for start, batch_seed in zip(starts, batch_seeds)]
+        simulate = functools.partial(
+            _simulate_seeded_batch, simulator, galaxy_stamps=stamps, galaxy_meta=meta,
+            min_arc_snr=min_arc_snr, min_magnification=min_magnification, resolution_factor=resolution_factor,
+            min_arc_contrast=min_arc_contrast, conditions=conditions, source_shapes=source_shapes,
+            band_simulators=band_simulators,
+        )
         threads = 1 if device != "cpu" else workers or usable_cores()
         # One torch thread per worker on CPUs, also for one worker: how torch splits an
         # element-wise kernel among its threads changes the last bit of some results (a
         # vectorised or a scalar exp for the elements at a split), and the product must
         # not depend on the thread count.
         with _torch_threads(1 if device == "cpu" else torch.get_num_threads()):
-            for images, columns in compute_in_windows(tasks, scheduler=None if threads > 1 else "sync",
-                                                      window=2 * threads, desc="lens training set"):
+            for images, columns in map_in_order(simulate, batches, workers=threads, desc="lens training set"):
                 writer.append({"image": images}, columns)
     return Path(out_path)
