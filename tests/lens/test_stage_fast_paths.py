@@ -15,7 +15,9 @@
   against a replay that observes and measures every draw (same draws, same
   cuts); and the systems without an arc draw, which the loop used to render
   first, all failed the S/N cut then (dropping that round changes only the
-  random stream).
+  random stream);
+* several candidate arcs per system in a round (the last few systems of a
+  batch): the kept arcs follow the distribution of one draw per round (KS).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from scipy import stats
 
 from skysift.lens import dataset, negatives, observing
 from skysift.lens.dataset import DEFAULT_MIN_ARC_SNR, _detectable_feature, simulate_batch
@@ -181,7 +184,10 @@ def _replayed_arcs(simulator: LensSimulator, params: dict, light: torch.Tensor, 
     return arcs, snr, mu_all
 
 
-def test_arcs_failing_the_magnification_cuts_unobserved_match_a_replay_observing_every_draw() -> None:
+def test_arcs_failing_the_magnification_cuts_unobserved_match_a_replay_observing_every_draw(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(dataset, "_CANDIDATE_ROWS", 0)  # one draw per system and round, as the replay
     simulator = _simulator(size=40)
     rng = np.random.default_rng(6)
     n = 48
@@ -220,3 +226,36 @@ def test_systems_without_an_arc_draw_all_failed_the_s_n_cut() -> None:
     light = observing.observe(simulator, simulator.render_galaxy(params, convolve=False), conditions)
     arc, variance, _ = _observed_arcs(simulator, params, np.arange(n), light, conditions)
     assert np.all(arc_signal_to_noise(arc, variance).numpy() < DEFAULT_MIN_ARC_SNR)
+
+
+def _detectable_lenses(simulator: LensSimulator, n: int, seed: int, monkeypatch: pytest.MonkeyPatch,
+                       candidate_rows: int) -> dict[str, np.ndarray]:
+    """Lenses of fixed lens light (seed 10) through the redraw loop, its arcs' random stream from ``seed``."""
+    monkeypatch.setattr(dataset, "_CANDIDATE_ROWS", candidate_rows)
+    rng = np.random.default_rng(10)
+    params = sample_parameters(LENS_PRIORS, n, rng)
+    params["arc_mag"] = np.full(n, np.nan)
+    conditions = observing.draw_conditions(simulator.survey, n, rng)
+    light = observing.observe(simulator, simulator.render_galaxy(params, convolve=False), conditions)
+    arcs, snr, mu, _, counter = dataset._draw_detectable_arcs(
+        simulator, params, light, np.random.default_rng(seed), min_arc_snr=DEFAULT_MIN_ARC_SNR,
+        min_magnification=dataset.DEFAULT_MIN_MAGNIFICATION, resolution_factor=dataset.DEFAULT_RESOLUTION_FACTOR,
+        min_arc_contrast=0.0, conditions=conditions, min_counter_snr=dataset.MIN_COUNTER_IMAGE_SNR,
+    )
+    return {"theta_E": params["theta_E"], "source_r_eff": params["source_r_eff"], "arc_mag": params["arc_mag"],
+            "magnification": mu, "arc_snr": snr, "counter_snr": counter,
+            "flux": arcs.sum(dim=(1, 2)).double().numpy(), "spread": arcs.std(dim=(1, 2)).double().numpy()}
+
+
+def test_candidate_arcs_per_round_keep_the_distribution_of_one_draw_per_round(monkeypatch: pytest.MonkeyPatch) -> None:
+    simulator = _simulator(size=40)
+    n = 200
+    # Every system with eight candidates a round, against one candidate a round.
+    many = _detectable_lenses(simulator, n, 11, monkeypatch, candidate_rows=8 * n)
+    one = _detectable_lenses(simulator, n, 12, monkeypatch, candidate_rows=0)
+    for name in many:
+        assert stats.ks_2samp(many[name], one[name], method="asymp").pvalue > 0.01, name
+    # Each kept candidate passed the cuts, with its own parameters moved into its system's row.
+    assert np.all(many["arc_snr"] >= DEFAULT_MIN_ARC_SNR) and np.all(many["magnification"] >= 2.0)
+    assert np.all(many["counter_snr"] >= dataset.MIN_COUNTER_IMAGE_SNR)
+    np.testing.assert_allclose(many["flux"], 10 ** (-0.4 * (many["arc_mag"] - simulator.survey.zero_point)), rtol=0.2)

@@ -166,6 +166,10 @@ MIN_COUNTER_IMAGE_SNR = 5.0
 DEFAULT_MIN_ARC_CONTRAST = 0.0
 #: Rounds of redrawing rejected lenses before giving up.
 MAX_REDRAW_ROUNDS = 50
+#: Redraw rounds with fewer systems left than this give each several candidate arcs (at most
+#: _MAX_CANDIDATES), enough to fill about this many rows (:func:`_draw_detectable_arcs`).
+_CANDIDATE_ROWS = 32
+_MAX_CANDIDATES = 8
 #: Hard negatives rendered together on the supersampled grid (temporaries of ~0.6 MB each).
 _NEGATIVE_CHUNK = 4
 #: Hard-negative kinds drawn on the whole supersampled grid (the others are rendered at pixel
@@ -357,6 +361,24 @@ def _draw_detectable_arcs(
             params[name][undrawn] = values
     todo = np.arange(n)
     for _ in range(MAX_REDRAW_ROUNDS):
+        # The last few systems of a batch each try several candidate arcs in one round (rows
+        # appended after the n systems, sharing their lens): a round costs ~5 ms of dispatch
+        # however few systems it renders, and the tail of rejections took ~15 rounds a batch.
+        copies = min(_MAX_CANDIDATES, -(-_CANDIDATE_ROWS // len(todo))) if len(todo) < _CANDIDATE_ROWS else 1
+        owners = np.repeat(todo, copies - 1)
+        if len(owners):
+            for name, values in params.items():
+                params[name] = np.concatenate([values, values[owners]])
+            for name, values in _draw_arc_parameters(len(owners), rng, source_shapes).items():
+                params[name][n:] = values
+            seeing, min_theta_e = np.concatenate([seeing, seeing[owners]]), np.concatenate([min_theta_e, min_theta_e[owners]])
+            if conditions is not None:
+                conditions = {k: np.concatenate([v, v[owners]]) for k, v in conditions.items()}
+            lens_light = torch.cat([lens_light[:n], lens_light.index_select(0, torch.as_tensor(owners))])
+            arcs = torch.cat([arcs, arcs.new_zeros((len(owners), *arcs.shape[1:]))])
+            snr, magnification, contrast, counter = (np.concatenate([v, v[owners]])
+                                                     for v in (snr, magnification, contrast, counter))
+            todo = np.concatenate([todo, n + np.arange(len(owners))])
         # The resolution cut needs no rendering: redraw unresolved systems first.
         for _ in range(MAX_REDRAW_ROUNDS):
             redraw = unusable(todo)
@@ -399,7 +421,29 @@ def _draw_detectable_arcs(
             rejected[magnified] = (
                 (snr[observed] < min_arc_snr) | (contrast[observed] < min_arc_contrast) | (counter[observed] < min_counter_snr)
             )
-        todo = todo[rejected]
+        if len(owners):
+            # Each system keeps its first candidate that passed: its own draw, else its extra rows
+            # in the order drawn (first-passing of independent draws: rejection sampling's law).
+            passed = todo[~rejected]
+            system = np.concatenate([np.arange(n), owners])[passed]
+            systems, first = np.unique(system, return_index=True)
+            chosen = passed[first]
+            moved, sources = systems[chosen >= n], chosen[chosen >= n]
+            for name in params:
+                params[name][moved] = params[name][sources]
+                params[name] = params[name][:n]
+            index, from_index = torch.as_tensor(moved), torch.as_tensor(sources)
+            arcs[index] = arcs.index_select(0, from_index)
+            arcs, lens_light = arcs[:n], lens_light[:n]
+            for values in (snr, magnification, contrast, counter):
+                values[moved] = values[sources]
+            snr, magnification, contrast, counter = snr[:n], magnification[:n], contrast[:n], counter[:n]
+            seeing, min_theta_e = seeing[:n], min_theta_e[:n]
+            if conditions is not None:
+                conditions = {k: v[:n] for k, v in conditions.items()}
+            todo = np.setdiff1d(todo[todo < n], systems)
+        else:
+            todo = todo[rejected]
         if not len(todo):
             return arcs, snr, magnification, contrast, counter
         for name, values in _draw_arc_parameters(len(todo), rng, source_shapes).items():
