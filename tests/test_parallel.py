@@ -61,8 +61,10 @@ def test_map_in_order_on_threads_keeps_order_and_window():
     assert list(map_in_order(slow_root, SQUARES, workers=3, window=4)) == list(range(8))
     assert 1 < most <= 3
     assert list(map_in_order(math.isqrt, SQUARES, workers=1)) == list(range(8))
-    with pytest.raises(ValueError, match="math domain error"):
-        list(map_in_order(math.sqrt, [4.0, -1.0, 9.0], workers=2))
+    assert list(map_in_order(math.isqrt, SQUARES, workers=2, processes=True)) == list(range(8))
+    for processes in (False, True):
+        with pytest.raises(ValueError, match="math domain error"):
+            list(map_in_order(math.sqrt, [4.0, -1.0, 9.0], workers=2, processes=processes))
     with pytest.raises(ValueError, match="workers must be >= 1"):
         list(map_in_order(math.isqrt, SQUARES, workers=0))
 

@@ -334,10 +334,11 @@ def map_in_order(
     items: Sequence[T],
     *,
     workers: int,
+    processes: bool = False,
     window: int | None = None,
     desc: str = "tasks",
 ) -> Iterator[R]:
-    """Yield ``func(item)`` for every item, in order, computed on a pool of threads.
+    """Yield ``func(item)`` for every item, in order, computed on a pool of threads or processes.
 
     The thread path of :func:`compute_in_windows` for plain callables, without
     Dask: its import, and that of ``distributed`` which ``dask.compute`` triggers
@@ -349,11 +350,16 @@ def map_in_order(
     Parameters
     ----------
     func : callable
-        Function of one item.
+        Function of one item; with ``processes``, it and the items and results are pickled.
     items : sequence
         The inputs.
     workers : int
-        Threads; 1 runs every item in this thread.
+        Threads or processes; 1 runs every item in this thread.
+    processes : bool
+        Forked worker processes (Linux; threads elsewhere): no interpreter lock
+        shared between the workers, for work with much Python between its
+        numeric kernels. They inherit this process's state (torch's thread
+        count included) at the first item.
     window : int, optional
         Items in flight.
     desc : str
@@ -365,9 +371,16 @@ def map_in_order(
         for item in progress(items, desc=desc, total=len(items)):
             yield func(item)
         return
-    from concurrent.futures import ThreadPoolExecutor
+    from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
 
-    with ThreadPoolExecutor(max_workers=workers) as pool:
+    pool: Executor
+    if processes and sys.platform == "linux":
+        import multiprocessing
+
+        pool = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("fork"))
+    else:
+        pool = ThreadPoolExecutor(max_workers=workers)
+    with pool:
         pending: deque = deque()
         queued = iter(items)
         for item in itertools.islice(queued, window or 2 * workers):

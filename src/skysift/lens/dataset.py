@@ -860,10 +860,13 @@ def make_lens_training_set(
         Sersic look-alikes (companions, blends, merger discs) too, while the
         other hard-negative structures are always supersampled uniformly.
     workers : int, optional
-        Threads simulating batches concurrently (default: the usable cores);
-        each runs torch on one thread (its kernels release the GIL; one thread also
-        for one worker, so the product is bit-identical for any count), while
-        this thread writes finished batches in order.
+        Processes simulating batches concurrently on CPUs (forked, on Linux;
+        threads elsewhere; default: the usable cores); each runs torch on one
+        thread (one thread also for one worker, in this process, so the product is
+        bit-identical for any count), while this process writes finished batches
+        in order. Processes, not threads: the simulation's Python between its
+        kernels holds the GIL: two threads cost 6-28 % more CPU per image than two
+        processes, at load average ~1.5 on two cores (at load 5-6 threads were faster).
     min_arc_snr : float
         Keep only lenses whose arc has an integrated S/N of at least this
         (:func:`~skysift.lens.simulator.arc_signal_to_noise`: arc flux over the
@@ -1055,6 +1058,7 @@ def make_lens_training_set(
         # vectorised or a scalar exp for the elements at a split), and the product must
         # not depend on the thread count.
         with _torch_threads(1 if device == "cpu" else torch.get_num_threads()):
-            for images, columns in map_in_order(simulate, batches, workers=threads, desc="lens training set"):
+            for images, columns in map_in_order(simulate, batches, workers=threads, processes=device == "cpu",
+                                                desc="lens training set"):
                 writer.append({"image": images}, columns)
     return Path(out_path)
