@@ -363,7 +363,8 @@ def _draw_detectable_arcs(
     for _ in range(MAX_REDRAW_ROUNDS):
         # The last few systems of a batch each try several candidate arcs in one round (rows
         # appended after the n systems, sharing their lens): a round costs ~5 ms of dispatch
-        # however few systems it renders, and the tail of rejections took ~15 rounds a batch.
+        # however few systems it renders, and the tail of rejections took ~25 rounds a batch
+        # (lenses and arclets together; ~12 with the candidates).
         copies = min(_MAX_CANDIDATES, -(-_CANDIDATE_ROWS // len(todo))) if len(todo) < _CANDIDATE_ROWS else 1
         owners = np.repeat(todo, copies - 1)
         if len(owners):
@@ -374,7 +375,7 @@ def _draw_detectable_arcs(
             seeing, min_theta_e = np.concatenate([seeing, seeing[owners]]), np.concatenate([min_theta_e, min_theta_e[owners]])
             if conditions is not None:
                 conditions = {k: np.concatenate([v, v[owners]]) for k, v in conditions.items()}
-            lens_light = torch.cat([lens_light[:n], lens_light.index_select(0, torch.as_tensor(owners))])
+            lens_light = torch.cat([lens_light[:n], lens_light.index_select(0, torch.as_tensor(owners, device=lens_light.device))])
             arcs = torch.cat([arcs, arcs.new_zeros((len(owners), *arcs.shape[1:]))])
             snr, magnification, contrast, counter = (np.concatenate([v, v[owners]])
                                                      for v in (snr, magnification, contrast, counter))
@@ -432,7 +433,7 @@ def _draw_detectable_arcs(
             for name in params:
                 params[name][moved] = params[name][sources]
                 params[name] = params[name][:n]
-            index, from_index = torch.as_tensor(moved), torch.as_tensor(sources)
+            index, from_index = torch.as_tensor(moved, device=arcs.device), torch.as_tensor(sources, device=arcs.device)
             arcs[index] = arcs.index_select(0, from_index)
             arcs, lens_light = arcs[:n], lens_light[:n]
             for values in (snr, magnification, contrast, counter):
@@ -849,7 +850,7 @@ def make_lens_training_set(
     device : str
         Torch device (``"cpu"``, ``"cuda"``).
     batch_size : int
-        Images simulated and written per batch (the unit of work of a thread).
+        Images simulated and written per batch (the unit of work of a worker).
     compile : bool
         Use ``torch.compile`` for the surface-brightness kernel (pays off above
         ~10^4 images on CPU).
@@ -1052,13 +1053,13 @@ def make_lens_training_set(
             min_arc_contrast=min_arc_contrast, conditions=conditions, source_shapes=source_shapes,
             band_simulators=band_simulators,
         )
-        threads = 1 if device != "cpu" else workers or usable_cores()
+        n_workers = 1 if device != "cpu" else workers or usable_cores()
         # One torch thread per worker on CPUs, also for one worker: how torch splits an
         # element-wise kernel among its threads changes the last bit of some results (a
         # vectorised or a scalar exp for the elements at a split), and the product must
         # not depend on the thread count.
         with _torch_threads(1 if device == "cpu" else torch.get_num_threads()):
-            for images, columns in map_in_order(simulate, batches, workers=threads, processes=device == "cpu",
+            for images, columns in map_in_order(simulate, batches, workers=n_workers, processes=device == "cpu",
                                                 desc="lens training set"):
                 writer.append({"image": images}, columns)
     return Path(out_path)
