@@ -47,7 +47,7 @@ def stage_seconds(
     """Wall and CPU seconds (user + system, the process and its children) of a fresh stage process writing
     ``out`` (moved to ``keep`` if given, else deleted)."""
     command = [sys.executable, "-m", "skysift", stage, "simulate", "--out", str(out), "--seed", "17",
-               "--n-samples", str(n)] + (["--cluster", cluster] if stage == "gw" else [])  # lens: threads always
+               "--n-samples", str(n)] + (["--cluster", cluster] if stage == "gw" else [])  # lens: its own worker processes
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     subprocess.run(command, check=True, env={**os.environ, "PYTHONPATH": str(src)}, cwd=ROOT,
