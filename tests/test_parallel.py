@@ -1,4 +1,4 @@
-"""skysift.parallel: a local Dask cluster, in-process mapping and errors that name the item."""
+"""skysift.parallel: a local Dask cluster, in-process mapping, a thread pool without Dask, errors that name the item."""
 
 from __future__ import annotations
 
@@ -6,7 +6,10 @@ import math
 
 import pytest
 
-from skysift.parallel import close_client, get_client, parallel_map
+import threading
+import time
+
+from skysift.parallel import close_client, get_client, map_in_order, parallel_map
 
 # Stdlib functions: the spawned worker processes unpickle them without importing tests/.
 SQUARES = [0, 1, 4, 9, 16, 25, 36, 49]
@@ -38,6 +41,32 @@ def test_none_runs_in_process():
     with pytest.raises(ValueError, match=r"item 1 of 2: -4"):
         parallel_map(math.isqrt, [4, -4])
     assert parallel_map(math.isqrt, []) == []
+
+
+def test_map_in_order_on_threads_keeps_order_and_window():
+    in_flight, most = 0, 0
+    lock = threading.Lock()
+
+    def slow_root(value: int) -> int:
+        nonlocal in_flight, most
+        with lock:
+            in_flight += 1
+            most = max(most, in_flight)
+        # Later items finish first: the results must still come back in order.
+        time.sleep(0.002 * (8 - math.isqrt(value)))
+        with lock:
+            in_flight -= 1
+        return math.isqrt(value)
+
+    assert list(map_in_order(slow_root, SQUARES, workers=3, window=4)) == list(range(8))
+    assert 1 < most <= 3
+    assert list(map_in_order(math.isqrt, SQUARES, workers=1)) == list(range(8))
+    assert list(map_in_order(math.isqrt, SQUARES, workers=2, processes=True)) == list(range(8))
+    for processes in (False, True):
+        with pytest.raises(ValueError, match="math domain error"):
+            list(map_in_order(math.sqrt, [4.0, -1.0, 9.0], workers=2, processes=processes))
+    with pytest.raises(ValueError, match="workers must be >= 1"):
+        list(map_in_order(math.isqrt, SQUARES, workers=0))
 
 
 def test_bad_arguments():

@@ -29,15 +29,17 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from astropy.io import fits
-from astropy.table import Table
-from astropy.wcs import WCS, FITSFixedWarning
 
 from skysift.errors import InputDataError, ProductError
 from skysift.provenance import Provenance
 
 if TYPE_CHECKING:  # h5py is imported where HDF5 is read or written: FITS-only jobs skip its import
     import h5py
+    # astropy likewise where FITS, WCS or tables are used (~0.5 s of CPU per process that
+    # only writes HDF5 products, such as the lens and GW training-set stages).
+    from astropy.io import fits
+    from astropy.table import Table
+    from astropy.wcs import WCS
 
 __all__ = [
     "PRODUCT_FORMAT",
@@ -276,6 +278,8 @@ class FitsImage:
 
 
 def _celestial_wcs(header: fits.Header) -> WCS | None:
+    from astropy.wcs import WCS, FITSFixedWarning
+
     with warnings.catch_warnings():
         # Headers from real surveys often trigger FITSFixedWarning (date
         # normalisation and the like); those are harmless and expected.
@@ -322,6 +326,8 @@ def read_fits_image(
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such FITS file")
+    from astropy.io import fits
+
     try:
         # Open the stream ourselves: astropy leaks its handle when parsing fails.
         with path.open("rb") as stream, fits.open(stream, memmap=False) as hdul:
@@ -383,6 +389,8 @@ def read_image_extensions(path: str | os.PathLike[str], names: Sequence[str]) ->
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such FITS file")
+    from astropy.io import fits
+
     wanted = {name.upper() for name in names}
     found: dict[str, np.ndarray] = {}
     try:
@@ -449,6 +457,8 @@ def write_fits_image(
     pathlib.Path
         The written path.
     """
+    from astropy.io import fits
+
     data = np.asarray(data)
     if data.ndim != 2:
         raise ValueError(f"{path}: FITS image products are 2-D, got shape {data.shape}")
@@ -700,7 +710,9 @@ def _as_columns(table: Table | Mapping[str, Any] | None) -> dict[str, tuple[np.n
     """Normalise a table to ``{name: (values, unit, description)}``."""
     if table is None:
         return {}
-    if isinstance(table, Table):
+    # Only an imported astropy makes Tables: no import for plain mappings.
+    astropy_table = sys.modules.get("astropy.table")
+    if astropy_table is not None and isinstance(table, astropy_table.Table):
         return {
             name: (
                 np.asarray(table[name]),
@@ -847,6 +859,8 @@ class ProductFile:
     def read_table(self) -> Table:
         """Return the per-sample table as an astropy Table with units."""
         import h5py
+        from astropy.table import Table
+
         table = Table()
         for name, dataset in self._file["samples"].items():
             values = dataset[()]
@@ -943,6 +957,8 @@ def read_table(path: str | os.PathLike[str]) -> Table:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such table")
+    from astropy.table import Table
+
     try:
         return Table.read(path, format="ascii.ecsv")
     except Exception as exc:
@@ -981,6 +997,8 @@ def read_provenance(path: str | os.PathLike[str]) -> Provenance:
             with open_product(path) as handle:
                 return handle.provenance
         if suffix in (".fits", ".fit", ".fz") or path.name.endswith(".fits.gz"):
+            from astropy.io import fits
+
             return Provenance.from_fits_header(fits.getheader(path, 0))
         if suffix == ".ecsv":
             return Provenance.from_dict(read_table(path).meta["provenance"])

@@ -78,7 +78,10 @@ def test_extra_companions_are_not_placed_symmetrically() -> None:
 
 
 def test_every_feature_parameter_is_stored(tmp_path: Path) -> None:
-    path = make_lens_training_set(tmp_path / "negatives.h5", 80, image_size=32, supersampling=1, seed=6,
+    # 48 pixels: on 32-pixel stamps an arclet in the worst seeing rarely fits beside its lens
+    # resolved and stretched (4 of seeds 0-11 exhausted the redraws, before and after issue #22's
+    # third round; none at 48 pixels).
+    path = make_lens_training_set(tmp_path / "negatives.h5", 80, image_size=48, supersampling=1, seed=6,
                                   positive_fraction=0.2)
     product = read_product(path)
     table = product.table

@@ -1,6 +1,6 @@
 """The fast lens training-set stage keeps the simulator's statistics.
 
-The stage renders with adaptive supersampling on worker threads, one random
+The stage renders with adaptive supersampling on worker processes, one random
 stream per batch; these tests compare it with the uniform-supersampling,
 one-thread path and with the declared priors, on small sets (seconds).
 """

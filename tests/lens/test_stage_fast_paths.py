@@ -10,7 +10,14 @@
 * the noise scaled to each image's depth as it is drawn, against scaling the
   drawn deviates afterwards;
 * a batch whose look-alikes go through the PSF together with their galaxy,
-  against the components convolved one by one.
+  against the components convolved one by one;
+* arcs that fail the magnification cuts are not observed: the redraw loop
+  against a replay that observes and measures every draw (same draws, same
+  cuts); and the systems without an arc draw, which the loop used to render
+  first, all failed the S/N cut then (dropping that round changes only the
+  random stream);
+* several candidate arcs per system in a round (the last few systems of a
+  batch): the kept arcs follow the distribution of one draw per round (KS).
 """
 
 from __future__ import annotations
@@ -18,10 +25,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from scipy import stats
 
-from skysift.lens import negatives, observing
+from skysift.lens import dataset, negatives, observing
 from skysift.lens.dataset import DEFAULT_MIN_ARC_SNR, _detectable_feature, simulate_batch
-from skysift.lens.simulator import LENS_PRIORS, SURVEYS, LensSimulator
+from skysift.lens.simulator import LENS_PRIORS, SURVEYS, LensSimulator, arc_signal_to_noise, magnitude_to_flux
 from skysift.simulate.priors import sample_parameters
 
 
@@ -128,3 +136,126 @@ def test_look_alikes_through_the_psf_with_their_galaxy_match_one_by_one() -> Non
     expected = simulator.add_noise(clean, rng, torch.as_tensor(observing.noise_scale(conditions), dtype=clean.dtype))
     peak = clean.abs().amax(dim=(1, 2))
     assert torch.all((torch.from_numpy(images[:, 0]) - expected).abs().amax(dim=(1, 2)) <= 1e-5 * peak)
+
+
+def _observed_arcs(simulator: LensSimulator, params: dict, todo: np.ndarray, light: torch.Tensor,
+                   conditions: dict) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Arcs of ``todo`` rendered, scaled to ``arc_mag``, observed; their noise variance and magnification."""
+    subset = {k: v[todo] for k, v in params.items() if not k.startswith("lens_")}
+    arc, _, mu = simulator.render_components(subset, convolve=False)
+    rendered = arc.sum(dim=(-2, -1)).double().numpy()
+    scale = magnitude_to_flux(params["arc_mag"][todo], simulator.survey.zero_point) / np.maximum(rendered, 1e-30)
+    params["source_mag"][todo] = params["source_mag"][todo] - 2.5 * np.log10(scale)
+    rows = {k: v[todo] for k, v in conditions.items()}
+    arc = observing.observe(simulator, arc * torch.as_tensor(scale, dtype=arc.dtype).reshape(-1, 1, 1), rows)
+    return arc, observing.noise_variance(simulator, arc + light[todo], rows), mu
+
+
+def _replayed_arcs(simulator: LensSimulator, params: dict, light: torch.Tensor, rng: np.random.Generator,
+                   conditions: dict) -> tuple[torch.Tensor, np.ndarray, np.ndarray]:
+    """The redraw loop of ``_draw_detectable_arcs`` (lenses, default cuts) observing and measuring every draw."""
+    n = len(params["theta_E"])
+    arcs = torch.zeros((n, simulator.image_size, simulator.image_size))
+    snr, mu_all = np.zeros(n), np.zeros(n)
+    seeing = conditions["seeing"]
+
+    def unresolved(rows: np.ndarray) -> np.ndarray:
+        minimum = dataset.DEFAULT_RESOLUTION_FACTOR * seeing[rows] / 2.0
+        return params["theta_E"][rows] ** 2 < params["source_r_eff"][rows] ** 2 + minimum**2
+
+    def redraw(rows: np.ndarray) -> None:
+        for name, values in dataset._draw_arc_parameters(len(rows), rng, None).items():
+            params[name][rows] = values
+
+    redraw(np.flatnonzero(np.isnan(params["arc_mag"])))
+    todo = np.arange(n)
+    while len(todo):
+        while len(bad := todo[unresolved(todo)]):
+            redraw(bad)
+        arc, variance, mu = _observed_arcs(simulator, params, todo, light, conditions)
+        arcs[todo] = arc
+        snr[todo], mu_all[todo] = arc_signal_to_noise(arc, variance).double().numpy(), mu.double().numpy()
+        counter = dataset.counter_image_snr(arc, variance, simulator, params["x_lens"][todo],
+                                            params["y_lens"][todo]).double().numpy()
+        todo = todo[(snr[todo] < DEFAULT_MIN_ARC_SNR) | (mu_all[todo] < dataset.DEFAULT_MIN_MAGNIFICATION)
+                    | (mu_all[todo] * params["source_r_eff"][todo] < seeing[todo] / 2.0)
+                    | (counter < dataset.MIN_COUNTER_IMAGE_SNR)]
+        redraw(todo)
+    return arcs, snr, mu_all
+
+
+def test_arcs_failing_the_magnification_cuts_unobserved_match_a_replay_observing_every_draw(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(dataset, "_CANDIDATE_ROWS", 0)  # one draw per system and round, as the replay
+    simulator = _simulator(size=40)
+    rng = np.random.default_rng(6)
+    n = 48
+    params = sample_parameters(LENS_PRIORS, n, rng)
+    params["arc_mag"] = np.full(n, np.nan)
+    conditions = observing.draw_conditions(simulator.survey, n, rng)
+    light = observing.observe(simulator, simulator.render_galaxy(params, convolve=False), conditions)
+    replay_params = {k: v.copy() for k, v in params.items()}
+    arcs, snr, mu, _, _ = dataset._draw_detectable_arcs(
+        simulator, params, light, np.random.default_rng(7), min_arc_snr=DEFAULT_MIN_ARC_SNR,
+        min_magnification=dataset.DEFAULT_MIN_MAGNIFICATION, resolution_factor=dataset.DEFAULT_RESOLUTION_FACTOR,
+        min_arc_contrast=0.0, conditions=conditions, min_counter_snr=dataset.MIN_COUNTER_IMAGE_SNR,
+    )
+    replay_arcs, replay_snr, replay_mu = _replayed_arcs(simulator, replay_params, light, np.random.default_rng(7),
+                                                        conditions)
+    # The same draws (the skipped observations take no random numbers)...
+    for name in ("theta_E", "q", "gamma1", "source_r_eff", "x_src", "arc_mag"):
+        np.testing.assert_array_equal(params[name], replay_params[name])
+    np.testing.assert_allclose(params["source_mag"], replay_params["source_mag"], rtol=0, atol=1e-9)
+    np.testing.assert_array_equal(mu, replay_mu)
+    # ... and the same arcs and S/N up to float rounding (the FFTs take other batches of images).
+    np.testing.assert_allclose(snr, replay_snr, rtol=1e-4)
+    peak = replay_arcs.abs().amax(dim=(1, 2))
+    assert torch.all((arcs - replay_arcs).abs().amax(dim=(1, 2)) <= 1e-5 * peak)
+    assert np.all(snr >= DEFAULT_MIN_ARC_SNR) and np.all(mu >= dataset.DEFAULT_MIN_MAGNIFICATION)
+
+
+def test_systems_without_an_arc_draw_all_failed_the_s_n_cut() -> None:
+    """simulate_batch's LENS_PRIORS draws (arc_mag NaN), rendered as the redraw loop's first round did."""
+    simulator = _simulator(size=40)
+    rng = np.random.default_rng(8)
+    n = 32
+    params = sample_parameters(LENS_PRIORS, n, rng)
+    params["arc_mag"] = np.full(n, np.nan)
+    conditions = observing.draw_conditions(simulator.survey, n, rng)
+    light = observing.observe(simulator, simulator.render_galaxy(params, convolve=False), conditions)
+    arc, variance, _ = _observed_arcs(simulator, params, np.arange(n), light, conditions)
+    assert np.all(arc_signal_to_noise(arc, variance).numpy() < DEFAULT_MIN_ARC_SNR)
+
+
+def _detectable_lenses(simulator: LensSimulator, n: int, seed: int, monkeypatch: pytest.MonkeyPatch,
+                       candidate_rows: int) -> dict[str, np.ndarray]:
+    """Lenses of fixed lens light (seed 10) through the redraw loop, its arcs' random stream from ``seed``."""
+    monkeypatch.setattr(dataset, "_CANDIDATE_ROWS", candidate_rows)
+    rng = np.random.default_rng(10)
+    params = sample_parameters(LENS_PRIORS, n, rng)
+    params["arc_mag"] = np.full(n, np.nan)
+    conditions = observing.draw_conditions(simulator.survey, n, rng)
+    light = observing.observe(simulator, simulator.render_galaxy(params, convolve=False), conditions)
+    arcs, snr, mu, _, counter = dataset._draw_detectable_arcs(
+        simulator, params, light, np.random.default_rng(seed), min_arc_snr=DEFAULT_MIN_ARC_SNR,
+        min_magnification=dataset.DEFAULT_MIN_MAGNIFICATION, resolution_factor=dataset.DEFAULT_RESOLUTION_FACTOR,
+        min_arc_contrast=0.0, conditions=conditions, min_counter_snr=dataset.MIN_COUNTER_IMAGE_SNR,
+    )
+    return {"theta_E": params["theta_E"], "source_r_eff": params["source_r_eff"], "arc_mag": params["arc_mag"],
+            "magnification": mu, "arc_snr": snr, "counter_snr": counter,
+            "flux": arcs.sum(dim=(1, 2)).double().numpy(), "spread": arcs.std(dim=(1, 2)).double().numpy()}
+
+
+def test_candidate_arcs_per_round_keep_the_distribution_of_one_draw_per_round(monkeypatch: pytest.MonkeyPatch) -> None:
+    simulator = _simulator(size=40)
+    n = 200
+    # Every system with eight candidates a round, against one candidate a round.
+    many = _detectable_lenses(simulator, n, 11, monkeypatch, candidate_rows=8 * n)
+    one = _detectable_lenses(simulator, n, 12, monkeypatch, candidate_rows=0)
+    for name in many:
+        assert stats.ks_2samp(many[name], one[name], method="asymp").pvalue > 0.01, name
+    # Each kept candidate passed the cuts, with its own parameters moved into its system's row.
+    assert np.all(many["arc_snr"] >= DEFAULT_MIN_ARC_SNR) and np.all(many["magnification"] >= 2.0)
+    assert np.all(many["counter_snr"] >= dataset.MIN_COUNTER_IMAGE_SNR)
+    np.testing.assert_allclose(many["flux"], 10 ** (-0.4 * (many["arc_mag"] - simulator.survey.zero_point)), rtol=0.2)

@@ -37,10 +37,12 @@ flipped), with arcs and hard-negative structure added on top.
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -54,7 +56,7 @@ from skysift.lens.negatives import (
 )
 from skysift.lens.simulator import LENS_PRIORS, SURVEYS, LensSimulator, SurveySpec, arc_signal_to_noise, magnitude_to_flux
 from skysift.log import get_logger
-from skysift.parallel import compute_in_windows, usable_cores
+from skysift.parallel import map_in_order, usable_cores
 from skysift.simulate.priors import Prior, Uniform, describe, sample_parameters
 
 __all__ = [
@@ -164,6 +166,10 @@ MIN_COUNTER_IMAGE_SNR = 5.0
 DEFAULT_MIN_ARC_CONTRAST = 0.0
 #: Rounds of redrawing rejected lenses before giving up.
 MAX_REDRAW_ROUNDS = 50
+#: Redraw rounds with fewer systems left than this give each several candidate arcs (at most
+#: _MAX_CANDIDATES), enough to fill about this many rows (:func:`_draw_detectable_arcs`).
+_CANDIDATE_ROWS = 32
+_MAX_CANDIDATES = 8
 #: Hard negatives rendered together on the supersampled grid (temporaries of ~0.6 MB each).
 _NEGATIVE_CHUNK = 4
 #: Hard-negative kinds drawn on the whole supersampled grid (the others are rendered at pixel
@@ -305,8 +311,9 @@ def _draw_detectable_arcs(
     """Draw arcs until every system passes the detectability cuts.
 
     ``params`` (one row per lens, every key of :data:`LENS_PRIORS` and
-    ``arc_mag``) has its arc parameters (:func:`_draw_arc_parameters`) redrawn
-    in place for the rejected systems; the lens light and position are kept.
+    ``arc_mag``) has its arc parameters (:func:`_draw_arc_parameters`) drawn
+    in place where ``arc_mag`` is NaN, and redrawn for the rejected systems;
+    the lens light and position are kept.
     Each arc is rendered, then scaled to its observed magnitude ``arc_mag``
     (its ``source_mag`` set to match: the image is linear in the source flux),
     so lensed light and the look-alikes' extra light share one brightness
@@ -345,8 +352,34 @@ def _draw_detectable_arcs(
             bad |= theta_e * (2.15 + 2.0 * gamma) + 3.5 * params["source_r_eff"][rows] > half_width
         return rows[bad]
 
+    # Systems without an arc draw yet (arc_mag NaN: simulate_batch draws LENS_PRIORS, whose
+    # source magnitude and box-placed position the arcs do not use) draw theirs first; rendered
+    # as they were, they all failed the S/N cut (a NaN magnitude has no S/N), a wasted round.
+    undrawn = np.flatnonzero(np.isnan(params["arc_mag"]))
+    if len(undrawn):
+        for name, values in _draw_arc_parameters(len(undrawn), rng, source_shapes).items():
+            params[name][undrawn] = values
     todo = np.arange(n)
     for _ in range(MAX_REDRAW_ROUNDS):
+        # The last few systems of a batch each try several candidate arcs in one round (rows
+        # appended after the n systems, sharing their lens): a round costs ~5 ms of dispatch
+        # however few systems it renders, and the tail of rejections took ~25 rounds a batch
+        # (lenses and arclets together; ~12 with the candidates).
+        copies = min(_MAX_CANDIDATES, -(-_CANDIDATE_ROWS // len(todo))) if len(todo) < _CANDIDATE_ROWS else 1
+        owners = np.repeat(todo, copies - 1)
+        if len(owners):
+            for name, values in params.items():
+                params[name] = np.concatenate([values, values[owners]])
+            for name, values in _draw_arc_parameters(len(owners), rng, source_shapes).items():
+                params[name][n:] = values
+            seeing, min_theta_e = np.concatenate([seeing, seeing[owners]]), np.concatenate([min_theta_e, min_theta_e[owners]])
+            if conditions is not None:
+                conditions = {k: np.concatenate([v, v[owners]]) for k, v in conditions.items()}
+            lens_light = torch.cat([lens_light[:n], lens_light.index_select(0, torch.as_tensor(owners, device=lens_light.device))])
+            arcs = torch.cat([arcs, arcs.new_zeros((len(owners), *arcs.shape[1:]))])
+            snr, magnification, contrast, counter = (np.concatenate([v, v[owners]])
+                                                     for v in (snr, magnification, contrast, counter))
+            todo = np.concatenate([todo, n + np.arange(len(owners))])
         # The resolution cut needs no rendering: redraw unresolved systems first.
         for _ in range(MAX_REDRAW_ROUNDS):
             redraw = unusable(todo)
@@ -357,32 +390,61 @@ def _draw_detectable_arcs(
         if singly_imaged:
             place_source_outside_caustic(params, todo, rng, half_width)
         subset = {k: v[todo] for k, v in params.items() if not k.startswith("lens_")}
-        rows = None if conditions is None else {k: v[todo] for k, v in conditions.items()}
         arc, _, mu = simulator.render_components(subset, convolve=False)
+        magnification[todo] = mu.double().cpu().numpy()
+        # Collett's (2015) second identifiability criterion: the magnified source is
+        # tangentially resolved (mu R_eff > seeing / 2), so the arc is stretched, not a blob.
+        unstretched = magnification[todo] * params["source_r_eff"][todo] < seeing[todo] / 2.0
+        # The cuts on the magnification need no PSF and no noise: only the systems that pass
+        # them are observed and measured (a third to a half of the draws fail them).
+        rejected = (magnification[todo] < min_magnification) | unresolved(todo) | unstretched
+        magnified = np.flatnonzero(~rejected)
+        observed = todo[magnified]
         # Scale each arc to its drawn observed magnitude (flux in the stamp), then the PSF and
         # each image's blur in one FFT (observing.observe).
         rendered = arc.sum(dim=(-2, -1)).double().cpu().numpy()
         scale = magnitude_to_flux(params["arc_mag"][todo], zero_point) / np.maximum(rendered, 1e-30)
-        arc = arc * torch.as_tensor(scale, dtype=arc.dtype, device=arc.device).reshape(-1, 1, 1)
         params["source_mag"][todo] = params["source_mag"][todo] - 2.5 * np.log10(scale)
-        arc = observing.observe(simulator, arc, rows)
-        index = torch.as_tensor(todo, device=simulator.device)
-        light = lens_light.index_select(0, index)
-        variance = observing.noise_variance(simulator, arc + light, rows)
-        arcs[index] = arc
-        snr[todo] = arc_signal_to_noise(arc, variance).double().cpu().numpy()
-        magnification[todo] = mu.double().cpu().numpy()
-        contrast[todo] = arc_contrast(arc, light, variance).double().cpu().numpy()
-        counter[todo] = counter_image_snr(arc, variance, simulator, params["x_lens"][todo],
-                                          params["y_lens"][todo]).double().cpu().numpy()
-        # Collett's (2015) second identifiability criterion: the magnified source is
-        # tangentially resolved (mu R_eff > seeing / 2), so the arc is stretched, not a blob.
-        unstretched = magnification[todo] * params["source_r_eff"][todo] < seeing[todo] / 2.0
-        rejected = (
-            (snr[todo] < min_arc_snr) | (magnification[todo] < min_magnification) | unresolved(todo) | unstretched
-            | (contrast[todo] < min_arc_contrast) | (counter[todo] < min_counter_snr)
-        )
-        todo = todo[rejected]
+        if len(observed):
+            if len(magnified) < len(todo):
+                arc = arc.index_select(0, torch.as_tensor(magnified, device=arc.device))
+            arc = arc * torch.as_tensor(scale[magnified], dtype=arc.dtype, device=arc.device).reshape(-1, 1, 1)
+            rows = None if conditions is None else {k: v[observed] for k, v in conditions.items()}
+            arc = observing.observe(simulator, arc, rows)
+            index = torch.as_tensor(observed, device=simulator.device)
+            light = lens_light.index_select(0, index)
+            variance = observing.noise_variance(simulator, arc + light, rows)
+            arcs[index] = arc
+            snr[observed] = arc_signal_to_noise(arc, variance).double().cpu().numpy()
+            contrast[observed] = arc_contrast(arc, light, variance).double().cpu().numpy()
+            counter[observed] = counter_image_snr(arc, variance, simulator, params["x_lens"][observed],
+                                                  params["y_lens"][observed]).double().cpu().numpy()
+            rejected[magnified] = (
+                (snr[observed] < min_arc_snr) | (contrast[observed] < min_arc_contrast) | (counter[observed] < min_counter_snr)
+            )
+        if len(owners):
+            # Each system keeps its first candidate that passed: its own draw, else its extra rows
+            # in the order drawn (first-passing of independent draws: rejection sampling's law).
+            passed = todo[~rejected]
+            system = np.concatenate([np.arange(n), owners])[passed]
+            systems, first = np.unique(system, return_index=True)
+            chosen = passed[first]
+            moved, sources = systems[chosen >= n], chosen[chosen >= n]
+            for name in params:
+                params[name][moved] = params[name][sources]
+                params[name] = params[name][:n]
+            index, from_index = torch.as_tensor(moved, device=arcs.device), torch.as_tensor(sources, device=arcs.device)
+            arcs[index] = arcs.index_select(0, from_index)
+            arcs, lens_light = arcs[:n], lens_light[:n]
+            for values in (snr, magnification, contrast, counter):
+                values[moved] = values[sources]
+            snr, magnification, contrast, counter = snr[:n], magnification[:n], contrast[:n], counter[:n]
+            seeing, min_theta_e = seeing[:n], min_theta_e[:n]
+            if conditions is not None:
+                conditions = {k: v[:n] for k, v in conditions.items()}
+            todo = np.setdiff1d(todo[todo < n], systems)
+        else:
+            todo = todo[rejected]
         if not len(todo):
             return arcs, snr, magnification, contrast, counter
         for name, values in _draw_arc_parameters(len(todo), rng, source_shapes).items():
@@ -717,6 +779,14 @@ def _torch_threads(count: int) -> Iterator[None]:
         torch.set_num_threads(previous)
 
 
+def _simulate_seeded_batch(
+    simulator: LensSimulator, batch: tuple[np.ndarray, np.random.SeedSequence], **options: Any
+) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """:func:`simulate_batch` of ``batch = (kinds, seed)``, its random stream started from ``seed``."""
+    kinds, seed = batch
+    return simulate_batch(simulator, kinds, np.random.default_rng(seed), **options)
+
+
 def _column_units() -> dict[str, str]:
     units = {name: prior.unit for name, prior in LENS_PRIORS.items()}
     for priors in HARD_NEGATIVE_PRIORS.values():
@@ -780,7 +850,7 @@ def make_lens_training_set(
     device : str
         Torch device (``"cpu"``, ``"cuda"``).
     batch_size : int
-        Images simulated and written per batch (the unit of work of a thread).
+        Images simulated and written per batch (the unit of work of a worker).
     compile : bool
         Use ``torch.compile`` for the surface-brightness kernel (pays off above
         ~10^4 images on CPU).
@@ -791,10 +861,13 @@ def make_lens_training_set(
         Sersic look-alikes (companions, blends, merger discs) too, while the
         other hard-negative structures are always supersampled uniformly.
     workers : int, optional
-        Threads simulating batches concurrently (default: the usable cores);
-        each runs torch on one thread (its kernels release the GIL; one thread also
-        for one worker, so the product is bit-identical for any count), while
-        this thread writes finished batches in order.
+        Processes simulating batches concurrently on CPUs (forked, on Linux;
+        threads elsewhere; default: the usable cores); each runs torch on one
+        thread (one thread also for one worker, in this process, so the product is
+        bit-identical for any count), while this process writes finished batches
+        in order. Processes, not threads: the simulation's Python between its
+        kernels holds the GIL: two threads cost 6-28 % more CPU per image than two
+        processes, at load average ~1.5 on two cores (at load 5-6 threads were faster).
     min_arc_snr : float
         Keep only lenses whose arc has an integrated S/N of at least this
         (:func:`~skysift.lens.simulator.arc_signal_to_noise`: arc flux over the
@@ -858,8 +931,6 @@ def make_lens_training_set(
     ValueError
         Bad arguments.
     """
-    import dask
-
     if n_samples < 1:
         raise ValueError(f"n_samples must be positive, got {n_samples}")
     if not 0.0 <= positive_fraction <= 1.0:
@@ -975,22 +1046,20 @@ def make_lens_training_set(
             writer.add_column(name, "float64", unit=units.get(name, ""))
         starts = range(0, n_samples, batch_size)
         batch_seeds = np.random.SeedSequence(seed).spawn(len(starts))
-        tasks = [
-            dask.delayed(simulate_batch, pure=False)(
-                simulator, kinds[start : start + batch_size], np.random.default_rng(batch_seed), stamps, meta,
-                min_arc_snr=min_arc_snr, min_magnification=min_magnification, resolution_factor=resolution_factor,
-                min_arc_contrast=min_arc_contrast, conditions=conditions, source_shapes=source_shapes,
-                band_simulators=band_simulators,
-            )
-            for start, batch_seed in zip(starts, batch_seeds)
-        ]
-        threads = 1 if device != "cpu" else workers or usable_cores()
+        batches = [(kinds[start : start + batch_size], batch_seed) for start, batch_seed in zip(starts, batch_seeds)]
+        simulate = functools.partial(
+            _simulate_seeded_batch, simulator, galaxy_stamps=stamps, galaxy_meta=meta,
+            min_arc_snr=min_arc_snr, min_magnification=min_magnification, resolution_factor=resolution_factor,
+            min_arc_contrast=min_arc_contrast, conditions=conditions, source_shapes=source_shapes,
+            band_simulators=band_simulators,
+        )
+        n_workers = 1 if device != "cpu" else workers or usable_cores()
         # One torch thread per worker on CPUs, also for one worker: how torch splits an
         # element-wise kernel among its threads changes the last bit of some results (a
         # vectorised or a scalar exp for the elements at a split), and the product must
         # not depend on the thread count.
         with _torch_threads(1 if device == "cpu" else torch.get_num_threads()):
-            for images, columns in compute_in_windows(tasks, scheduler=None if threads > 1 else "sync",
-                                                      window=2 * threads, desc="lens training set"):
+            for images, columns in map_in_order(simulate, batches, workers=n_workers, processes=device == "cpu",
+                                                desc="lens training set"):
                 writer.append({"image": images}, columns)
     return Path(out_path)

@@ -33,16 +33,18 @@ import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
-from astropy.io import fits
-from astropy.table import Table
 
 from skysift.errors import InputDataError
 from skysift.io import read_fits_image
 from skysift.lens.simulator import LensSimulator, magnitude_to_flux
 from skysift.log import get_logger
+
+if TYPE_CHECKING:  # astropy is imported where a catalogue is read (the simulated-galaxy stage needs none)
+    from astropy.table import Table
 
 __all__ = [
     "COSMOS_SOURCE_SIZE_FACTOR",
@@ -94,6 +96,9 @@ def _read_catalogue(path: Path, what: str, kind: str, columns: Sequence[str]) ->
     """The first table of a GalSim catalogue FITS file; errors name the file, ``what`` it is and what is wrong."""
     if not path.is_file():
         raise InputDataError(f"{path}: {what} not found")
+    from astropy.io import fits
+    from astropy.table import Table
+
     try:
         with path.open("rb") as stream, fits.open(stream, memmap=False) as hdul:
             table = Table(hdul[1].data)

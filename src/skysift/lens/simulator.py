@@ -1254,8 +1254,14 @@ def _supersample_core(
     index = (images, block_rows[:, :, None], block_columns[:, None, :])
     block = lens_light[index]
     total = block if centre_is_subpixel else torch.zeros_like(block)
-    for k in range(offset_x.shape[0]):
-        total = total + _sersic(x_block + offset_x[k], y_block + offset_y[k], columns)
+    if _is_compiling():
+        for k in range(offset_x.shape[0]):
+            total = total + _sersic(x_block + offset_x[k], y_block + offset_y[k], columns)
+    else:
+        # Eager, all sub-pixels in one (K, n, window, window) array, as in _subpixel_arc.
+        shape = (-1, 1, 1, 1)
+        for value in _sersic(x_block + offset_x.reshape(shape), y_block + offset_y.reshape(shape), columns):
+            total = total + value
     dx, dy = x_block - columns[3], y_block - columns[4]
     inside = dx * dx + dy * dy < core_radius * core_radius
     weight = 1.0 / (offset_x.shape[0] + int(centre_is_subpixel))
@@ -1312,10 +1318,19 @@ def _subpixel_arc(
     x, y, image = _flat_positions(index, x_pixels, y_pixels)
     lens_columns, source_columns = _gathered_columns(lens, image), _gathered_columns(source, image)
     total = torch.zeros_like(x) if centre is None else centre.reshape(-1)[index]
-    for k in range(offset_x.shape[0]):
-        x_sub, y_sub = x + offset_x[k], y + offset_y[k]
+    if _is_compiling():
+        for k in range(offset_x.shape[0]):
+            x_sub, y_sub = x + offset_x[k], y + offset_y[k]
+            alpha_x, alpha_y, _ = _sie(x_sub, y_sub, lens_columns)
+            total = total + _sersic(x_sub - alpha_x, y_sub - alpha_y, source_columns)
+    else:
+        # Eager, the sub-pixels go through as one (K, M) array: each of the kernel's ~60
+        # operations is dispatched once, not K times (at ~5 us a dispatch, that overhead
+        # was as large as the arithmetic on a chunk's few thousand flagged pixels).
+        x_sub, y_sub = x + offset_x[:, None], y + offset_y[:, None]
         alpha_x, alpha_y, _ = _sie(x_sub, y_sub, lens_columns)
-        total = total + _sersic(x_sub - alpha_x, y_sub - alpha_y, source_columns)
+        for value in _sersic(x_sub - alpha_x, y_sub - alpha_y, source_columns):
+            total = total + value
     return total * (1.0 / (offset_x.shape[0] + int(centre is not None)))
 
 
