@@ -184,17 +184,21 @@ def _replayed_arcs(simulator: LensSimulator, params: dict, light: torch.Tensor, 
     return arcs, snr, mu_all
 
 
+def _lenses_without_arcs(simulator: LensSimulator, n: int, rng: np.random.Generator):
+    """simulate_batch's LENS_PRIORS draws (arc_mag NaN), their observing conditions and observed lens light."""
+    params = sample_parameters(LENS_PRIORS, n, rng)
+    params["arc_mag"] = np.full(n, np.nan)
+    conditions = observing.draw_conditions(simulator.survey, n, rng)
+    light = observing.observe(simulator, simulator.render_galaxy(params, convolve=False), conditions)
+    return params, conditions, light
+
+
 def test_arcs_failing_the_magnification_cuts_unobserved_match_a_replay_observing_every_draw(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setattr(dataset, "_CANDIDATE_ROWS", 0)  # one draw per system and round, as the replay
     simulator = _simulator(size=40)
-    rng = np.random.default_rng(6)
-    n = 48
-    params = sample_parameters(LENS_PRIORS, n, rng)
-    params["arc_mag"] = np.full(n, np.nan)
-    conditions = observing.draw_conditions(simulator.survey, n, rng)
-    light = observing.observe(simulator, simulator.render_galaxy(params, convolve=False), conditions)
+    params, conditions, light = _lenses_without_arcs(simulator, 48, np.random.default_rng(6))
     replay_params = {k: v.copy() for k, v in params.items()}
     arcs, snr, mu, _, _ = dataset._draw_detectable_arcs(
         simulator, params, light, np.random.default_rng(7), min_arc_snr=DEFAULT_MIN_ARC_SNR,
@@ -218,12 +222,8 @@ def test_arcs_failing_the_magnification_cuts_unobserved_match_a_replay_observing
 def test_systems_without_an_arc_draw_all_failed_the_s_n_cut() -> None:
     """simulate_batch's LENS_PRIORS draws (arc_mag NaN), rendered as the redraw loop's first round did."""
     simulator = _simulator(size=40)
-    rng = np.random.default_rng(8)
     n = 32
-    params = sample_parameters(LENS_PRIORS, n, rng)
-    params["arc_mag"] = np.full(n, np.nan)
-    conditions = observing.draw_conditions(simulator.survey, n, rng)
-    light = observing.observe(simulator, simulator.render_galaxy(params, convolve=False), conditions)
+    params, conditions, light = _lenses_without_arcs(simulator, n, np.random.default_rng(8))
     arc, variance, _ = _observed_arcs(simulator, params, np.arange(n), light, conditions)
     assert np.all(arc_signal_to_noise(arc, variance).numpy() < DEFAULT_MIN_ARC_SNR)
 
@@ -232,11 +232,7 @@ def _detectable_lenses(simulator: LensSimulator, n: int, seed: int, monkeypatch:
                        candidate_rows: int) -> dict[str, np.ndarray]:
     """Lenses of fixed lens light (seed 10) through the redraw loop, its arcs' random stream from ``seed``."""
     monkeypatch.setattr(dataset, "_CANDIDATE_ROWS", candidate_rows)
-    rng = np.random.default_rng(10)
-    params = sample_parameters(LENS_PRIORS, n, rng)
-    params["arc_mag"] = np.full(n, np.nan)
-    conditions = observing.draw_conditions(simulator.survey, n, rng)
-    light = observing.observe(simulator, simulator.render_galaxy(params, convolve=False), conditions)
+    params, conditions, light = _lenses_without_arcs(simulator, n, np.random.default_rng(10))
     arcs, snr, mu, _, counter = dataset._draw_detectable_arcs(
         simulator, params, light, np.random.default_rng(seed), min_arc_snr=DEFAULT_MIN_ARC_SNR,
         min_magnification=dataset.DEFAULT_MIN_MAGNIFICATION, resolution_factor=dataset.DEFAULT_RESOLUTION_FACTOR,
