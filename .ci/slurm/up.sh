@@ -122,6 +122,16 @@ if ! running /run/slurmd.pid; then
 else
     scontrol reconfigure > /dev/null 2>&1 || true
 fi
+# The cluster belongs to CI: jobs that a killed earlier run left in the saved
+# state (listed as running, holding the only node "allocated") are cancelled
+# rather than waited for. Not `slurmctld -c`: it restarts job ids, which slurmd
+# still holds as revoked credentials.
+leftover=$(squeue --noheader --format=%i 2>/dev/null | tr '\n' ' ' || true)
+if [[ -n ${leftover// /} ]]; then
+    say "cancelling jobs left by an earlier run: $leftover"
+    # shellcheck disable=SC2086
+    scancel $leftover > /dev/null 2>&1 || true
+fi
 
 state=""
 while (( $(elapsed) < TIMEOUT )); do
@@ -146,7 +156,7 @@ fi
 # registered: one real job step proves the whole chain (munge, ctld, slurmd).
 if ! timeout 30 srun --quiet --ntasks=1 --time=1 true; then
     echo "slurm-up: node idle but a test job step failed" >&2
-    tail -25 "$LOG_DIR/slurmctld.log" "$LOG_DIR/slurmd.log" >&2 || true
+    tail -n 25 "$LOG_DIR/slurmctld.log" "$LOG_DIR/slurmd.log" >&2 || true
     exit 1
 fi
 say "node $host idle, partition debug up ($(sinfo --noheader --format='%c CPUs, %m MB'))  in $(elapsed) s"
