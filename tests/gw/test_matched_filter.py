@@ -7,7 +7,15 @@ import pytest
 
 pytest.importorskip("pycbc")
 
-from skysift.gw.matched_filter import _weights, matched_filter_search, snr_series, template_bank, template_waveforms  # noqa: E402
+from skysift.gw.matched_filter import (  # noqa: E402
+    _update_network_peak,
+    _weights,
+    matched_filter_search,
+    network_snr_series,
+    snr_series,
+    template_bank,
+    template_waveforms,
+)
 from skysift.gw.mlgwsc import make_mlgwsc_test_data, read_events, read_injections  # noqa: E402
 from skysift.gw.noise import colored_noise_fd, design_psd  # noqa: E402
 
@@ -29,6 +37,23 @@ def test_snr_series_matches_pycbc_matched_filter():
     theirs = matched_filter(FrequencySeries(template[0], delta_f=1 / duration), TimeSeries(data, delta_t=1 / FS), psd=psd.to_pycbc(), low_frequency_cutoff=20.0, high_frequency_cutoff=1000.0)
     np.testing.assert_allclose(np.abs(ours), np.abs(np.asarray(theirs)), rtol=1e-6, atol=1e-6)
     assert np.argmax(np.abs(ours)) == pytest.approx(9.0 * FS, abs=2)
+
+
+@pytest.mark.parametrize(("lo", "hi"), [(200, 1800), (0, 2000), (3, 1990)])
+def test_fused_network_peak_is_the_network_snr_maximised_over_templates(lo, hi):
+    rng = np.random.default_rng(lo)
+    shape = (7, 2000)
+    z_h = rng.normal(size=shape) + 1j * rng.normal(size=shape)
+    z_l = rng.normal(size=shape) + 1j * rng.normal(size=shape)
+    z_l[3, 1000] = 40.0  # one loud sample: the window carries it +-31 samples
+    expected = network_snr_series(z_h, z_l, FS)[:, lo:hi].max(axis=0)
+    best_squared = np.zeros(hi - lo)
+    _update_network_peak(z_h, z_l, 31, lo, hi, best_squared)
+    np.testing.assert_allclose(np.sqrt(best_squared), expected, rtol=1e-13)
+    # It raises, never lowers, what an earlier batch left.
+    floor = np.full(hi - lo, 30.0**2)
+    _update_network_peak(z_h, z_l, 31, lo, hi, floor)
+    np.testing.assert_array_equal(floor, np.maximum(best_squared, 30.0**2))
 
 
 def test_matched_filter_recovers_loud_injections(tmp_path):

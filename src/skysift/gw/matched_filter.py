@@ -33,6 +33,7 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
+import numba
 import numpy as np
 from scipy.ndimage import maximum_filter1d
 
@@ -134,6 +135,43 @@ def _coincident_max(magnitude: np.ndarray, sample_rate: float) -> np.ndarray:
 def network_snr_series(h1: np.ndarray, l1: np.ndarray, sample_rate: float) -> np.ndarray:
     """Coincident network SNR per template and time (see the module notes)."""
     return np.sqrt(np.abs(h1) ** 2 + _coincident_max(np.abs(l1), sample_rate) ** 2)
+
+
+@numba.njit(cache=True, nogil=True)
+def _update_network_peak(z_h: np.ndarray, z_l: np.ndarray, shift: int, lo: int, hi: int, best_squared: np.ndarray) -> None:  # pragma: no cover - compiled
+    """Raise ``best_squared`` to the squared network SNR of every template row, samples ``lo:hi``.
+
+    ``best_squared[j - lo] = max(best_squared[j - lo], max_k |z_h[k, j]|^2 + max_{|d| <= shift} |z_l[k, j + d]|^2)``:
+    :func:`network_snr_series` squared and maximised over the rows, in one pass per row
+    without its (rows, samples) temporaries. The window maximum is van Herk's and
+    Gil & Werman's (three comparisons per sample whatever the window), with
+    zeros outside the series as ``maximum_filter1d(mode="constant")`` has.
+    Squares, not magnitudes: both maxima commute with the monotone square
+    root, which is taken once, on the result.
+    """
+    n = z_l.shape[1]
+    size = 2 * shift + 1
+    m = hi - lo + 2 * shift
+    power = np.empty(m)
+    prefix = np.empty(m)
+    suffix = np.empty(m)
+    for k in range(z_h.shape[0]):
+        for i in range(m):
+            j = lo - shift + i
+            if 0 <= j < n:
+                value = z_l[k, j]
+                power[i] = value.real * value.real + value.imag * value.imag
+            else:
+                power[i] = 0.0
+        for i in range(m):  # running maxima from each block's start ...
+            prefix[i] = power[i] if i % size == 0 else max(prefix[i - 1], power[i])
+        for i in range(m - 1, -1, -1):  # ... and to each block's end
+            suffix[i] = power[i] if (i + 1) % size == 0 or i == m - 1 else max(suffix[i + 1], power[i])
+        for o in range(hi - lo):
+            value = z_h[k, lo + o]
+            network = value.real * value.real + value.imag * value.imag + max(suffix[o], prefix[o + size - 1])
+            if network > best_squared[o]:
+                best_squared[o] = network
 
 
 def bank_match(bank: dict[str, np.ndarray], signals: dict[str, np.ndarray], psd: PSD, *, f_lower: float = 20.0, duration: float = 16.0, sample_rate: float = 2048.0) -> np.ndarray:
@@ -515,6 +553,7 @@ def _search_strain(
     offsets = slide_offsets(stride / fs, n_slides, 1.0 + LIGHT_TRAVEL_MARGIN, fs)
     if offsets.size and n_total > n_seg:
         raise ValueError(f"time slides need a segment of at most {segment_duration:g} s")
+    shift = int(np.ceil(COINCIDENCE_WINDOW * fs))
     network = np.zeros(n_total)
     covered = np.zeros(n_total, dtype=bool)
     slid = np.zeros((offsets.size, n_seg - head - tail), dtype=np.float32)
@@ -522,18 +561,18 @@ def _search_strain(
         begin = min(begin, n_total - n_seg)
         chunk = strain.data[:, begin : begin + n_seg]
         spectra = np.fft.rfft(chunk, axis=-1) / fs
-        best = np.zeros(n_seg - head - tail)
+        best_squared = np.zeros(n_seg - head - tail)
         for lo in range(0, templates.shape[0], template_batch):
             batch = templates[lo : lo + template_batch]
             z_h = snr_series(spectra[0], batch, weights[0], delta_f, n_seg)
             z_l = snr_series(spectra[1], batch, weights[1], delta_f, n_seg)
-            best = np.maximum(best, network_snr_series(z_h, z_l, fs)[:, head : n_seg - tail].max(axis=0))
+            _update_network_peak(z_h, z_l, shift, head, n_seg - tail, best_squared)
             if offsets.size:
                 h1 = (np.abs(z_h[:, head : n_seg - tail]) ** 2).astype(np.float32)
                 l1 = (_coincident_max(np.abs(z_l), fs)[:, head : n_seg - tail] ** 2).astype(np.float32)
                 for k, offset in enumerate(offsets):
                     np.maximum(slid[k], np.sqrt((h1 + np.roll(l1, offset, axis=1)).max(axis=0)), out=slid[k])
-        network[begin + head : begin + n_seg - tail] = np.maximum(network[begin + head : begin + n_seg - tail], best)
+        network[begin + head : begin + n_seg - tail] = np.maximum(network[begin + head : begin + n_seg - tail], np.sqrt(best_squared))
         covered[begin + head : begin + n_seg - tail] = True
         if begin + n_seg >= n_total:
             break
