@@ -73,6 +73,30 @@ def test_systematics_kinds():
     assert np.all(flux == 1.0)
 
 
+
+def test_systematics_only_on_their_rows():
+    """Mixed kinds in one call: each row gets its own systematic (evaluated on its rows only), none leaves rows alone."""
+    time = mission_time_grid("kepler")
+    rng = np.random.default_rng(5)
+    params = noise_parameters(sample_parameters(NOISE_PRIORS, 8, rng), float(time[0]))
+    params["systematic"] = np.array([0, 1, 2, 3, 0, 3, 2, 1], dtype=float)
+    flux = np.ones((8, time.size))
+    out = inject_systematics(flux, time, params, np.full(8, 1e-3), rng)
+    amplitude = params["systematic_amplitude"] * 1e-3
+    for row, kind in enumerate(params["systematic"].astype(int)):
+        values = out[row] - 1.0
+        if kind == 0:
+            assert np.all(out[row] == 1.0)
+        elif kind == 1:  # one step of the amplitude
+            assert np.count_nonzero(np.diff(values)) == 1
+            np.testing.assert_allclose(np.abs(values).max(), amplitude[row])
+        elif kind == 2:  # a sinusoid of the amplitude
+            np.testing.assert_allclose([values.max(), -values.min()], amplitude[row], rtol=1e-2)
+        else:  # box dips of the amplitude
+            assert np.unique(values).size == 2 and values.max() == 0.0
+            np.testing.assert_allclose(values.min(), -amplitude[row])
+    assert np.all(flux == 1.0)
+
 def test_simulate_batch_views_and_labels():
     inputs, columns = simulate_batch({"planet": 6, "eb": 3, "blend": 2, "noise": 3}, seed=4)
     assert tuple(inputs) == INPUT_NAMES

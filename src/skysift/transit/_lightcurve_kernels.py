@@ -18,7 +18,12 @@ arrays allocated once per call), so a batch costs no Python per light curve:
   cadences go run by run (cadences sharing their first basis column, found
   once per batch): the right-hand side's four sums and the spline's four
   coefficients stay in registers over a run, and the unfitted cadences of
-  a star are listed once for all its spacings;
+  a star are listed once for all its spacings. Each cadence's four basis
+  values lie at ``4 t ... 4 t + 3`` of one flat row per spacing, indexed
+  with unsigned integers: with the (T, 4) array and signed indices read
+  from ``run_starts``, numba added a negative-index wraparound and a stride
+  multiply to every access and the loops spilled registers (the chi^2 pass
+  of one spacing took 15-17 us on a Kepler quarter, 6 us after);
 * :func:`detection_rows` is
   :func:`skysift.transit.preprocess.detection_statistic`, with exact medians
   by selection instead of a sort of every row
@@ -163,23 +168,29 @@ def _robust_sigma32(values, n, work, deviations):
 # ---------------------------------------------------------------------------
 #: Rows of padding before the first column of the banded factor (its band reaches 3 columns back).
 _PAD = 3
+#: Unsigned offsets for the cadence and column indices of the spline passes: numba adds a
+#: negative-index wraparound (a compare and a mask per access) to every signed index, and an
+#: unsigned index mixed with a signed one would be promoted to float.
+_U1, _U2, _U3, _U4 = np.uint64(1), np.uint64(2), np.uint64(3), np.uint64(4)
 
 
 @_jit
-def _add_point(band, rhs, first, values, t, value, sign):
+def _add_point(band, rhs, first, basis, t, value, sign):
     """Add (``sign`` 1) or take out (-1) cadence ``t`` of flux ``value`` from the normal equations.
 
-    ``band[j, 3 - d]`` holds entry ``(j - d, j)`` (the transpose of
-    ``scipy.linalg.solveh_banded``'s upper form); ``band`` and ``rhs`` have
-    three rows of slack past the last column, which absorb the products of
-    basis values that are zero there.
+    ``basis`` holds the four basis values of cadence ``t`` at ``4 t ... 4 t + 3``
+    (columns ``first[t] ... first[t] + 3``). ``band[j, 3 - d]`` holds entry
+    ``(j - d, j)`` (the transpose of ``scipy.linalg.solveh_banded``'s upper
+    form); ``band`` and ``rhs`` have three rows of slack past the last
+    column, which absorb the products of basis values that are zero there.
     """
-    f = first[t]
+    i = np.int64(t)  # signed or unsigned ``t`` alike (rare calls: the wraparound costs nothing here)
+    f = first[i]
     for k in range(4):
-        vk = values[t, k] * sign
+        vk = basis[4 * i + k] * sign
         rhs[f + k] += vk * value
         for d in range(4 - k):
-            band[f + k + d, 3 - d] += vk * values[t, k + d]
+            band[f + k + d, 3 - d] += vk * basis[4 * i + k + d]
 
 
 @_jit
@@ -220,13 +231,29 @@ def _banded_cholesky_solve(a, rhs, factor, inverse_diagonal, out, n_cols):
 
 
 @_jit
-def _spline_at(first, values, coefficients, t):
-    """The spline of ``coefficients`` at cadence ``t``."""
-    f = first[t]
+def _spline_at(first, basis, coefficients, t):
+    """The spline of ``coefficients`` at cadence ``t`` (unsigned; ``basis`` flat, as :func:`_add_point`'s)."""
+    f = np.uint64(first[t])
+    k = _U4 * t
     return (
-        values[t, 0] * coefficients[f] + values[t, 1] * coefficients[f + 1]
-        + values[t, 2] * coefficients[f + 2] + values[t, 3] * coefficients[f + 3]
+        basis[k] * coefficients[f] + basis[k + _U1] * coefficients[f + _U1]
+        + basis[k + _U2] * coefficients[f + _U2] + basis[k + _U3] * coefficients[f + _U3]
     )  # fmt: skip
+
+
+@_jit
+def _run_coefficients(first, coefficients, run_starts, r):
+    """Cadence range (unsigned) of run ``r`` and the four coefficients its cadences share."""
+    begin, end = np.uint64(run_starts[r]), np.uint64(run_starts[r + 1])
+    f = np.uint64(first[begin])
+    return begin, end, coefficients[f], coefficients[f + _U1], coefficients[f + _U2], coefficients[f + _U3]
+
+
+@_jit
+def _run_value(basis, t, c0, c1, c2, c3):
+    """The spline at cadence ``t`` (unsigned) of a run whose coefficients are ``c0 ... c3``."""
+    k = _U4 * t
+    return basis[k] * c0 + basis[k + _U1] * c1 + basis[k + _U2] * c2 + basis[k + _U3] * c3
 
 
 @_jit
@@ -263,7 +290,7 @@ def _clipping_threshold(clean, fittable, first, basis, coefficients, stride, sig
     float32, as numpy forms ``sigma_clip * scatter``, returned as float64.
     """
     n = 0
-    for t in range(0, clean.size, stride):
+    for t in range(np.uint64(0), np.uint64(clean.size), np.uint64(stride)):
         if fittable[t]:
             scratch[n] = np.float32(clean[t] - _spline_at(first, basis, coefficients, t))
             n += 1
@@ -285,10 +312,9 @@ def _residual_pass(
     chi2 = 0.0
     changed = 0
     for r in range(n_runs):
-        f = first[run_starts[r]]
-        c0, c1, c2, c3 = coefficients[f], coefficients[f + 1], coefficients[f + 2], coefficients[f + 3]
-        for t in range(run_starts[r], run_starts[r + 1]):
-            residual = clean[t] - (basis[t, 0] * c0 + basis[t, 1] * c1 + basis[t, 2] * c2 + basis[t, 3] * c3)
+        begin, end, c0, c1, c2, c3 = _run_coefficients(first, coefficients, run_starts, r)
+        for t in range(begin, end):
+            residual = clean[t] - _run_value(basis, t, c0, c1, c2, c3)
             if fittable[t]:
                 z = residual * inverse_p2p
                 chi2 += min(z * z, clip2)
@@ -301,13 +327,13 @@ def _residual_pass(
 
 
 @_jit
-def _remove_from_band(band, first, values, t):
+def _remove_from_band(band, first, basis, t):
     """Take cadence ``t`` out of the normal matrix ``band`` (:func:`_add_point` without the right-hand side)."""
     f = first[t]
     for k in range(4):
-        vk = -values[t, k]
+        vk = -basis[4 * t + k]
         for d in range(4 - k):
-            band[f + k + d, 3 - d] += vk * values[t, k + d]
+            band[f + k + d, 3 - d] += vk * basis[4 * t + k + d]
 
 
 @_jit
@@ -315,10 +341,9 @@ def _capped_chi2(clean, fittable, first, basis, coefficients, inverse_p2p, clip2
     """The chi^2 of :func:`_residual_pass` without clipping, run by run (four coefficients held per run)."""
     chi2 = 0.0
     for r in range(n_runs):
-        f = first[run_starts[r]]
-        c0, c1, c2, c3 = coefficients[f], coefficients[f + 1], coefficients[f + 2], coefficients[f + 3]
-        for t in range(run_starts[r], run_starts[r + 1]):
-            residual = clean[t] - (basis[t, 0] * c0 + basis[t, 1] * c1 + basis[t, 2] * c2 + basis[t, 3] * c3)
+        begin, end, c0, c1, c2, c3 = _run_coefficients(first, coefficients, run_starts, r)
+        for t in range(begin, end):
+            residual = clean[t] - _run_value(basis, t, c0, c1, c2, c3)
             z = residual * inverse_p2p
             if fittable[t]:
                 chi2 += min(z * z, clip2)
@@ -373,6 +398,8 @@ def adaptive_spline_rows(
     """
     n_rows, n_time = flux.shape
     n_spacings = firsts.shape[0]
+    # Each cadence's four basis values at 4 t ... 4 t + 3 of one flat row per spacing (one unsigned index).
+    flat_values = values.reshape((n_spacings, 4 * n_time))
     max_rows = grams.shape[1]
     choice_fits = max(min(choice_fits, n_iter), 1)
     band = np.empty((max_rows, 4))
@@ -441,7 +468,7 @@ def adaptive_spline_rows(
                 break  # ``patience`` shorter spacings in a row did not beat a settled best: stop the descent
             m = n_cols[s]
             first = firsts[s]
-            basis = values[s]
+            basis = flat_values[s]
             # Normal equations of the fittable cadences: all cadences' minus the others'.
             for j in range(m + 3):
                 for r in range(4):
@@ -452,12 +479,13 @@ def adaptive_spline_rows(
             for r in range(n_runs[s]):
                 f = first[run_starts[s, r]]
                 s0 = s1 = s2 = s3 = 0.0
-                for t in range(run_starts[s, r], run_starts[s, r + 1]):
+                for t in range(np.uint64(run_starts[s, r]), np.uint64(run_starts[s, r + 1])):
                     c = fitted_flux[t]
-                    s0 += basis[t, 0] * c
-                    s1 += basis[t, 1] * c
-                    s2 += basis[t, 2] * c
-                    s3 += basis[t, 3] * c
+                    k = _U4 * t
+                    s0 += basis[k] * c
+                    s1 += basis[k + _U1] * c
+                    s2 += basis[k + _U2] * c
+                    s3 += basis[k + _U3] * c
                 rhs[f] += s0
                 rhs[f + 1] += s1
                 rhs[f + 2] += s2
@@ -510,7 +538,7 @@ def adaptive_spline_rows(
             continue
         m = n_cols[s]
         first = firsts[s]
-        basis = values[s]
+        basis = flat_values[s]
         final = best_solution[_PAD:]
         if not best_converged:
             # Go on clipping the winner from its last fit, as if it had been clipped all along.
@@ -534,11 +562,11 @@ def adaptive_spline_rows(
                     break
                 _solve_penalised(band, rhs, penalties[s], penalty, m, system, factor, inverse_diagonal, solution)
             final = coefficients
+        row_trend = trend[row]
         for r in range(n_runs[s]):
-            f = first[run_starts[s, r]]
-            c0, c1, c2, c3 = final[f], final[f + 1], final[f + 2], final[f + 3]
-            for t in range(run_starts[s, r], run_starts[s, r + 1]):
-                trend[row, t] = basis[t, 0] * c0 + basis[t, 1] * c1 + basis[t, 2] * c2 + basis[t, 3] * c3
+            begin, end, c0, c1, c2, c3 = _run_coefficients(first, final, run_starts[s], r)
+            for t in range(begin, end):
+                row_trend[t] = _run_value(basis, t, c0, c1, c2, c3)
 
 
 # ---------------------------------------------------------------------------

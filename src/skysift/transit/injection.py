@@ -367,16 +367,20 @@ def inject_systematics(
     amplitude = (params["systematic_amplitude"] * np.asarray(noise))[:, None]
     n = flux.shape[0]
     t_lo, t_hi = time[:, 0:1], time[:, -1:]
+    # Every row draws all its random numbers (the stream does not depend on the kinds), but each
+    # systematic is evaluated only on the rows that have it (element for element the same arithmetic).
     step_time = t_lo + rng.random((n, 1)) * (t_hi - t_lo)
     sign = np.where(rng.random((n, 1)) < 0.5, -1.0, 1.0)
-    step = sign * amplitude * (time > step_time)
     phase = rng.uniform(0, 2 * np.pi, size=(n, 1))
-    sinusoid = amplitude * np.sin(2 * np.pi * time / params["sinusoid_period"][:, None] + phase)
     n_events = rng.integers(1, 4, size=n)
     event_times = np.concatenate([params["t0"][:, None], t_lo + rng.random((n, 2)) * (t_hi - t_lo)], axis=1)
-    half = 0.5 * params["duration"][:, None, None]
-    in_event = np.abs(time[:, None, :] - event_times[:, :, None]) < half
-    in_event &= (np.arange(3)[None, :] < n_events[:, None])[:, :, None]
-    events = -amplitude * in_event.any(axis=1)
-    added = np.select([kind[:, None] == 1, kind[:, None] == 2, kind[:, None] == 3], [step, sinusoid, events], 0.0)
-    return flux + added
+    rows = np.flatnonzero(kind == 1)
+    flux[rows] += sign[rows] * amplitude[rows] * (time[rows] > step_time[rows])
+    rows = np.flatnonzero(kind == 2)
+    flux[rows] += amplitude[rows] * np.sin(2 * np.pi * time[rows] / params["sinusoid_period"][rows, None] + phase[rows])
+    rows = np.flatnonzero(kind == 3)
+    half = 0.5 * params["duration"][rows, None, None]
+    in_event = np.abs(time[rows, None, :] - event_times[rows, :, None]) < half
+    in_event &= (np.arange(3)[None, :] < n_events[rows, None])[:, :, None]
+    flux[rows] += -amplitude[rows] * in_event.any(axis=1)
+    return flux
