@@ -17,6 +17,8 @@
   cuts); and the systems without an arc draw, which the loop used to render
   first, all failed the S/N cut then (dropping that round changes only the
   random stream);
+* the arcs' S/N, contrast and counter-image S/N from one shared mask, against
+  the three functions (bit for bit);
 * several candidate arcs per system in a round (the last few systems of a
   batch): the kept arcs follow the distribution of one draw per round (KS).
 """
@@ -106,6 +108,23 @@ def test_noise_scaled_as_drawn_equals_deviates_scaled_after() -> None:
     scaled = simulator.add_noise(clean, np.random.default_rng(3), scale)
     unscaled = simulator.add_noise(clean, np.random.default_rng(3))
     torch.testing.assert_close(scaled, clean + (unscaled - clean) * scale.reshape(-1, 1, 1), rtol=0, atol=2e-6)
+
+
+def test_arc_measures_equal_the_three_measures() -> None:
+    """One shared mask (floating point) gives the S/N, contrast and counter-image S/N bit for bit."""
+    simulator = _simulator(size=48)
+    rng = np.random.default_rng(9)
+    params = sample_parameters(LENS_PRIORS, 48, rng)
+    arc, light, _ = simulator.render_components(params)
+    arc = arc * 20.0  # bright and faint arcs, many pixels on both sides of the cut
+    variance = observing.noise_variance(simulator, arc + light, None)
+    x_lens, y_lens = params["x_lens"], params["y_lens"]
+    x_lens[:8] = y_lens[:8] = 0.0  # lens at the stamp centre: pixels where dx px + dy py is exactly 0
+    measures = dataset._arc_measures(arc, light, variance, simulator, x_lens, y_lens)
+    expected = (arc_signal_to_noise(arc, variance), dataset.arc_contrast(arc, light, variance),
+                dataset.counter_image_snr(arc, variance, simulator, x_lens, y_lens))
+    for measured, reference in zip(measures, expected):
+        assert torch.equal(measured, reference)
 
 
 def test_stage_noise_follows_add_noise_at_each_depth() -> None:
