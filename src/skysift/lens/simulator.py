@@ -1378,18 +1378,33 @@ def _flat_positions(
     return x_pixels[pixel - row * width], y_pixels[row], image
 
 
-def _gathered_columns(table: torch.Tensor, image: torch.Tensor) -> tuple[torch.Tensor, ...]:
+def _gathered_columns(
+    table: torch.Tensor, image: torch.Tensor, needed: Sequence[int] | None = None
+) -> tuple[torch.Tensor | None, ...]:
     """The rows ``image (M,)`` of an ``(n, P)`` parameter table as ``P`` columns ``(M,)``.
 
     Eager, each column is gathered contiguous (``table.t()[:, image]``): every
     column is read by a dozen operations per sub-pixel, and strided reads (the
     columns of ``table[image]``) are not vectorised: the eager kernel
     (``benchmarks/stages.py``'s) ran 1.6x faster with contiguous columns, with
-    the same values. Compiled, the gathers fuse into the kernel's loads either way.
+    the same values. With ``needed`` (column positions), eager, only those are
+    gathered and the others are None. Compiled, the gathers fuse into the
+    kernel's loads either way.
     """
     if _is_compiling():
         return table[image].unbind(1)
-    return table.t()[:, image].unbind(0)
+    if needed is None:
+        return table.t()[:, image].unbind(0)
+    columns: list[torch.Tensor | None] = [None] * table.shape[1]
+    for position, column in zip(needed, table.t()[list(needed)][:, image].unbind(0)):
+        columns[position] = column
+    return tuple(columns)
+
+
+#: Lens and source table columns that the refinement's kernel reads (:func:`_source_radius2`,
+#: :func:`_sersic_from_radius2`): a third of the ~34 columns are not gathered per sub-pixel.
+_REFINED_LENS_COLUMNS = (1, 2, 3, 4, 5, 6, 9, 10, *range(_SOURCE_MAP_START, _SOURCE_MAP_START + len(_SOURCE_MAP_COLUMNS)))
+_REFINED_SOURCE_COLUMNS = (0, 7, 8, 9)
 
 
 def _subpixel_arc(
@@ -1410,7 +1425,8 @@ def _subpixel_arc(
     runs over the pixels, vectorised, and gathers each pixel's parameter row once.
     """
     x, y, image = _flat_positions(index, x_pixels, y_pixels)
-    lens_columns, source_columns = _gathered_columns(lens, image), _gathered_columns(source, image)
+    lens_columns = _gathered_columns(lens, image, _REFINED_LENS_COLUMNS)
+    source_columns = _gathered_columns(source, image, _REFINED_SOURCE_COLUMNS)
     total = torch.zeros_like(x) if centre is None else centre.reshape(-1)[index]
     if _is_compiling():
         for k in range(offset_x.shape[0]):
