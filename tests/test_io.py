@@ -92,6 +92,20 @@ def test_incremental_writer_and_lazy_reader(tmp_path, provenance):
         assert float(handle.arrays["image"][8, 0, 0]) == 7.0
 
 
+def test_writer_without_filters_stores_values_as_written(tmp_path, provenance):
+    images = np.random.default_rng(0).standard_normal((40, 2, 8, 8)).astype(np.float32)
+    with ProductWriter(tmp_path / "p.h5", "t", provenance, compression_level=None) as writer:
+        writer.add_array("image", (2, 8, 8), np.float32)
+        writer.add_column("kind", str)
+        writer.append({"image": images}, {"kind": np.array(["a", "bb"] * 20, dtype=object)})
+    with h5py.File(tmp_path / "p.h5", "r") as handle:
+        assert handle["data/image"].compression is None and not handle["data/image"].shuffle
+        assert handle["data/image"].chunks is not None and handle["samples/kind"].compression is None
+    product = read_product(tmp_path / "p.h5")
+    assert np.array_equal(product.arrays["image"], images)
+    assert list(product.table["kind"]) == ["a", "bb"] * 20
+
+
 def test_mismatched_sample_counts_leave_no_file(tmp_path, provenance):
     path = tmp_path / "p.h5"
     with pytest.raises(ProductError, match="disagree on the number of samples"):

@@ -8,7 +8,8 @@
   simulator, and Gaussian spots binned on their 1-D profiles against spots
   drawn on the supersampled grid and binned;
 * the noise scaled to each image's depth as it is drawn, against scaling the
-  drawn deviates afterwards;
+  drawn deviates afterwards; the stage's noise (torch's deviates) against
+  ``add_noise``'s (KS);
 * a batch whose look-alikes go through the PSF together with their galaxy,
   against the components convolved one by one;
 * arcs that fail the magnification cuts are not observed: the redraw loop
@@ -16,6 +17,8 @@
   cuts); and the systems without an arc draw, which the loop used to render
   first, all failed the S/N cut then (dropping that round changes only the
   random stream);
+* the arcs' S/N, contrast and counter-image S/N from one shared mask, against
+  the three functions (bit for bit);
 * several candidate arcs per system in a round (the last few systems of a
   batch): the kept arcs follow the distribution of one draw per round (KS).
 """
@@ -107,6 +110,44 @@ def test_noise_scaled_as_drawn_equals_deviates_scaled_after() -> None:
     torch.testing.assert_close(scaled, clean + (unscaled - clean) * scale.reshape(-1, 1, 1), rtol=0, atol=2e-6)
 
 
+def test_arc_measures_equal_the_three_measures() -> None:
+    """One shared mask (floating point) gives the S/N, contrast and counter-image S/N bit for bit."""
+    simulator = _simulator(size=48)
+    rng = np.random.default_rng(9)
+    params = sample_parameters(LENS_PRIORS, 48, rng)
+    arc, light, _ = simulator.render_components(params)
+    arc = arc * 20.0  # bright and faint arcs, many pixels on both sides of the cut
+    variance = observing.noise_variance(simulator, arc + light, None)
+    x_lens, y_lens = params["x_lens"], params["y_lens"]
+    x_lens[:8] = y_lens[:8] = 0.0  # lens at the stamp centre: pixels where dx px + dy py is exactly 0
+    measures = dataset._arc_measures(arc, light, variance, simulator, x_lens, y_lens)
+    expected = (arc_signal_to_noise(arc, variance), dataset.arc_contrast(arc, light, variance),
+                dataset.counter_image_snr(arc, variance, simulator, x_lens, y_lens))
+    for measured, reference in zip(measures, expected):
+        assert torch.equal(measured, reference)
+
+
+def test_stage_noise_follows_add_noise_at_each_depth() -> None:
+    """The stage's noise (torch's deviates) against :meth:`LensSimulator.add_noise` (Box-Muller of raw words)."""
+    simulator = _simulator(size=32)
+    rng = np.random.default_rng(6)
+    clean = torch.rand(64, 32, 32) * torch.logspace(-1, 3, 64).reshape(-1, 1, 1)
+    conditions = observing.draw_conditions(simulator.survey, 64, rng)
+    sigma = observing.noise_variance(simulator, clean, conditions).sqrt()
+    stage = ((dataset._noisy(simulator, clean, np.random.default_rng(7), conditions) - clean) / sigma).flatten()
+    scale = torch.as_tensor(observing.noise_scale(conditions), dtype=clean.dtype)
+    reference = ((simulator.add_noise(clean, np.random.default_rng(7), scale) - clean) / sigma).flatten()
+    assert stats.kstest(stage.numpy(), "norm").pvalue > 1e-3
+    assert stats.ks_2samp(stage.numpy(), reference.numpy()).pvalue > 1e-3
+    # Per image too: each image's noise has its depth's spread.
+    spread = ((dataset._noisy(simulator, clean, np.random.default_rng(8), conditions) - clean) / sigma).std(dim=(1, 2))
+    assert torch.all((spread - 1.0).abs() < 0.15)
+    # A pure function of rng, whatever torch's thread count.
+    with dataset._torch_threads(2):
+        again = dataset._noisy(simulator, clean, np.random.default_rng(7), conditions)
+    assert torch.equal(again, dataset._noisy(simulator, clean, np.random.default_rng(7), conditions))
+
+
 def test_look_alikes_through_the_psf_with_their_galaxy_match_one_by_one() -> None:
     """A batch of look-alikes equals its galaxy and its structure observed apart, plus the same noise."""
     simulator = _simulator(size=48)
@@ -133,7 +174,9 @@ def test_look_alikes_through_the_psf_with_their_galaxy_match_one_by_one() -> Non
                                                rows_conditions)
         np.testing.assert_array_equal(feature["feature_mag"], columns["feature_mag"][rows])
         clean[rows] += structure
-    expected = simulator.add_noise(clean, rng, torch.as_tensor(observing.noise_scale(conditions), dtype=clean.dtype))
+    generator = torch.Generator().manual_seed(int(rng.integers(0, 2**63)))
+    expected = clean + observing.noise_variance(simulator, clean, conditions).sqrt() * torch.randn(clean.shape,
+                                                                                                  generator=generator)
     peak = clean.abs().amax(dim=(1, 2))
     assert torch.all((torch.from_numpy(images[:, 0]) - expected).abs().amax(dim=(1, 2)) <= 1e-5 * peak)
 

@@ -164,4 +164,4 @@ def noise_variance(simulator: LensSimulator, images: torch.Tensor, conditions: d
     variance = simulator.noise_variance(images)
     if conditions is None:
         return variance
-    return variance * _per_image(noise_scale(conditions) ** 2, variance)
+    return variance.mul_(_per_image(noise_scale(conditions) ** 2, variance))

@@ -385,6 +385,8 @@ def _sersic_columns(
 #: ``I = amplitude 2^(bn_log2e (1 - radius2^exponent))``.
 _SERSIC_COLUMNS = ("amplitude", "cos", "sin", "x", "y", "weight_x", "weight_y", "floor", "exponent", "bn_log2e")
 _LOG2_E = 1.0 / math.log(2.0)
+#: Floor of the Sersic profile's base-2 exponent in eager mode (float32's smallest normal, 2^-126).
+_EXP2_FLOOR = -126.0
 _LN_2 = math.log(2.0)
 
 
@@ -395,7 +397,7 @@ def _sersic_radius2(x: torch.Tensor, y: torch.Tensor, light: tuple[torch.Tensor,
     dy = y - y_centre
     xt = cos_phi * dx + sin_phi * dy
     yt = cos_phi * dy - sin_phi * dx
-    return torch.maximum(weight_x * xt * xt + weight_y * yt * yt, floor)
+    return torch.maximum(torch.addcmul((weight_y * yt) * yt, weight_x * xt, xt), floor)
 
 
 def _sersic_from_radius2(radius2: torch.Tensor, light: tuple[torch.Tensor, ...]) -> torch.Tensor:
@@ -407,7 +409,14 @@ def _sersic_from_radius2(radius2: torch.Tensor, light: tuple[torch.Tensor, ...])
     """
     amplitude, exponent, bn_log2e = light[0], light[8], light[9]
     reduced = torch.exp2(_log2(radius2) * exponent)
-    return amplitude * torch.exp2(bn_log2e - bn_log2e * reduced)
+    # bn_log2e - bn_log2e reduced as one multiply-add (the same rounding: -1 x is exact), floored at
+    # float32's smallest normal exponent: vectorised exp2 takes a ~2x slower path where it
+    # underflows (most of the stamp for a small source), and 2^-126 of the amplitude is nothing at
+    # float32 precision of the images.
+    exponent2 = torch.addcmul(bn_log2e, bn_log2e, reduced, value=-1.0)
+    if not _is_compiling():
+        exponent2 = exponent2.clamp_(min=_EXP2_FLOOR)
+    return amplitude * torch.exp2(exponent2)
 
 
 def _sersic(x: torch.Tensor, y: torch.Tensor, light: tuple[torch.Tensor, ...]) -> torch.Tensor:
@@ -490,6 +499,74 @@ def _sie(
     alpha_x = cos_phi * ax - sin_phi * ay + gamma1 * dx + gamma2 * dy
     alpha_y = sin_phi * ax + cos_phi * ay + gamma2 * dx - gamma1 * dy
     return alpha_x, alpha_y, psi
+
+
+#: Columns the lens table carries after :data:`_SIE_COLUMNS`, ``b / 2`` and ``|gamma|``: the
+#: source-plane coordinates of :func:`_source_radius2` as affine maps of the lens frame's
+#: ``(x', y')`` and the SIE's two deflection terms (:func:`_source_map`).
+_SOURCE_MAP_COLUMNS = ("u_x", "u_y", "u_atan", "u_log", "u_0", "v_x", "v_y", "v_atan", "v_log", "v_0")
+_SOURCE_MAP_START = len(_SIE_COLUMNS) + 2
+
+
+def _source_map(
+    scale: np.ndarray, cos_l: np.ndarray, sin_l: np.ndarray, gamma1: np.ndarray, gamma2: np.ndarray,
+    offset_x: np.ndarray, offset_y: np.ndarray, source_columns: Sequence[np.ndarray],
+) -> tuple[np.ndarray, ...]:
+    """Per-image coefficients (:data:`_SOURCE_MAP_COLUMNS`, float64) of the fused lens equation.
+
+    With ``(x', y')`` the lens frame, ``A = atan(...)`` and ``L = log2(...)``
+    the SIE's terms (:func:`_sie` before its scale factors), the scaled
+    source-frame coordinates whose squares sum to the Sersic ``(R / R_e)^2``
+    are ``(u, v) = W R_s [D + (I - G) R_l (x', y') - R_l diag(s, s ln2 / 2) (A, L)]``:
+    ``R_l`` the lens frame's rotation to the sky, ``G`` the shear matrix,
+    ``D`` the lens centre minus the source centre (``offset``), ``R_s`` the
+    sky's rotation to the source frame and ``W = diag(sqrt(weight_x),
+    sqrt(weight_y))`` of the Sersic columns. Composing the per-image 2x2 maps
+    once leaves ~8 fewer passes over the pixels than deflecting, subtracting,
+    shifting, rotating and weighting in turn (the same lens equation; float
+    rounding differs).
+    """
+    cos_s, sin_s, weight_x, weight_y = source_columns[1], source_columns[2], source_columns[5], source_columns[6]
+    root_x, root_y = np.sqrt(weight_x), np.sqrt(weight_y)
+    # W R_s as rows (per image): row u = root_x (cos_s, sin_s), row v = root_y (-sin_s, cos_s).
+    rows = ((root_x * cos_s, root_x * sin_s), (-root_y * sin_s, root_y * cos_s))
+    # (I - G) R_l and R_l diag(s, s ln2 / 2), columns by (x', y') and by (A, L).
+    ig = ((1.0 - gamma1, -gamma2), (-gamma2, 1.0 + gamma1))
+    rl = ((cos_l, -sin_l), (sin_l, cos_l))
+    frame = tuple(tuple(ig[i][0] * rl[0][j] + ig[i][1] * rl[1][j] for j in range(2)) for i in range(2))
+    half_log = 0.5 * _LN_2 * scale
+    deflection = ((cos_l * scale, -sin_l * half_log), (sin_l * scale, cos_l * half_log))
+    columns: list[np.ndarray] = []
+    for row in rows:
+        columns += [row[0] * frame[0][j] + row[1] * frame[1][j] for j in range(2)]
+        columns += [-(row[0] * deflection[0][j] + row[1] * deflection[1][j]) for j in range(2)]
+        columns.append(row[0] * offset_x + row[1] * offset_y)
+    return tuple(columns)
+
+
+def _source_radius2(
+    x: torch.Tensor, y: torch.Tensor, lens: tuple[torch.Tensor, ...], source: tuple[torch.Tensor, ...]
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Sersic ``(R / R_e)^2`` (floored) of the source seen through the lens at ``(x, y)``, and ``psi``.
+
+    ``_sersic_radius2(x - alpha_x, y - alpha_y, source)`` with ``alpha`` from
+    :func:`_sie`, by the composed affine maps of :func:`_source_map` (the lens
+    table's :data:`_SOURCE_MAP_COLUMNS`); ``psi`` as :func:`_sie` returns it.
+    """
+    _, q2, root, cos_phi, sin_phi, x_centre, y_centre, _, _, core_x, core_y = lens[:11]
+    u_x, u_y, u_atan, u_log, u_0, v_x, v_y, v_atan, v_log, v_0 = lens[_SOURCE_MAP_START : _SOURCE_MAP_START + 10]
+    dx = x - x_centre
+    dy = y - y_centre
+    xt = cos_phi * dx + sin_phi * dy
+    yt = cos_phi * dy - sin_phi * dx
+    # Multiply-adds as one operation each (addcmul): one pass over the pixels instead of two.
+    psi = torch.addcmul(yt * yt, q2 * xt, xt).sqrt_()
+    along = _atan_ratio(root * xt, psi + core_x)
+    ry = root * yt
+    across = _log2((psi + core_y + ry) / (psi + core_y - ry))
+    u = torch.addcmul(u_0, u_x, xt).addcmul_(u_y, yt).addcmul_(u_atan, along).addcmul_(u_log, across)
+    v = torch.addcmul(v_0, v_x, xt).addcmul_(v_y, yt).addcmul_(v_atan, along).addcmul_(v_log, across)
+    return torch.maximum(torch.addcmul(u * u, v, v), source[7]), psi
 
 
 # ---------------------------------------------------------------------------
@@ -760,6 +837,13 @@ class LensSimulator:
         With ``reach``, one more column: the source-plane radius (in ``R_e``) that half a
         pixel diagonal spans per unit lens stretch (the adaptive supersampling criterion).
         """
+        columns = self._sersic_columns(params, prefix, x_centre, y_centre, reach=reach)
+        return self._table(columns, len(np.atleast_1d(columns[0])))
+
+    def _sersic_columns(
+        self, params: Mapping[str, np.ndarray], prefix: str, x_centre: np.ndarray, y_centre: np.ndarray, *, reach: bool = False
+    ) -> tuple[np.ndarray, ...]:
+        """The columns of :meth:`_sersic_table`, float64 arrays (scalars broadcast to the images)."""
         n = np.atleast_1d(np.asarray(params[f"{prefix}_n"], dtype=np.float64))
         r_eff = np.asarray(params[f"{prefix}_r_eff"], dtype=np.float64)
         q = np.asarray(params[f"{prefix}_q"], dtype=np.float64)
@@ -772,7 +856,7 @@ class LensSimulator:
         if reach:
             # The circularised radius grows at most 1 / sqrt(min(q, 1/q)) times as fast as the distance.
             columns += ((0.5 * math.sqrt(2.0) * pixel) / (r_eff * np.sqrt(np.minimum(q, 1.0 / q))),)
-        return self._table(columns, len(n))
+        return tuple(np.broadcast_to(np.asarray(c, dtype=np.float64), n.shape) for c in columns)
 
     def _parameter_tables(self, params: Mapping[str, np.ndarray]) -> dict[str, torch.Tensor | None]:
         """Per-image tables of the lens (:data:`_SIE_COLUMNS` plus ``b / 2`` and ``|gamma|``),
@@ -786,11 +870,14 @@ class LensSimulator:
         gamma2 = np.asarray(params["gamma2"], dtype=np.float64)
         b = np.asarray(params["theta_E"], dtype=np.float64) * np.sqrt(q)
         lens_columns = _sie_columns(b, q, np.sqrt(1.0 - q * q), np.cos(phi), np.sin(phi), x_lens, y_lens, gamma1, gamma2)
-        lens = self._table(lens_columns + (0.5 * b, np.hypot(gamma1, gamma2)), n)
         # The source position is relative to the lens centre.
         x_source = x_lens + np.asarray(params["x_src"], dtype=np.float64)
         y_source = y_lens + np.asarray(params["y_src"], dtype=np.float64)
-        source = self._sersic_table(params, "source", x_source, y_source, reach=True)
+        source_columns = self._sersic_columns(params, "source", x_source, y_source, reach=True)
+        source_map = _source_map(lens_columns[0], np.cos(phi), np.sin(phi), gamma1, gamma2, x_lens - x_source,
+                                 y_lens - y_source, source_columns)
+        lens = self._table(lens_columns + (0.5 * b, np.hypot(gamma1, gamma2)) + source_map, n)
+        source = self._table(source_columns, n)
         light = self._sersic_table(params, "lens", x_lens, y_lens) if "lens_mag" in params else None
         return {"lens": lens, "source": source, "light": light}
 
@@ -1135,7 +1222,9 @@ def arc_signal_to_noise(arc: torch.Tensor, variance: torch.Tensor, threshold: fl
     threshold : float
         Pixel selection in units of the local noise.
     """
-    mask = (arc > threshold * torch.sqrt(variance)).to(arc.dtype)
+    # The mask in floating point, sign(max(A - t sqrt(V), 0)): the same pixels as A > t sqrt(V)
+    # (a - b > 0 iff a > b, with gradual underflow), without torch's slow bool path on CPUs.
+    mask = (arc - threshold * torch.sqrt(variance)).clamp_(min=0.0).sign_()
     signal = (arc * mask).sum(dim=(-2, -1))
     noise = torch.sqrt((variance * mask).sum(dim=(-2, -1)))
     return torch.where(noise > 0, signal / noise.clamp(min=1e-30), torch.zeros_like(signal))
@@ -1166,8 +1255,7 @@ def _surface_brightness(
     arc = lens_light = None
     for k in range(offset_x.shape[0]):
         x_sub, y_sub = x + offset_x[k], y + offset_y[k]
-        alpha_x, alpha_y, _ = _sie(x_sub, y_sub, lens_columns)
-        term = _sersic(x_sub - alpha_x, y_sub - alpha_y, source_columns)
+        term = _sersic_from_radius2(_source_radius2(x_sub, y_sub, lens_columns, source_columns)[0], source_columns)
         arc = term if arc is None else arc + term
         if light_columns is not None:
             term = _sersic(x_sub, y_sub, light_columns)
@@ -1192,13 +1280,13 @@ def _pixel_pass(
     """Pixel-centre pass of adaptive supersampling (see :class:`LensSimulator` Notes).
 
     Returns the arc at the pixel centres ``(n, H, W)``, the lens light with its
-    core already supersampled (:func:`_supersample_core`), and the uint8 flags
-    (1: supersample) of the arc pixels. The flags go through int32: inductor's
-    vectorised CPU code stores bool ~30x slower than integers.
+    core already supersampled (:func:`_supersample_core`), and the flags
+    (true or 1: supersample) of the arc pixels: compiled, uint8 through int32
+    (inductor's vectorised CPU code stores bool ~30x slower than integers);
+    eager, bool (two passes over the flags fewer).
     """
     lens_columns, source_columns = _columns(lens), _columns(source)
-    alpha_x, alpha_y, psi = _sie(x, y, lens_columns)
-    radius2 = _sersic_radius2(x - alpha_x, y - alpha_y, source_columns)
+    radius2, psi = _source_radius2(x, y, lens_columns, source_columns)
     arc = _sersic_from_radius2(radius2, source_columns)
     # Source-plane footprint of the pixel's sub-pixels (up to sqrt(2) / 3 pixel
     # from its centre; we allow sqrt(2) / 2): the lens mapping stretches
@@ -1209,7 +1297,13 @@ def _pixel_pass(
     half_b, core, shear = lens_columns[11], lens_columns[9], lens_columns[12]
     kappa = half_b / (psi + core)
     limit = source_radius + source_columns[10] * (torch.abs(1.0 - kappa) + kappa + shear)
-    arc_flag = (radius2 < limit * limit).to(torch.int32).to(torch.uint8)
+    if _is_compiling():
+        arc_flag = (radius2 < limit * limit).to(torch.int32).to(torch.uint8)
+    elif radius2.device.type == "cpu":
+        # numpy's vectorised comparison: ~4x faster than torch's to bool on CPUs (same flags).
+        arc_flag = torch.from_numpy(np.less(radius2.numpy(), (limit * limit).numpy()))
+    else:
+        arc_flag = radius2 < limit * limit
     if light is None:
         return arc, None, arc_flag
     lens_light = _sersic(x, y, _columns(light))
@@ -1284,18 +1378,33 @@ def _flat_positions(
     return x_pixels[pixel - row * width], y_pixels[row], image
 
 
-def _gathered_columns(table: torch.Tensor, image: torch.Tensor) -> tuple[torch.Tensor, ...]:
+def _gathered_columns(
+    table: torch.Tensor, image: torch.Tensor, needed: Sequence[int] | None = None
+) -> tuple[torch.Tensor | None, ...]:
     """The rows ``image (M,)`` of an ``(n, P)`` parameter table as ``P`` columns ``(M,)``.
 
     Eager, each column is gathered contiguous (``table.t()[:, image]``): every
     column is read by a dozen operations per sub-pixel, and strided reads (the
     columns of ``table[image]``) are not vectorised: the eager kernel
     (``benchmarks/stages.py``'s) ran 1.6x faster with contiguous columns, with
-    the same values. Compiled, the gathers fuse into the kernel's loads either way.
+    the same values. With ``needed`` (column positions), eager, only those are
+    gathered and the others are None. Compiled, the gathers fuse into the
+    kernel's loads either way.
     """
     if _is_compiling():
         return table[image].unbind(1)
-    return table.t()[:, image].unbind(0)
+    if needed is None:
+        return table.t()[:, image].unbind(0)
+    columns: list[torch.Tensor | None] = [None] * table.shape[1]
+    for position, column in zip(needed, table.t()[list(needed)][:, image].unbind(0)):
+        columns[position] = column
+    return tuple(columns)
+
+
+#: Lens and source table columns that the refinement's kernel reads (:func:`_source_radius2`,
+#: :func:`_sersic_from_radius2`): a third of the ~34 columns are not gathered per sub-pixel.
+_REFINED_LENS_COLUMNS = (1, 2, 3, 4, 5, 6, 9, 10, *range(_SOURCE_MAP_START, _SOURCE_MAP_START + len(_SOURCE_MAP_COLUMNS)))
+_REFINED_SOURCE_COLUMNS = (0, 7, 8, 9)
 
 
 def _subpixel_arc(
@@ -1316,20 +1425,20 @@ def _subpixel_arc(
     runs over the pixels, vectorised, and gathers each pixel's parameter row once.
     """
     x, y, image = _flat_positions(index, x_pixels, y_pixels)
-    lens_columns, source_columns = _gathered_columns(lens, image), _gathered_columns(source, image)
+    lens_columns = _gathered_columns(lens, image, _REFINED_LENS_COLUMNS)
+    source_columns = _gathered_columns(source, image, _REFINED_SOURCE_COLUMNS)
     total = torch.zeros_like(x) if centre is None else centre.reshape(-1)[index]
     if _is_compiling():
         for k in range(offset_x.shape[0]):
             x_sub, y_sub = x + offset_x[k], y + offset_y[k]
-            alpha_x, alpha_y, _ = _sie(x_sub, y_sub, lens_columns)
-            total = total + _sersic(x_sub - alpha_x, y_sub - alpha_y, source_columns)
+            total = total + _sersic_from_radius2(_source_radius2(x_sub, y_sub, lens_columns, source_columns)[0],
+                                                 source_columns)
     else:
         # Eager, the sub-pixels go through as one (K, M) array: each of the kernel's ~60
         # operations is dispatched once, not K times (at ~5 us a dispatch, that overhead
         # was as large as the arithmetic on a chunk's few thousand flagged pixels).
         x_sub, y_sub = x + offset_x[:, None], y + offset_y[:, None]
-        alpha_x, alpha_y, _ = _sie(x_sub, y_sub, lens_columns)
-        for value in _sersic(x_sub - alpha_x, y_sub - alpha_y, source_columns):
+        for value in _sersic_from_radius2(_source_radius2(x_sub, y_sub, lens_columns, source_columns)[0], source_columns):
             total = total + value
     return total * (1.0 / (offset_x.shape[0] + int(centre is not None)))
 
